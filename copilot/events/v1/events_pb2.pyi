@@ -1,0 +1,83 @@
+import datetime
+
+from copilot.common.v1 import common_pb2 as _common_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DocumentChange(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DOCUMENT_CHANGE_UNSPECIFIED: _ClassVar[DocumentChange]
+    DOCUMENT_CHANGE_INGESTED: _ClassVar[DocumentChange]
+    DOCUMENT_CHANGE_UPDATED: _ClassVar[DocumentChange]
+    DOCUMENT_CHANGE_DELETED: _ClassVar[DocumentChange]
+    DOCUMENT_CHANGE_FAILED: _ClassVar[DocumentChange]
+DOCUMENT_CHANGE_UNSPECIFIED: DocumentChange
+DOCUMENT_CHANGE_INGESTED: DocumentChange
+DOCUMENT_CHANGE_UPDATED: DocumentChange
+DOCUMENT_CHANGE_DELETED: DocumentChange
+DOCUMENT_CHANGE_FAILED: DocumentChange
+
+class InteractionEvent(_message.Message):
+    __slots__ = ("event_id", "occurred_at", "user_id", "groups", "tenant", "conversation_id", "question", "answer", "passages", "cited_sources", "refused", "model", "prompt_tokens", "completion_tokens", "retrieval_ms", "first_token_ms", "total_ms")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    PASSAGES_FIELD_NUMBER: _ClassVar[int]
+    CITED_SOURCES_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    occurred_at: _timestamp_pb2.Timestamp
+    user_id: str
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    tenant: str
+    conversation_id: str
+    question: str
+    answer: str
+    passages: _containers.RepeatedCompositeFieldContainer[_common_pb2.Passage]
+    cited_sources: _containers.RepeatedScalarFieldContainer[int]
+    refused: bool
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    retrieval_ms: float
+    first_token_ms: float
+    total_ms: float
+    def __init__(self, event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., conversation_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ..., cited_sources: _Optional[_Iterable[int]] = ..., refused: _Optional[bool] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., retrieval_ms: _Optional[float] = ..., first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+
+class DocumentEvent(_message.Message):
+    __slots__ = ("event_id", "occurred_at", "document_id", "uri", "change", "chunk_count", "reason", "access")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    occurred_at: _timestamp_pb2.Timestamp
+    document_id: str
+    uri: str
+    change: DocumentChange
+    chunk_count: int
+    reason: str
+    access: _common_pb2.AccessControl
+    def __init__(self, event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., document_id: _Optional[str] = ..., uri: _Optional[str] = ..., change: _Optional[_Union[DocumentChange, str]] = ..., chunk_count: _Optional[int] = ..., reason: _Optional[str] = ..., access: _Optional[_Union[_common_pb2.AccessControl, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,197 @@
+"""The gRPC bootstrap every service uses: health, reflection, auth, tracing, error mapping, graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from copilot import errors
+from copilot.auth import Principal, TokenVerifier, reset_current_principal, set_current_principal
+from copilot.logs import log_fields, request_id_var
+from copilot.settings import ServiceSettings
+from copilot.tracing import extract_metadata
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+STATUS_BY_ERROR: dict[type[errors.CopilotError], grpc.StatusCode] = {
+    errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.DependencyUnavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+# Probes and tooling must work without a token.
+OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def status_for(exc: errors.CopilotError) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def _bearer_token(metadata: tuple[tuple[str, Any], ...]) -> str | None:
+    for key, value in metadata:
+        if key == "authorization" and isinstance(value, str) and value.lower().startswith("bearer "):
+            return value[7:].strip()
+    return None
+
+
+class _CallInterceptor(grpc.ServerInterceptor):
+    """Wraps each handler so tracing, auth and error mapping run in the worker thread that serves the call."""
+
+    def __init__(self, service_name: str, verifier: TokenVerifier | None) -> None:
+        self._tracer = trace.get_tracer(service_name)
+        self._verifier = verifier
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if method.startswith(OPEN_METHOD_PREFIXES):
+            return handler
+        metadata = tuple(handler_call_details.invocation_metadata or ())  # type: ignore[attr-defined]
+        if handler.unary_unary is not None:
+            inner_uu = handler.unary_unary
+
+            def unary_unary(request: Any, ctx: grpc.ServicerContext) -> Any:
+                with self._scope(method, metadata, ctx):
+                    return inner_uu(request, ctx)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream is not None:
+            inner_us = handler.unary_stream
+
+            def unary_stream(request: Any, ctx: grpc.ServicerContext) -> Iterator[Any]:
+                with self._scope(method, metadata, ctx):
+                    yield from inner_us(request, ctx)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        raise NotImplementedError(f"{method}: client-streaming RPCs are not used by copilot")
+
+    @contextmanager
+    def _scope(
+        self, method: str, metadata: tuple[tuple[str, Any], ...], ctx: grpc.ServicerContext
+    ) -> Iterator[None]:
+        request_id = dict(metadata).get("x-request-id") or uuid.uuid4().hex
+        rid_token = request_id_var.set(str(request_id))
+        otel_token = otel_context.attach(extract_metadata(metadata))
+        principal_token = None
+        try:
+            with self._tracer.start_as_current_span(method, kind=trace.SpanKind.SERVER) as span:
+                try:
+                    principal_token = set_current_principal(self._authenticate(metadata))
+                    yield
+                except errors.CopilotError as exc:
+                    code = status_for(exc)
+                    span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    log.info("%s failed: %s", method, exc, extra=log_fields(code=code.name))
+                    ctx.abort(code, str(exc))
+                except grpc.RpcError:
+                    raise
+                except Exception as exc:
+                    # abort() raises an Exception subclass too; let it through untouched.
+                    if ctx.code() is not None:  # type: ignore[attr-defined]
+                        raise
+                    log.exception("%s crashed", method)
+                    span.record_exception(exc)
+                    ctx.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})")
+        finally:
+            if principal_token is not None:
+                reset_current_principal(principal_token)
+            otel_context.detach(otel_token)
+            request_id_var.reset(rid_token)
+
+    def _authenticate(self, metadata: tuple[tuple[str, Any], ...]) -> Principal | None:
+        if self._verifier is None:
+            return None
+        token = _bearer_token(metadata)
+        if token is None:
+            raise errors.Unauthenticated("missing bearer token in the 'authorization' metadata")
+        return self._verifier.verify(token)
+
+
+class GrpcServer:
+    """One gRPC server per service. Health stays NOT_SERVING until ``set_serving(True)``."""
+
+    def __init__(self, name: str, settings: ServiceSettings, verifier: TokenVerifier | None) -> None:
+        self.name = name
+        self._settings = settings
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix=name),
+            interceptors=[_CallInterceptor(name, verifier)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self._service_names: list[str] = [reflection.SERVICE_NAME, health.SERVICE_NAME]
+        self._stopped = threading.Event()
+        self.port = 0
+
+    def add_service(self, register: Callable[[Any, grpc.Server], None], servicer: Any, full_name: str) -> None:
+        register(servicer, self._server)
+        self._service_names.append(full_name)
+
+    def start(self) -> int:
+        reflection.enable_server_reflection(self._service_names, self._server)
+        self.port = self._server.add_insecure_port(f"{self._settings.host}:{self._settings.port}")
+        if self.port == 0:
+            raise errors.DependencyUnavailable(f"cannot bind {self._settings.host}:{self._settings.port}")
+        self.set_serving(False)
+        self._server.start()
+        log.info("%s listening on %s:%d", self.name, self._settings.host, self.port)
+        return self.port
+
+    def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ["", *self._service_names]:
+            self._health.set(service, status)
+
+    def stop(self, grace_seconds: float = 10.0) -> None:
+        self.set_serving(False)
+        self._server.stop(grace_seconds).wait()
+        self._stopped.set()
+
+    def run_until_signal(self, on_stop: Callable[[], None] | None = None, grace_seconds: float = 10.0) -> None:
+        """Blocks until SIGTERM/SIGINT, then drains in-flight calls and runs ``on_stop``."""
+        stop_requested = threading.Event()
+
+        def _request_stop(signum: int, _frame: object) -> None:
+            log.info("%s received %s, shutting down", self.name, signal.Signals(signum).name)
+            stop_requested.set()
+
+        signal.signal(signal.SIGTERM, _request_stop)
+        signal.signal(signal.SIGINT, _request_stop)
+        stop_requested.wait()
+        self.stop(grace_seconds)
+        if on_stop is not None:
+            on_stop()
+        log.info("%s stopped", self.name)

@@ -1,0 +1,83 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StoredChunk(_message.Message):
+    __slots__ = ("point_id", "vector", "payload_json")
+    POINT_ID_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    point_id: str
+    vector: _containers.RepeatedScalarFieldContainer[float]
+    payload_json: str
+    def __init__(self, point_id: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ..., payload_json: _Optional[str] = ...) -> None: ...
+
+class ReplaceDocumentRequest(_message.Message):
+    __slots__ = ("document_id", "chunks")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    chunks: _containers.RepeatedCompositeFieldContainer[StoredChunk]
+    def __init__(self, document_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[StoredChunk, _Mapping]]] = ...) -> None: ...
+
+class ReplaceDocumentResponse(_message.Message):
+    __slots__ = ("removed_stale",)
+    REMOVED_STALE_FIELD_NUMBER: _ClassVar[int]
+    removed_stale: int
+    def __init__(self, removed_stale: _Optional[int] = ...) -> None: ...
+
+class DeleteDocumentRequest(_message.Message):
+    __slots__ = ("document_id",)
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    def __init__(self, document_id: _Optional[str] = ...) -> None: ...
+
+class DeleteDocumentResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...
+
+class GetDocumentFingerprintRequest(_message.Message):
+    __slots__ = ("document_id",)
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    def __init__(self, document_id: _Optional[str] = ...) -> None: ...
+
+class GetDocumentFingerprintResponse(_message.Message):
+    __slots__ = ("fingerprint",)
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    def __init__(self, fingerprint: _Optional[str] = ...) -> None: ...
+
+class QueryRequest(_message.Message):
+    __slots__ = ("vector", "tenant", "principals", "limit")
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPALS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    vector: _containers.RepeatedScalarFieldContainer[float]
+    tenant: str
+    principals: _containers.RepeatedScalarFieldContainer[str]
+    limit: int
+    def __init__(self, vector: _Optional[_Iterable[float]] = ..., tenant: _Optional[str] = ..., principals: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class QueryResponse(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[ScoredChunk]
+    def __init__(self, chunks: _Optional[_Iterable[_Union[ScoredChunk, _Mapping]]] = ...) -> None: ...
+
+class ScoredChunk(_message.Message):
+    __slots__ = ("point_id", "score", "payload_json")
+    POINT_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    point_id: str
+    score: float
+    payload_json: str
+    def __init__(self, point_id: _Optional[str] = ..., score: _Optional[float] = ..., payload_json: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,128 @@
+"""ChunkStore over Qdrant Edge: Qdrant's engine in-process, persisted in one shard directory.
+
+The shard holds an exclusive lock on its write-ahead log, so exactly one process (the store host) may
+open a path; inside that process the gRPC worker threads share this adapter.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qdrant_edge import (
+    CountRequest,
+    Distance,
+    EdgeConfig,
+    EdgeShard,
+    EdgeVectorParams,
+    FieldCondition,
+    Filter,
+    MatchAny,
+    MatchValue,
+    PayloadSchemaType,
+    Point,
+    Query,
+    QueryRequest,
+    ScrollRequest,
+    UpdateOperation,
+)
+
+from copilot.vectorstore.port import (
+    DENSE_VECTOR,
+    INDEXED_FIELDS,
+    ChunkStore,
+    ScoredChunk,
+    StoredChunk,
+    new_point_ids,
+)
+
+_SCROLL_PAGE = 256
+
+
+class EdgeChunkStore(ChunkStore):
+    def __init__(self, path: Path, dimension: int) -> None:
+        config = EdgeConfig(vectors={DENSE_VECTOR: EdgeVectorParams(size=dimension, distance=Distance.Cosine)})
+        # Passing the config on load makes the engine reject a shard built for another dimension.
+        self._shard = EdgeShard.load(str(path), config) if path.exists() else EdgeShard.create(str(path), config)
+        # The engine's own thread safety is undocumented; one lock also makes replace_document atomic.
+        self._lock = threading.Lock()
+        indexed = self._shard.info().payload_schema
+        for field in INDEXED_FIELDS:
+            if field not in indexed:
+                self._shard.update(UpdateOperation.create_field_index(field, PayloadSchemaType.Keyword))
+        self._shard.flush()
+
+    def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
+        keep = new_point_ids(document_id, chunks)
+        with self._lock:
+            if chunks:
+                points = [Point(c.point_id, {DENSE_VECTOR: list(c.vector)}, dict(c.payload)) for c in chunks]
+                self._shard.update(UpdateOperation.upsert_points(points))
+            stale = [pid for pid in self._point_ids(document_id) if pid not in keep]
+            if stale:
+                self._shard.update(UpdateOperation.delete_points(stale))
+            self._shard.flush()
+            return len(stale)
+
+    def delete_document(self, document_id: str) -> int:
+        return self.replace_document(document_id, [])
+
+    def document_fingerprint(self, document_id: str) -> str | None:
+        with self._lock:
+            records, _ = self._shard.scroll(
+                ScrollRequest(limit=1, filter=_document_filter(document_id), with_payload=["fingerprint"])
+            )
+        if not records or records[0].payload is None:
+            return None
+        fingerprint: Any = records[0].payload.get("fingerprint")
+        return str(fingerprint) if fingerprint is not None else None
+
+    def query(
+        self, vector: Sequence[float], tenant: str, principals: Sequence[str], limit: int
+    ) -> list[ScoredChunk]:
+        if not tenant or not principals:
+            return []
+        permitted = Filter(
+            must=[
+                FieldCondition(key="tenant", match=MatchValue(tenant)),
+                FieldCondition(key="acl", match=MatchAny(list(principals))),
+            ]
+        )
+        request = QueryRequest(
+            limit=limit,
+            query=Query.Nearest(list(vector), using=DENSE_VECTOR),
+            filter=permitted,
+            with_payload=True,
+        )
+        with self._lock:
+            hits = self._shard.query(request)
+        return [ScoredChunk(str(hit.id), hit.score, dict(hit.payload or {})) for hit in hits]
+
+    def count(self) -> int:
+        with self._lock:
+            return self._shard.count(CountRequest(exact=True))
+
+    def close(self) -> None:
+        with self._lock:
+            self._shard.flush()
+            self._shard.close()
+
+    def _point_ids(self, document_id: str) -> list[str]:
+        ids: list[str] = []
+        offset = None
+        while True:
+            records, offset = self._shard.scroll(
+                ScrollRequest(
+                    offset=offset, limit=_SCROLL_PAGE, filter=_document_filter(document_id), with_payload=False
+                )
+            )
+            # The engine hands ids back as uuid.UUID while callers speak strings.
+            ids.extend(str(r.id) for r in records)
+            if offset is None:
+                return ids
+
+
+def _document_filter(document_id: str) -> Filter:
+    return Filter(must=[FieldCondition(key="document_id", match=MatchValue(document_id))])

@@ -1,0 +1,86 @@
+"""The chunk store port: what ingestion and retrieval need from a vector database, nothing more."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+#: Fixed so that re-ingesting a document yields the same point ids in every process and on every host.
+POINT_ID_NAMESPACE = uuid.UUID("6f1d3c2e-8b4a-5e7f-9a0b-1c2d3e4f5a6b")
+
+#: The named vector both adapters store chunks under.
+DENSE_VECTOR = "dense"
+
+#: Payload fields the adapters filter on, and therefore index.
+INDEXED_FIELDS = ("document_id", "tenant", "acl")
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    point_id: str
+    vector: list[float]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    point_id: str
+    score: float
+    payload: dict[str, Any]
+
+
+class ChunkStore(Protocol):
+    def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
+        """Upsert ``chunks``, then remove the document's other points; returns how many were removed.
+
+        Upserting first means readers see either the old or the new version of every chunk, never a
+        document that has vanished. An empty ``chunks`` deletes the document.
+        """
+        ...
+
+    def delete_document(self, document_id: str) -> int:
+        """Remove every point of the document; returns how many were removed."""
+        ...
+
+    def document_fingerprint(self, document_id: str) -> str | None:
+        """The stored version's ``fingerprint``, or None if the document has no points."""
+        ...
+
+    def query(
+        self, vector: Sequence[float], tenant: str, principals: Sequence[str], limit: int
+    ) -> list[ScoredChunk]:
+        """Nearest chunks by cosine among those of ``tenant`` whose ``acl`` names any of ``principals``.
+
+        The permission filter runs inside the engine so that ``limit`` counts only visible chunks.
+        An empty tenant or empty principals returns nothing: missing identity must never widen access.
+        """
+        ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def point_id_for(document_id: str, chunk_index: int) -> str:
+    # The index goes first: it cannot contain ":", so distinct (document, index) pairs never share a name.
+    return str(uuid.uuid5(POINT_ID_NAMESPACE, f"{chunk_index}:{document_id}"))
+
+
+def new_point_ids(document_id: str, chunks: Sequence[StoredChunk]) -> set[str]:
+    """The canonical ids of ``chunks``, after checking that they all belong to ``document_id``.
+
+    Stale points are found by payload ``document_id`` and told apart from the new ones by id, so a
+    mislabelled chunk would never be removed and an id spelt differently (say in upper case) from the
+    engine's canonical form would be deleted right after its upsert.
+    """
+    ids: set[str] = set()
+    for chunk in chunks:
+        if chunk.payload.get("document_id") != document_id:
+            raise ValueError(
+                f"chunk {chunk.point_id} has document_id {chunk.payload.get('document_id')!r}, "
+                f"expected {document_id!r}"
+            )
+        ids.add(str(uuid.UUID(chunk.point_id)))
+    return ids
