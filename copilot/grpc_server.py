@@ -153,7 +153,7 @@ class GrpcServer:
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self._service_names: list[str] = [reflection.SERVICE_NAME, health.SERVICE_NAME]
-        self._stopped = threading.Event()
+        self._reflection_enabled = False
         self.port = 0
 
     def add_service(self, register: Callable[[Any, grpc.Server], None], servicer: Any, full_name: str) -> None:
@@ -161,7 +161,7 @@ class GrpcServer:
         self._service_names.append(full_name)
 
     def start(self) -> int:
-        reflection.enable_server_reflection(self._service_names, self._server)
+        """Binds and starts answering health checks (NOT_SERVING) while the caller loads its dependencies."""
         self.port = self._server.add_insecure_port(f"{self._settings.host}:{self._settings.port}")
         if self.port == 0:
             raise errors.DependencyUnavailable(f"cannot bind {self._settings.host}:{self._settings.port}")
@@ -171,6 +171,10 @@ class GrpcServer:
         return self.port
 
     def set_serving(self, serving: bool) -> None:
+        # Reflection lists services, so it waits until every servicer has been added.
+        if serving and not self._reflection_enabled:
+            reflection.enable_server_reflection(self._service_names, self._server)
+            self._reflection_enabled = True
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ["", *self._service_names]:
             self._health.set(service, status)
@@ -178,7 +182,6 @@ class GrpcServer:
     def stop(self, grace_seconds: float = 10.0) -> None:
         self.set_serving(False)
         self._server.stop(grace_seconds).wait()
-        self._stopped.set()
 
     def run_until_signal(self, on_stop: Callable[[], None] | None = None, grace_seconds: float = 10.0) -> None:
         """Blocks until SIGTERM/SIGINT, then drains in-flight calls and runs ``on_stop``."""

@@ -51,3 +51,14 @@ class ServiceSettings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     # Keyed hash for pseudonymous user ids in events; rotate per deployment.
     pseudonym_key: SecretStr = SecretStr("dev-only-pseudonym-key")
+
+
+class StoreSettings(BaseModel):
+    """Where chunks live. ``embedded``: the local store host (Qdrant's engine in one process) over gRPC;
+    ``qdrant``: a Qdrant server through qdrant-client (production)."""
+
+    kind: Literal["embedded", "qdrant"] = "embedded"
+    embedded_target: str = "127.0.0.1:50050"
+    qdrant_url: str = "http://127.0.0.1:6333"
+    qdrant_api_key: SecretStr | None = None
+    collection: str = "copilot_chunks"

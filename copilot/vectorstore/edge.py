@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from qdrant_edge import (
     CountRequest,
@@ -38,14 +38,22 @@ from copilot.vectorstore.port import (
     new_point_ids,
 )
 
+if TYPE_CHECKING:
+    from qdrant_edge import PointId
+
 _SCROLL_PAGE = 256
 
 
 class EdgeChunkStore(ChunkStore):
     def __init__(self, path: Path, dimension: int) -> None:
-        config = EdgeConfig(vectors={DENSE_VECTOR: EdgeVectorParams(size=dimension, distance=Distance.Cosine)})
+        config = EdgeConfig(
+            vectors={DENSE_VECTOR: EdgeVectorParams(size=dimension, distance=Distance.Cosine)}
+        )
         # Passing the config on load makes the engine reject a shard built for another dimension.
-        self._shard = EdgeShard.load(str(path), config) if path.exists() else EdgeShard.create(str(path), config)
+        if path.exists():
+            self._shard = EdgeShard.load(str(path), config)
+        else:
+            self._shard = EdgeShard.create(str(path), config)
         # The engine's own thread safety is undocumented; one lock also makes replace_document atomic.
         self._lock = threading.Lock()
         indexed = self._shard.info().payload_schema
@@ -60,7 +68,7 @@ class EdgeChunkStore(ChunkStore):
             if chunks:
                 points = [Point(c.point_id, {DENSE_VECTOR: list(c.vector)}, dict(c.payload)) for c in chunks]
                 self._shard.update(UpdateOperation.upsert_points(points))
-            stale = [pid for pid in self._point_ids(document_id) if pid not in keep]
+            stale: list[PointId] = [pid for pid in self._point_ids(document_id) if pid not in keep]
             if stale:
                 self._shard.update(UpdateOperation.delete_points(stale))
             self._shard.flush()
@@ -76,7 +84,7 @@ class EdgeChunkStore(ChunkStore):
             )
         if not records or records[0].payload is None:
             return None
-        fingerprint: Any = records[0].payload.get("fingerprint")
+        fingerprint = records[0].payload.get("fingerprint")
         return str(fingerprint) if fingerprint is not None else None
 
     def query(
@@ -115,7 +123,10 @@ class EdgeChunkStore(ChunkStore):
         while True:
             records, offset = self._shard.scroll(
                 ScrollRequest(
-                    offset=offset, limit=_SCROLL_PAGE, filter=_document_filter(document_id), with_payload=False
+                    offset=offset,
+                    limit=_SCROLL_PAGE,
+                    filter=_document_filter(document_id),
+                    with_payload=False,
                 )
             )
             # The engine hands ids back as uuid.UUID while callers speak strings.

@@ -25,17 +25,16 @@ class QdrantServerChunkStore(ChunkStore):
         self._client = client
         self._collection = collection
         if not client.collection_exists(collection):
-            client.create_collection(
-                collection,
-                vectors_config={DENSE_VECTOR: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
-            )
+            dense = models.VectorParams(size=dimension, distance=models.Distance.COSINE)
+            client.create_collection(collection, vectors_config={DENSE_VECTOR: dense})
         info = client.get_collection(collection)
         vectors = info.config.params.vectors
         existing = vectors.get(DENSE_VECTOR) if isinstance(vectors, dict) else None
         # Qdrant would only reject the mismatch at the first upsert or query; fail at startup instead.
         if existing is None or existing.size != dimension or existing.distance != models.Distance.COSINE:
             raise ValueError(
-                f"collection {collection!r} has no cosine vector {DENSE_VECTOR!r} of size {dimension}: {vectors}"
+                f"collection {collection!r} has no cosine vector {DENSE_VECTOR!r} "
+                f"of size {dimension}: {vectors}"
             )
         for field in INDEXED_FIELDS:
             if field not in info.payload_schema:
@@ -45,14 +44,16 @@ class QdrantServerChunkStore(ChunkStore):
         keep = new_point_ids(document_id, chunks)
         if chunks:
             points = [
-                models.PointStruct(id=c.point_id, vector={DENSE_VECTOR: list(c.vector)}, payload=dict(c.payload))
+                models.PointStruct(
+                    id=c.point_id, vector={DENSE_VECTOR: list(c.vector)}, payload=dict(c.payload)
+                )
                 for c in chunks
             ]
             self._client.upsert(self._collection, points=points, wait=True)
-        stale = [pid for pid in self._point_ids(document_id) if pid not in keep]
+        stale: list[models.ExtendedPointId] = [pid for pid in self._point_ids(document_id) if pid not in keep]
         if stale:
             self._client.delete(
-                self._collection, points_selector=models.PointIdsList(points=list(stale)), wait=True
+                self._collection, points_selector=models.PointIdsList(points=stale), wait=True
             )
         return len(stale)
 

@@ -81,3 +81,13 @@ class ScoredChunk(_message.Message):
     score: float
     payload_json: str
     def __init__(self, point_id: _Optional[str] = ..., score: _Optional[float] = ..., payload_json: _Optional[str] = ...) -> None: ...
+
+class CountChunksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CountChunksResponse(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...

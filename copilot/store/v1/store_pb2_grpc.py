@@ -55,6 +55,11 @@ class StoreServiceStub:
                 request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.QueryRequest.SerializeToString,
                 response_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.QueryResponse.FromString,
                 _registered_method=True)
+        self.CountChunks = channel.unary_unary(
+                '/copilot.store.v1.StoreService/CountChunks',
+                request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.CountChunksRequest.SerializeToString,
+                response_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.CountChunksResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -89,6 +94,13 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountChunks(self, request, context):
+        """Number of stored chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +123,11 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.Query,
                     request_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.QueryRequest.FromString,
                     response_serializer=copilot_dot_store_dot_v1_dot_store__pb2.QueryResponse.SerializeToString,
+            ),
+            'CountChunks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountChunks,
+                    request_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.CountChunksRequest.FromString,
+                    response_serializer=copilot_dot_store_dot_v1_dot_store__pb2.CountChunksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +239,33 @@ class StoreService:
             '/copilot.store.v1.StoreService/Query',
             copilot_dot_store_dot_v1_dot_store__pb2.QueryRequest.SerializeToString,
             copilot_dot_store_dot_v1_dot_store__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.store.v1.StoreService/CountChunks',
+            copilot_dot_store_dot_v1_dot_store__pb2.CountChunksRequest.SerializeToString,
+            copilot_dot_store_dot_v1_dot_store__pb2.CountChunksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,44 @@
+"""``python -m copilot.vectorstore.host``: the embedded store host process (see ``remote.py``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic_settings import SettingsConfigDict
+
+from copilot.grpc_server import GrpcServer
+from copilot.logs import configure_logging
+from copilot.settings import ServiceSettings
+from copilot.store.v1 import store_pb2_grpc
+from copilot.tracing import configure_tracing
+from copilot.vectorstore.edge import EdgeChunkStore
+from copilot.vectorstore.remote import StoreServicer
+
+log = logging.getLogger(__name__)
+
+
+class StoreHostSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="COPILOT_STORE_", env_nested_delimiter="__", extra="ignore")
+
+    port: int = 50050
+    path: Path = Path(".copilot/data/qdrant-edge")
+    dimension: int = 384
+
+
+def main() -> None:
+    settings = StoreHostSettings()
+    configure_logging(settings.log_format, settings.log_level)
+    configure_tracing("copilot-store", settings.telemetry)
+    # The host sits on loopback behind the services, like a Qdrant server inside the cluster network.
+    server = GrpcServer("store", settings, verifier=None)
+    store = EdgeChunkStore(settings.path, settings.dimension)
+    server.add_service(store_pb2_grpc.add_StoreServiceServicer_to_server, StoreServicer(store),
+                       "copilot.store.v1.StoreService")
+    server.start()
+    server.set_serving(True)
+    server.run_until_signal(on_stop=store.close)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The embedded store over gRPC: Qdrant's engine can be opened by one process only, so in the embedded
+default one small host process owns it and ingest and retrieval reach it the way they would reach a
+Qdrant server in production."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+
+import grpc
+
+from copilot.errors import DependencyUnavailable, InvalidInput
+from copilot.grpc_client import open_channel
+from copilot.store.v1 import store_pb2, store_pb2_grpc
+from copilot.vectorstore.port import ChunkStore, ScoredChunk, StoredChunk
+
+log = logging.getLogger(__name__)
+
+
+class RemoteChunkStore:
+    """``ChunkStore`` client for the store host."""
+
+    def __init__(self, target: str, timeout_s: float = 30.0) -> None:
+        self._target = target
+        self._channel = open_channel(target)
+        self._stub = store_pb2_grpc.StoreServiceStub(self._channel)
+        self._timeout = timeout_s
+
+    def wait_ready(self, timeout_s: float) -> None:
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError as exc:
+            raise DependencyUnavailable(f"vector store at {self._target} is not reachable") from exc
+
+    def _call(self, method: str, request: object) -> object:
+        try:
+            return getattr(self._stub, method)(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise DependencyUnavailable(f"vector store {method} failed: {exc.details()}") from exc  # type: ignore[attr-defined]
+
+    def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
+        request = store_pb2.ReplaceDocumentRequest(
+            document_id=document_id,
+            chunks=[
+                store_pb2.StoredChunk(point_id=c.point_id, vector=c.vector, payload_json=json.dumps(c.payload))
+                for c in chunks
+            ],
+        )
+        response = self._call("ReplaceDocument", request)
+        assert isinstance(response, store_pb2.ReplaceDocumentResponse)
+        return response.removed_stale
+
+    def delete_document(self, document_id: str) -> int:
+        response = self._call("DeleteDocument", store_pb2.DeleteDocumentRequest(document_id=document_id))
+        assert isinstance(response, store_pb2.DeleteDocumentResponse)
+        return response.deleted
+
+    def document_fingerprint(self, document_id: str) -> str | None:
+        response = self._call(
+            "GetDocumentFingerprint", store_pb2.GetDocumentFingerprintRequest(document_id=document_id)
+        )
+        assert isinstance(response, store_pb2.GetDocumentFingerprintResponse)
+        return response.fingerprint or None
+
+    def query(
+        self, vector: Sequence[float], tenant: str, principals: Sequence[str], limit: int
+    ) -> list[ScoredChunk]:
+        if not tenant or not principals:
+            return []
+        response = self._call(
+            "Query",
+            store_pb2.QueryRequest(vector=list(vector), tenant=tenant, principals=list(principals), limit=limit),
+        )
+        assert isinstance(response, store_pb2.QueryResponse)
+        return [ScoredChunk(c.point_id, c.score, json.loads(c.payload_json)) for c in response.chunks]
+
+    def count(self) -> int:
+        response = self._call("CountChunks", store_pb2.CountChunksRequest())
+        assert isinstance(response, store_pb2.CountChunksResponse)
+        return response.count
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class StoreServicer(store_pb2_grpc.StoreServiceServicer):
+    """Thin servicer over any ``ChunkStore`` (the edge engine in the embedded default)."""
+
+    def __init__(self, store: ChunkStore) -> None:
+        self._store = store
+
+    def ReplaceDocument(self, request: store_pb2.ReplaceDocumentRequest, context: object) -> store_pb2.ReplaceDocumentResponse:  # noqa: N802,E501
+        try:
+            chunks = [StoredChunk(c.point_id, list(c.vector), json.loads(c.payload_json)) for c in request.chunks]
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"chunk payload is not JSON: {exc}") from exc
+        try:
+            removed = self._store.replace_document(request.document_id, chunks)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
+        return store_pb2.ReplaceDocumentResponse(removed_stale=removed)
+
+    def DeleteDocument(self, request: store_pb2.DeleteDocumentRequest, context: object) -> store_pb2.DeleteDocumentResponse:  # noqa: N802,E501
+        return store_pb2.DeleteDocumentResponse(deleted=self._store.delete_document(request.document_id))
+
+    def GetDocumentFingerprint(  # noqa: N802
+        self, request: store_pb2.GetDocumentFingerprintRequest, context: object
+    ) -> store_pb2.GetDocumentFingerprintResponse:
+        return store_pb2.GetDocumentFingerprintResponse(
+            fingerprint=self._store.document_fingerprint(request.document_id) or ""
+        )
+
+    def Query(self, request: store_pb2.QueryRequest, context: object) -> store_pb2.QueryResponse:  # noqa: N802
+        if request.limit <= 0:
+            raise InvalidInput("limit must be positive")
+        hits = self._store.query(list(request.vector), request.tenant, list(request.principals), request.limit)
+        return store_pb2.QueryResponse(
+            chunks=[
+                store_pb2.ScoredChunk(point_id=h.point_id, score=h.score, payload_json=json.dumps(h.payload))
+                for h in hits
+            ]
+        )
+
+    def CountChunks(self, request: store_pb2.CountChunksRequest, context: object) -> store_pb2.CountChunksResponse:  # noqa: N802,E501
+        return store_pb2.CountChunksResponse(count=self._store.count())

@@ -1,0 +1,60 @@
+"""``python -m services.generation.server``"""
+
+from __future__ import annotations
+
+from copilot.auth import TokenVerifier
+from copilot.events.v1 import events_pb2
+from copilot.generation.v1 import generation_pb2_grpc
+from copilot.grpc_server import GrpcServer
+from copilot.kafka import EventPublisher, ensure_topics
+from copilot.logs import configure_logging
+from copilot.tracing import configure_tracing
+from services.generation.answerer import AnswerPolicy, Answerer
+from services.generation.deployment import RayServeEngine
+from services.generation.retrieval_client import GrpcPassageSource
+from services.generation.service import GenerationServicer
+from services.generation.settings import GenerationSettings
+
+
+class _KafkaInteractions:
+    def __init__(self, publisher: EventPublisher, topic: str) -> None:
+        self._publisher = publisher
+        self._topic = topic
+
+    def publish(self, event: events_pb2.InteractionEvent) -> None:
+        self._publisher.publish(self._topic, event.conversation_id, event)
+
+
+def main() -> None:
+    settings = GenerationSettings()
+    configure_logging(settings.log_format, settings.log_level)
+    configure_tracing("copilot-generation", settings.telemetry)
+    server = GrpcServer("generation", settings, TokenVerifier(settings.auth))
+    server.start()
+    ensure_topics(settings.kafka.bootstrap_servers, [settings.kafka.interactions_topic])
+    publisher = EventPublisher(settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "generation.sqlite")
+    engine = RayServeEngine.start(
+        settings.engine, settings.model, settings.model_cache_dir, settings.engine_threads,
+        settings.context_tokens, start_timeout_s=settings.engine_start_timeout_s,
+    )
+    source = GrpcPassageSource(settings.retrieval_target)
+    policy = AnswerPolicy(
+        default_top_k=settings.default_top_k, min_relevance=settings.min_relevance,
+        max_question_chars=settings.max_question_chars, max_answer_tokens=settings.max_answer_tokens,
+    )
+    answerer = Answerer(source, engine, _KafkaInteractions(publisher, settings.kafka.interactions_topic), policy,
+                        settings.pseudonym_key.get_secret_value().encode())
+    server.add_service(generation_pb2_grpc.add_GenerationServiceServicer_to_server, GenerationServicer(answerer),
+                       "copilot.generation.v1.GenerationService")
+    server.set_serving(True)
+
+    def close() -> None:
+        publisher.close()
+        source.close()
+        engine.shutdown()
+
+    server.run_until_signal(on_stop=close)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Cuts parsed documents into embedding-sized chunks that keep sentences whole and never span sections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from llama_index.core.node_parser import SentenceSplitter
+
+from services.ingest.parsing import ParsedDocument
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    text: str
+    heading_path: tuple[str, ...]
+    page: int
+    char_start: int  # offset in ParsedDocument.text
+    char_end: int  # one past the last character
+
+
+@lru_cache(maxsize=8)
+def _splitter(max_tokens: int, overlap_tokens: int) -> SentenceSplitter:
+    return SentenceSplitter(
+        chunk_size=max_tokens,
+        chunk_overlap=overlap_tokens,
+        # Markdown and the extracted formats separate paragraphs with one blank line.
+        paragraph_separator="\n\n",
+    )
+
+
+def chunk(doc: ParsedDocument, max_tokens: int = 200, overlap_tokens: int = 30) -> list[Chunk]:
+    """Splits each section on its own; ``max_tokens`` counts tokens of the splitter's tokenizer.
+
+    The default stays under the 256 word-pieces the embedding model reads. Each chunk's text is
+    exactly ``doc.text[char_start:char_end]``.
+    """
+    splitter = _splitter(max_tokens, overlap_tokens)
+    chunks: list[Chunk] = []
+    for section in doc.sections:
+        # Searching forward from the previous chunk's start keeps overlapping and repeated text in order.
+        cursor = 0
+        for piece in splitter.split_text(section.text):
+            if not piece.strip():
+                continue
+            found = section.text.find(piece, cursor)
+            if found < 0:
+                raise ValueError(f"chunk {len(chunks)} of {doc.title!r} is not a slice of its section")
+            cursor = found + 1
+            start = section.char_start + found
+            chunks.append(
+                Chunk(len(chunks), piece, section.heading_path, section.page, start, start + len(piece))
+            )
+    return chunks

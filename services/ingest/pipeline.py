@@ -1,0 +1,128 @@
+"""Parse, chunk, embed and store one document with its access list; report what changed."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from copilot.common.v1 import common_pb2
+from copilot.embedding import Embedder
+from copilot.events.v1 import events_pb2
+from copilot.logs import log_fields
+from copilot.vectorstore.port import ChunkStore, StoredChunk, point_id_for
+from services.ingest.access import Access
+from services.ingest.chunking import chunk
+from services.ingest.errors import IngestError
+from services.ingest.parsing import parse
+
+log = logging.getLogger(__name__)
+
+# Part of every fingerprint: a change to how chunks are made must re-ingest unchanged files.
+PIPELINE_VERSION = "1"
+
+
+class Outcome(enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    document_id: str
+    outcome: Outcome
+    chunk_count: int
+    title: str
+
+
+class DocumentEvents(Protocol):
+    def publish(self, event: events_pb2.DocumentEvent) -> None: ...
+
+
+def document_id_for(tenant: str, uri: str) -> str:
+    return hashlib.sha256(f"{tenant}\x00{uri}".encode()).hexdigest()[:32]
+
+
+def _access_proto(access: Access) -> common_pb2.AccessControl:
+    return common_pb2.AccessControl(
+        tenant=access.tenant, groups=list(access.groups), users=list(access.users), public=access.public,
+        classification=access.classification,
+    )
+
+
+class IngestPipeline:
+    def __init__(self, store: ChunkStore, embedder: Embedder, events: DocumentEvents,
+                 chunk_tokens: int = 200, overlap_tokens: int = 30) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._events = events
+        self._chunk_tokens = chunk_tokens
+        self._overlap_tokens = overlap_tokens
+
+    def _fingerprint(self, content: bytes, access: Access) -> str:
+        h = hashlib.sha256()
+        h.update(content)
+        h.update(json.dumps(asdict(access), sort_keys=True, default=list).encode())
+        h.update(f"{PIPELINE_VERSION}:{self._embedder.model_id}:{self._chunk_tokens}:{self._overlap_tokens}".encode())
+        return h.hexdigest()
+
+    def ingest(self, uri: str, filename: str, content: bytes, access: Access) -> IngestResult:
+        document_id = document_id_for(access.tenant, uri)
+        try:
+            return self._ingest(document_id, uri, filename, content, access)
+        except IngestError as exc:
+            self._emit(document_id, uri, events_pb2.DOCUMENT_CHANGE_FAILED, 0, access, reason=str(exc))
+            raise
+
+    def _ingest(self, document_id: str, uri: str, filename: str, content: bytes, access: Access) -> IngestResult:
+        fingerprint = self._fingerprint(content, access)
+        stored = self._store.document_fingerprint(document_id)
+        if stored == fingerprint:
+            return IngestResult(document_id, Outcome.UNCHANGED, -1, "")
+        doc = parse(filename, content)
+        chunks = chunk(doc, self._chunk_tokens, self._overlap_tokens)
+        vectors = self._embedder.embed([c.text for c in chunks]) if chunks else []
+        acl = access.principals()
+        points = [
+            StoredChunk(
+                point_id=point_id_for(document_id, c.index),
+                vector=list(vector),
+                payload={
+                    "document_id": document_id, "chunk_index": c.index, "uri": uri, "title": doc.title,
+                    "text": c.text, "heading_path": list(c.heading_path), "page": c.page,
+                    "char_start": c.char_start, "char_end": c.char_end, "tenant": access.tenant, "acl": acl,
+                    "classification": access.classification, "fingerprint": fingerprint,
+                    "doc_type": doc.doc_type,
+                },
+            )
+            for c, vector in zip(chunks, vectors, strict=True)
+        ]
+        removed = self._store.replace_document(document_id, points)
+        outcome = Outcome.CREATED if stored is None else Outcome.UPDATED
+        change = events_pb2.DOCUMENT_CHANGE_INGESTED if stored is None else events_pb2.DOCUMENT_CHANGE_UPDATED
+        self._emit(document_id, uri, change, len(points), access)
+        log.info("ingested %s", uri, extra=log_fields(document_id=document_id, chunks=len(points),
+                                                     outcome=outcome.value, stale_removed=removed))
+        return IngestResult(document_id, outcome, len(points), doc.title)
+
+    def delete(self, tenant: str, uri: str) -> tuple[str, int]:
+        document_id = document_id_for(tenant, uri)
+        deleted = self._store.delete_document(document_id)
+        self._emit(document_id, uri, events_pb2.DOCUMENT_CHANGE_DELETED, 0, None)
+        return document_id, deleted
+
+    def _emit(self, document_id: str, uri: str, change: events_pb2.DocumentChange.ValueType, chunk_count: int,
+              access: Access | None, reason: str = "") -> None:
+        occurred = Timestamp()
+        occurred.GetCurrentTime()
+        self._events.publish(events_pb2.DocumentEvent(
+            event_id=str(uuid.uuid4()), occurred_at=occurred, document_id=document_id, uri=uri, change=change,
+            chunk_count=chunk_count, reason=reason, access=_access_proto(access) if access else None,
+        ))

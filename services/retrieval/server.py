@@ -1,0 +1,33 @@
+"""``python -m services.retrieval.server``"""
+
+from __future__ import annotations
+
+from copilot.auth import TokenVerifier
+from copilot.embedding import OnnxMiniLmEmbedder
+from copilot.grpc_server import GrpcServer
+from copilot.logs import configure_logging
+from copilot.retrieval.v1 import retrieval_pb2_grpc
+from copilot.tracing import configure_tracing
+from copilot.vectorstore.factory import open_store
+from services.retrieval.search import Searcher
+from services.retrieval.service import RetrievalServicer
+from services.retrieval.settings import RetrievalSettings
+
+
+def main() -> None:
+    settings = RetrievalSettings()
+    configure_logging(settings.log_format, settings.log_level)
+    configure_tracing("copilot-retrieval", settings.telemetry)
+    server = GrpcServer("retrieval", settings, TokenVerifier(settings.auth))
+    server.start()
+    embedder = OnnxMiniLmEmbedder(threads=settings.embedding_threads)
+    store = open_store(settings.store, embedder.dimension)
+    searcher = Searcher(store, embedder, settings.default_top_k, settings.max_top_k, settings.max_query_chars)
+    server.add_service(retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, RetrievalServicer(searcher),
+                       "copilot.retrieval.v1.RetrievalService")
+    server.set_serving(True)
+    server.run_until_signal(on_stop=store.close)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import grpc
+
+from copilot.auth import current_principal
+from copilot.common.v1 import common_pb2
+from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from services.retrieval.search import Hit, Searcher
+
+
+def passage_proto(hit: Hit) -> common_pb2.Passage:
+    return common_pb2.Passage(
+        chunk_id=hit.chunk_id, document_id=hit.document_id, title=hit.title, uri=hit.uri, text=hit.text,
+        score=hit.score, heading_path=list(hit.heading_path), page=hit.page, char_start=hit.char_start,
+        char_end=hit.char_end, access_reason=hit.access_reason,
+    )
+
+
+class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
+    def __init__(self, searcher: Searcher) -> None:
+        self._searcher = searcher
+
+    def Search(self, request: retrieval_pb2.SearchRequest, context: grpc.ServicerContext) -> retrieval_pb2.SearchResponse:  # noqa: N802,E501
+        hits = self._searcher.search(current_principal(), request.query, request.top_k)
+        return retrieval_pb2.SearchResponse(passages=[passage_proto(h) for h in hits])

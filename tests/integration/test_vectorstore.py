@@ -1,0 +1,226 @@
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from copilot.vectorstore import (
+    ChunkStore,
+    EdgeChunkStore,
+    QdrantServerChunkStore,
+    StoredChunk,
+    point_id_for,
+)
+
+# qdrant-client's local mode accepts payload indexes but warns that it ignores them; the server honours them.
+pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
+
+DIM = 8
+
+# (document_id, tenant, acl, number of chunks)
+CORPUS = [
+    ("hr-handbook", "acme", ["group:hr", "everyone"], 5),
+    ("finance-q3", "acme", ["group:finance"], 4),
+    ("alice-notes", "acme", ["user:alice"], 3),
+    ("board-minutes", "acme", ["group:board", "user:carol"], 3),
+    ("globex-policy", "globex", ["everyone"], 4),
+]
+
+
+def make_chunks(
+    rng: np.random.Generator, document_id: str, tenant: str, acl: list[str], n: int, fingerprint: str = "v1"
+) -> list[StoredChunk]:
+    chunks = []
+    for index in range(n):
+        payload: dict[str, Any] = {
+            "document_id": document_id,
+            "chunk_index": index,
+            "uri": f"file:///{document_id}",
+            "title": document_id.replace("-", " ").title(),
+            "text": f"chunk {index} of {document_id}",
+            "heading_path": ["Top", f"Section {index}"],
+            "page": index + 1,
+            "char_start": index * 100,
+            "char_end": index * 100 + 99,
+            "tenant": tenant,
+            "acl": acl,
+            "classification": "internal",
+            "fingerprint": fingerprint,
+        }
+        vector = [float(x) for x in rng.normal(size=DIM)]
+        chunks.append(StoredChunk(point_id_for(document_id, index), vector, payload))
+    return chunks
+
+
+def load_corpus(store: ChunkStore, seed: int = 7) -> None:
+    rng = np.random.default_rng(seed)
+    for document_id, tenant, acl, n in CORPUS:
+        assert store.replace_document(document_id, make_chunks(rng, document_id, tenant, acl, n)) == 0
+
+
+def open_store(kind: str, tmp_path: Path) -> ChunkStore:
+    if kind == "edge":
+        return EdgeChunkStore(tmp_path / "shard", DIM)
+    return QdrantServerChunkStore(QdrantClient(":memory:"), "chunks", DIM)
+
+
+@pytest.fixture(params=["edge", "qdrant"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ChunkStore]:
+    opened = open_store(request.param, tmp_path)
+    yield opened
+    opened.close()
+
+
+def test_adapters_answer_queries_identically(tmp_path: Path) -> None:
+    edge, server = open_store("edge", tmp_path), open_store("qdrant", tmp_path)
+    try:
+        rng = np.random.default_rng(11)
+        for s in (edge, server):
+            load_corpus(s)
+            # A new, shorter version of one document, and a deleted one, on top of the initial load.
+            newer = make_chunks(
+                np.random.default_rng(3), "hr-handbook", "acme", ["group:hr", "everyone"], 2, "v2"
+            )
+            assert s.replace_document("hr-handbook", newer) == 3
+            assert s.delete_document("board-minutes") == 3
+        assert edge.count() == server.count() == 13
+
+        principal_sets = [
+            ["everyone"],
+            ["group:finance", "user:bob"],
+            ["user:alice", "everyone"],
+            ["user:carol"],
+            ["group:finance", "user:alice", "everyone"],
+        ]
+        for _ in range(4):
+            vector = [float(x) for x in rng.normal(size=DIM)]
+            for tenant in ("acme", "globex"):
+                for principals in principal_sets:
+                    got_edge = edge.query(vector, tenant, principals, limit=5)
+                    got_server = server.query(vector, tenant, principals, limit=5)
+                    assert [c.point_id for c in got_edge] == [c.point_id for c in got_server]
+                    assert [c.payload for c in got_edge] == [c.payload for c in got_server]
+                    for a, b in zip(got_edge, got_server, strict=True):
+                        assert a.score == pytest.approx(b.score, abs=1e-4)
+                    for chunk in got_edge:
+                        assert chunk.payload["tenant"] == tenant
+                        assert set(chunk.payload["acl"]) & set(principals)
+    finally:
+        edge.close()
+        server.close()
+
+
+def test_query_returns_nearest_permitted_chunks_with_payload(store: ChunkStore) -> None:
+    load_corpus(store)
+    # load_corpus draws hr-handbook first from the same seed, so these are the stored chunks.
+    rng = np.random.default_rng(7)
+    hr = make_chunks(rng, "hr-handbook", "acme", ["group:hr", "everyone"], 5)
+    hits = store.query(hr[2].vector, "acme", ["everyone"], limit=3)
+    assert hits[0].point_id == hr[2].point_id
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].payload == hr[2].payload
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert {h.payload["document_id"] for h in hits} == {"hr-handbook"}
+
+
+def test_permission_filter_runs_inside_the_engine(store: ChunkStore) -> None:
+    rng = np.random.default_rng(5)
+    target = [1.0] + [0.0] * (DIM - 1)
+    # Many forbidden chunks right next to the query: a post-filter with limit 2 would return nothing.
+    secret = [
+        StoredChunk(c.point_id, [1.0, *[0.01 * x for x in c.vector[1:]]], c.payload)
+        for c in make_chunks(rng, "secret", "acme", ["group:board"], 20)
+    ]
+    store.replace_document("secret", secret)
+    visible = make_chunks(rng, "public", "acme", ["everyone"], 2)
+    store.replace_document("public", visible)
+    hits = store.query(target, "acme", ["user:dave", "everyone"], limit=2)
+    assert {h.point_id for h in hits} == {c.point_id for c in visible}
+
+
+def test_replace_document_removes_stale_chunks(store: ChunkStore) -> None:
+    rng = np.random.default_rng(1)
+    store.replace_document("doc", make_chunks(rng, "doc", "acme", ["everyone"], 5))
+    assert store.replace_document("doc", make_chunks(rng, "doc", "acme", ["everyone"], 3, "v2")) == 2
+    assert store.count() == 3
+    assert store.document_fingerprint("doc") == "v2"
+    hits = store.query([1.0] * DIM, "acme", ["everyone"], limit=10)
+    assert sorted(h.payload["chunk_index"] for h in hits) == [0, 1, 2]
+    assert {h.payload["fingerprint"] for h in hits} == {"v2"}
+    # Same ids again: everything is overwritten in place, nothing is stale.
+    assert store.replace_document("doc", make_chunks(rng, "doc", "acme", ["everyone"], 3, "v3")) == 0
+    assert store.document_fingerprint("doc") == "v3"
+
+
+def test_replace_with_no_chunks_deletes(store: ChunkStore) -> None:
+    store.replace_document("doc", make_chunks(np.random.default_rng(2), "doc", "acme", ["everyone"], 4))
+    assert store.replace_document("doc", []) == 4
+    assert store.count() == 0
+
+
+def test_replace_rejects_chunks_of_another_document(store: ChunkStore) -> None:
+    chunks = make_chunks(np.random.default_rng(2), "other", "acme", ["everyone"], 1)
+    with pytest.raises(ValueError, match="document_id"):
+        store.replace_document("doc", chunks)
+    assert store.count() == 0
+
+
+def test_delete_document(store: ChunkStore) -> None:
+    load_corpus(store)
+    assert store.delete_document("finance-q3") == 4
+    assert store.count() == 15
+    assert store.document_fingerprint("finance-q3") is None
+    assert store.query([1.0] * DIM, "acme", ["group:finance"], limit=10) == []
+    assert store.delete_document("finance-q3") == 0
+
+
+def test_fingerprint(store: ChunkStore) -> None:
+    assert store.document_fingerprint("nope") is None
+    store.replace_document(
+        "doc", make_chunks(np.random.default_rng(4), "doc", "acme", ["everyone"], 2, "abc")
+    )
+    assert store.document_fingerprint("doc") == "abc"
+
+
+def test_fails_closed_without_identity(store: ChunkStore) -> None:
+    load_corpus(store)
+    assert store.query([1.0] * DIM, "acme", [], limit=10) == []
+    assert store.query([1.0] * DIM, "", ["everyone"], limit=10) == []
+
+
+def test_other_tenant_sees_nothing(store: ChunkStore) -> None:
+    load_corpus(store)
+    assert store.query([1.0] * DIM, "initech", ["everyone", "group:hr"], limit=10) == []
+    assert {h.payload["tenant"] for h in store.query([1.0] * DIM, "globex", ["everyone"], limit=10)} == {
+        "globex"
+    }
+
+
+def test_edge_store_survives_reopen(tmp_path: Path) -> None:
+    first = EdgeChunkStore(tmp_path / "shard", DIM)
+    load_corpus(first)
+    first.close()
+    reopened = EdgeChunkStore(tmp_path / "shard", DIM)
+    try:
+        assert reopened.count() == 19
+        assert reopened.document_fingerprint("alice-notes") == "v1"
+        assert len(reopened.query([1.0] * DIM, "acme", ["user:alice"], limit=10)) == 3
+    finally:
+        reopened.close()
+
+
+def test_edge_shard_opens_only_once(tmp_path: Path) -> None:
+    first = EdgeChunkStore(tmp_path / "shard", DIM)
+    try:
+        with pytest.raises(Exception, match="WouldBlock"):
+            EdgeChunkStore(tmp_path / "shard", DIM)
+    finally:
+        first.close()
+
+
+def test_edge_store_rejects_other_dimension(tmp_path: Path) -> None:
+    EdgeChunkStore(tmp_path / "shard", DIM).close()
+    with pytest.raises(Exception, match="vector size"):
+        EdgeChunkStore(tmp_path / "shard", DIM * 2)
