@@ -33,7 +33,7 @@ def main() -> None:
     server.start()
     ensure_topics(settings.kafka.bootstrap_servers, [settings.kafka.documents_topic])
     publisher = EventPublisher(settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "ingest.sqlite")
-    embedder = OnnxMiniLmEmbedder(threads=settings.embedding_threads)
+    embedder = OnnxMiniLmEmbedder(intra_op_num_threads=settings.embedding_threads)
     store = open_store(settings.store, embedder.dimension)
     pipeline = IngestPipeline(store, embedder, _KafkaDocumentEvents(publisher, settings.kafka.documents_topic),
                               settings.chunk_tokens, settings.chunk_overlap_tokens)

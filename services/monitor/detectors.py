@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import bisect
 import enum
 import json
 import logging
@@ -42,7 +43,8 @@ class Detector(Protocol):
 
 
 def run_detectors(detectors: Iterable[Detector], event: events_pb2.InteractionEvent) -> list[Finding]:
-    """Runs every detector; a failing one becomes a finding so one bug neither hides the others nor goes unseen."""
+    """Runs every detector; a failing one becomes a finding, so one bug neither hides the others' findings
+    nor goes unnoticed."""
     findings: list[Finding] = []
     for detector in detectors:
         try:
@@ -86,17 +88,21 @@ class _Rule:
 def _scan(detector: str, text: str, rules: Sequence[_Rule]) -> list[Finding]:
     """One finding per reason; rules earlier in the list claim their spans first, so a number already
     reported as an IBAN is not reported again as a card or a phone."""
-    claimed: list[tuple[int, int]] = []
+    # Claimed spans never overlap, so sorted starts and ends let bisect find the only two neighbours to check.
+    starts: list[int] = []
+    ends: list[int] = []
     by_reason: dict[str, tuple[Severity, list[str]]] = {}
     for rule in rules:
         for match in rule.pattern.finditer(text):
             start, end = match.span()
-            if any(start < other_end and other_start < end for other_start, other_end in claimed):
+            at = bisect.bisect_right(starts, start)
+            if (at > 0 and ends[at - 1] > start) or (at < len(starts) and starts[at] < end):
                 continue
             shown = rule.evidence(match)
             if shown is None:
                 continue
-            claimed.append((start, end))
+            starts.insert(at, start)
+            ends.insert(at, end)
             by_reason.setdefault(rule.reason, (rule.severity, []))[1].append(shown)
     return [
         Finding(detector=detector, severity=severity, reason=reason, evidence=tuple(dict.fromkeys(shown)))
@@ -189,7 +195,7 @@ def _ssn_evidence(match: re.Match[str]) -> str | None:
     return _mask(match.group())
 
 
-def _international_phone_evidence(match: re.Match[str]) -> str | None:
+def _intl_phone_evidence(match: re.Match[str]) -> str | None:
     # E.164 caps a number at 15 digits; fewer than 8 is more likely a signed amount such as "+12 000".
     digit_count = sum(char.isdigit() for char in match.group())
     return match.group() if 8 <= digit_count <= 15 else None
@@ -212,14 +218,15 @@ _PII_RULES = (
     _Rule("answer contains a payment card number", Severity.HIGH, _CARD_GROUPED, _card_evidence),
     _Rule("answer contains a payment card number", Severity.HIGH, _CARD_COMPACT, _card_evidence),
     _Rule("answer contains a US social security number", Severity.HIGH, _SSN, _ssn_evidence),
-    _Rule("answer contains a phone number", Severity.MEDIUM, _PHONE_INTERNATIONAL, _international_phone_evidence),
+    _Rule("answer contains a phone number", Severity.MEDIUM, _PHONE_INTERNATIONAL, _intl_phone_evidence),
     _Rule("answer contains a phone number", Severity.MEDIUM, _PHONE_US, _us_phone_evidence),
     _Rule("answer contains an email address", Severity.MEDIUM, _EMAIL, _email_evidence),
 )
 
 
 class PiiDetector:
-    """Personal data in an answer: the model may have copied it from a source into a reply that travels further."""
+    """Personal data in an answer: the model may have copied it from a source into a reply that travels
+    further than the source does."""
 
     name = "pii"
 
@@ -351,7 +358,8 @@ class PromptInjectionDetector:
         for number, passage in enumerate(event.passages, start=1):
             phrases = _injection_phrases(passage.text)
             if phrases:
-                findings.append(self._finding(Severity.HIGH, f"passage {passage.chunk_id or number}", phrases))
+                where = f"passage {passage.chunk_id or number}"
+                findings.append(self._finding(Severity.HIGH, where, phrases))
         return findings
 
     def _finding(self, severity: Severity, where: str, phrases: tuple[str, ...]) -> Finding:
@@ -369,18 +377,22 @@ _CITATION = re.compile(r"\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 _LEADING_CITATIONS = re.compile(r"(?:\s*\[\d{1,4}(?:\s*,\s*\d{1,4})*\])+")
 _WORD = re.compile(r"\w+")
-_STOP_WORDS = frozenset(
-    """
-    a about above after again against all also am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each either else etc few for from further
-    had has have having he her here hers herself him himself his how however if in into is it its itself
-    just may might more most must my myself no nor not now of off on once only or other our ours ourselves
-    out over own per same shall she should since so some such than that the their theirs them themselves
-    then there these they this those through thus to too under until up upon very via was we were what when
-    where whether which while who whom whose why will with within without would yes yet you your yours
-    yourself yourselves
-    """.split()
-)
+# Only words longer than two letters: shorter ones are dropped before the list is consulted.
+# fmt: off
+_STOP_WORDS = frozenset({
+    "about", "above", "after", "again", "against", "all", "also", "and", "any", "are", "because", "been",
+    "before", "being", "below", "between", "both", "but", "can", "could", "did", "does", "doing", "down",
+    "during", "each", "either", "else", "etc", "few", "for", "from", "further", "had", "has", "have",
+    "having", "her", "here", "hers", "herself", "him", "himself", "his", "how", "however", "into", "its",
+    "itself", "just", "may", "might", "more", "most", "must", "myself", "nor", "not", "now", "off", "once",
+    "only", "other", "our", "ours", "ourselves", "out", "over", "own", "per", "same", "shall", "she",
+    "should", "since", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves",
+    "then", "there", "these", "they", "this", "those", "through", "thus", "too", "under", "until", "upon",
+    "very", "via", "was", "were", "what", "when", "where", "whether", "which", "while", "who", "whom",
+    "whose", "why", "will", "with", "within", "without", "would", "yes", "yet", "you", "your", "yours",
+    "yourself", "yourselves",
+})
+# fmt: on
 
 
 def _sentences(text: str) -> list[str]:
@@ -462,7 +474,8 @@ class RefusalDetector:
 
     def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
         if event.refused:
-            return [Finding(self.name, Severity.LOW, "no readable source covered the question", (event.question,))]
+            reason = "no readable source covered the question"
+            return [Finding(self.name, Severity.LOW, reason, (event.question,))]
         if not event.answer.strip():
             return [Finding(self.name, Severity.MEDIUM, "empty answer", (event.question,))]
         return []

@@ -20,7 +20,7 @@ def main() -> None:
     configure_tracing("copilot-retrieval", settings.telemetry)
     server = GrpcServer("retrieval", settings, TokenVerifier(settings.auth))
     server.start()
-    embedder = OnnxMiniLmEmbedder(threads=settings.embedding_threads)
+    embedder = OnnxMiniLmEmbedder(intra_op_num_threads=settings.embedding_threads)
     store = open_store(settings.store, embedder.dimension)
     searcher = Searcher(store, embedder, settings.default_top_k, settings.max_top_k, settings.max_query_chars)
     server.add_service(retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, RetrievalServicer(searcher),

@@ -1,0 +1,349 @@
+"""``copilot``: the command line. It talks to the services over gRPC like any other client."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from copilot.common.v1 import common_pb2
+from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
+from copilot.grpc_client import bearer, open_channel
+from copilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from copilot.launcher import LauncherSettings, Stack, component_ready, down, pid_alive, up
+from copilot.monitor.v1 import monitor_pb2, monitor_pb2_grpc
+from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+
+console = Console()
+err = Console(stderr=True)
+
+SEVERITY = {1: "low", 2: "medium", 3: "high"}
+
+
+class CliError(Exception):
+    """Shown to the user as ``error: ...`` with exit code 2."""
+
+
+def _stack(settings: LauncherSettings) -> Stack:
+    stack = Stack.load(settings.home.resolve())
+    if stack is None or not all(pid_alive(c.pid) for c in stack.components):
+        raise CliError("the copilot stack is not running; start it with `copilot up`")
+    return stack
+
+
+def _users(stack: Stack) -> list[dict[str, Any]]:
+    return list(json.loads(Path(stack.users_file).read_text()))
+
+
+def _token(stack: Stack, username: str, password: str | None) -> str:
+    from keycloak import KeycloakOpenID
+    from keycloak.exceptions import KeycloakAuthenticationError, KeycloakConnectionError
+
+    if password is None:
+        # Local runs: the sample users' passwords live in the dev users file; a real realm prompts.
+        known = {u["username"]: u["password"] for u in _users(stack)}
+        password = known.get(username) or getpass.getpass(f"password for {username}: ")
+    server_url, realm = stack.issuer.split("/realms/", 1)
+    oidc = KeycloakOpenID(server_url=server_url + "/", realm_name=realm, client_id="copilot-cli")
+    try:
+        return str(oidc.token(username, password)["access_token"])
+    except KeycloakAuthenticationError as exc:
+        raise CliError(f"cannot sign in as {username!r}: unknown user or wrong password") from exc
+    except KeycloakConnectionError as exc:
+        raise CliError(f"identity provider at {stack.issuer} is not reachable") from exc
+
+
+def _rpc_error(exc: grpc.RpcError, service: str, target: str) -> CliError:
+    code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return CliError(f"{service} at {target} is unavailable ({details}); is the stack up? (`copilot status`)")
+    return CliError(f"{service}: {code.name}: {details}")
+
+
+# ---- commands -------------------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace, settings: LauncherSettings) -> int:
+    started = time.monotonic()
+    stack, fresh = up(settings, progress=lambda m: err.print(f"[dim]{m}[/dim]"))
+    if not fresh:
+        err.print(f"copilot is already running ({len(stack.components)} components); `copilot down` stops it")
+        return 0
+    err.print(f"[green]copilot is up[/green] in {time.monotonic() - started:.1f} s; logs in {stack.home}/logs")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, settings: LauncherSettings) -> int:
+    stopped = down(settings.home, progress=lambda m: err.print(f"[dim]{m}[/dim]"))
+    err.print(f"stopped {stopped} components" if stopped else "copilot was not running")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: LauncherSettings) -> int:
+    stack = Stack.load(settings.home.resolve())
+    if stack is None:
+        err.print("copilot is not running")
+        return 1
+    table = Table("component", "pid", "address", "state")
+    healthy = True
+    for c in stack.components:
+        alive = pid_alive(c.pid)
+        ready = alive and component_ready(c)
+        healthy &= ready
+        state = "[green]serving[/green]" if ready else ("[yellow]starting[/yellow]" if alive else "[red]dead[/red]")
+        table.add_row(c.name, str(c.pid), f"127.0.0.1:{c.port}", state)
+    console.print(table)
+    return 0 if healthy else 1
+
+
+def cmd_users(args: argparse.Namespace, settings: LauncherSettings) -> int:
+    users = json.loads(settings.users_file.read_text())
+    table = Table("user", "name", "groups", "roles", "tenant")
+    for u in users:
+        table.add_row(u["username"], u.get("name", ""), ", ".join(u.get("groups", [])) or "-",
+                      ", ".join(u.get("roles", [])), u.get("tenant", ""))
+    console.print(table)
+    return 0
+
+
+def _documents(path: Path) -> list[Path]:
+    from services.ingest.access import is_sidecar
+
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and not is_sidecar(p) and not p.name.startswith("."))
+
+
+def cmd_ingest(args: argparse.Namespace, settings: LauncherSettings) -> int:
+    from services.ingest.access import Access, access_for
+    from services.ingest.errors import IngestError
+
+    root = Path(args.path)
+    if not root.exists():
+        raise CliError(f"no such file or directory: {root}")
+    default: Access | None = None
+    if args.public or args.groups or args.users:
+        default = Access(tenant="", groups=tuple(g for g in (args.groups or "").split(",") if g),
+                         users=tuple(u for u in (args.users or "").split(",") if u), public=args.public,
+                         classification="internal")
+    stack = _stack(settings)
+    token = _token(stack, args.user, args.password)
+    target = stack.endpoint("ingest")
+    stub = ingest_pb2_grpc.IngestServiceStub(open_channel(target))
+    files = _documents(root)
+    base = root if root.is_dir() else root.parent
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    failures: list[tuple[Path, str]] = []
+    chunks = 0
+    started = time.monotonic()
+    columns = (TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("ingest", total=len(files), rate="")
+        for file in files:
+            try:
+                access = access_for(file, base, "", default)
+                if access is None or access.is_empty():
+                    raise CliError("no access list: add an access.yaml beside it or pass --groups/--users/--public")
+                reply = stub.IngestDocument(ingest_pb2.IngestDocumentRequest(
+                    uri=str(file.resolve()), filename=file.name, content=file.read_bytes(),
+                    access=common_pb2.AccessControl(groups=list(access.groups), users=list(access.users),
+                                                    public=access.public, classification=access.classification),
+                ), metadata=bearer(token), timeout=300)
+            except grpc.RpcError as exc:
+                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED,  # type: ignore[attr-defined]
+                                  grpc.StatusCode.PERMISSION_DENIED):
+                    raise _rpc_error(exc, "ingest", target) from exc
+                failures.append((file, exc.details() or exc.code().name))  # type: ignore[attr-defined]
+            except (CliError, IngestError, OSError) as exc:
+                failures.append((file, str(exc)))
+            else:
+                outcome = ingest_pb2.IngestOutcome.Name(reply.outcome).removeprefix("INGEST_OUTCOME_").lower()
+                counts[outcome] += 1
+                chunks += max(reply.chunk_count, 0)
+            elapsed = max(time.monotonic() - started, 1e-6)
+            progress.update(task, advance=1, rate=f"{progress.tasks[0].completed / elapsed:.1f} docs/s, "
+                                                  f"{chunks / elapsed:.0f} chunks/s")
+    elapsed = time.monotonic() - started
+    err.print(f"ingested {len(files)} files in {elapsed:.1f} s: {counts['created']} new, {counts['updated']} "
+              f"updated, {counts['unchanged']} unchanged, {len(failures)} failed; {chunks} chunks written")
+    for file, reason in failures:
+        err.print(f"  [red]failed[/red] {file}: {reason}")
+    return 1 if failures else 0
+
+
+def _passage_dict(p: common_pb2.Passage) -> dict[str, Any]:
+    return MessageToDict(p, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def cmd_search(args: argparse.Namespace, settings: LauncherSettings) -> int:
+    stack = _stack(settings)
+    token = _token(stack, args.user, args.password)
+    target = stack.endpoint("retrieval")
+    stub = retrieval_pb2_grpc.RetrievalServiceStub(open_channel(target))
+    try:
+        reply = stub.Search(retrieval_pb2.SearchRequest(query=args.query, top_k=args.top_k),
+                            metadata=bearer(token), timeout=30)
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, "retrieval", target) from exc
+    if args.json:
+        print(json.dumps({"hits": [_passage_dict(p) for p in reply.passages]}, indent=2))
+        return 0
+    if not reply.passages:
+        console.print("no passages you may read match this query")
+        return 0
+    table = Table("#", "score", "title", "section", "why you can see it", "uri")
+    for i, p in enumerate(reply.passages, 1):
+        table.add_row(str(i), f"{p.score:.3f}", p.title, " > ".join(p.heading_path), p.access_reason, p.uri)
+    console.print(table)
+    return 0
+
+
+def _stream_answer(stub: generation_pb2_grpc.GenerationServiceStub, request: generation_pb2.AnswerRequest,
+                   token: str, on_delta: Callable[[str], None]) -> generation_pb2.AnswerFinal:
+    final = None
+    responses: Iterator[generation_pb2.AnswerResponse] = stub.Answer(request, metadata=bearer(token), timeout=900)
+    for response in responses:
+        if response.HasField("final"):
+            final = response.final
+        else:
+            on_delta(response.delta)
+    if final is None:
+        raise CliError("the answer stream ended without its final message")
+    return final
+
+
+def cmd_ask(args: argparse.Namespace, settings: LauncherSettings) -> int:
+    if not args.question.strip():
+        raise CliError("the question is empty")
+    stack = _stack(settings)
+    token = _token(stack, args.user, args.password)
+    target = stack.endpoint("generation")
+    stub = generation_pb2_grpc.GenerationServiceStub(open_channel(target))
+    request = generation_pb2.AnswerRequest(question=args.question, conversation_id=args.conversation or "",
+                                           top_k=args.top_k)
+
+    def echo(delta: str) -> None:
+        if not args.json:
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+
+    try:
+        final = _stream_answer(stub, request, token, echo)
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, "generation", target) from exc
+    if args.json:
+        print(json.dumps({
+            "interaction_id": final.interaction_id, "answer": final.answer, "refused": final.refused,
+            "model": final.model,
+            "sources": [{"number": c.number, **_passage_dict(c.passage)} for c in final.citations],
+        }, indent=2))
+        return 0
+    print()
+    if final.citations:
+        console.print("\n[bold]Sources[/bold]")
+        for c in final.citations:
+            p = c.passage
+            where = f", page {p.page}" if p.page else ""
+            section = f" > {' > '.join(p.heading_path)}" if p.heading_path else ""
+            console.print(f"  [{c.number}] {p.title}{section}{where}  [dim]{p.uri} (score {p.score:.2f})[/dim]")
+    return 0
+
+
+def cmd_flags(args: argparse.Namespace, settings: LauncherSettings) -> int:
+    stack = _stack(settings)
+    token = _token(stack, args.user, args.password)
+    target = stack.endpoint("monitor")
+    stub = monitor_pb2_grpc.MonitorServiceStub(open_channel(target))
+    try:
+        reply = stub.ListFlags(monitor_pb2.ListFlagsRequest(limit=args.limit), metadata=bearer(token), timeout=30)
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, "monitor", target) from exc
+    if args.json:
+        print(json.dumps({"flags": [MessageToDict(f, preserving_proto_field_name=True) for f in reply.flags]},
+                         indent=2))
+        return 0
+    if not reply.flags:
+        console.print("no flags yet")
+        return 0
+    table = Table("when", "severity", "detector", "reason", "question", "evidence")
+    for f in reply.flags:
+        table.add_row(f.created_at.ToDatetime().strftime("%H:%M:%S"), SEVERITY.get(f.severity, "?"), f.detector,
+                      f.reason, f.question[:60], "; ".join(f.evidence)[:60])
+    console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="copilot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the local stack (broker, identity, store, four services)")
+    sub.add_parser("down", help="stop the local stack")
+    sub.add_parser("status", help="show each component and whether it serves")
+    sub.add_parser("users", help="list the sample users and their groups")
+
+    def identity(p: argparse.ArgumentParser, default_user: str | None) -> None:
+        p.add_argument("--user", required=default_user is None, default=default_user, help="who is asking")
+        p.add_argument("--password", default=None, help="defaults to the dev users file, else a prompt")
+
+    p = sub.add_parser("ingest", help="ingest a file or folder")
+    p.add_argument("path")
+    p.add_argument("--groups", help="comma-separated groups for files without an access.yaml")
+    p.add_argument("--users", help="comma-separated users for files without an access.yaml")
+    p.add_argument("--public", action="store_true", help="files without an access.yaml are readable by everyone")
+    identity(p, "ops")
+
+    p = sub.add_parser("search", help="search the passages you may read")
+    p.add_argument("query")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    identity(p, None)
+
+    p = sub.add_parser("ask", help="ask a question; streams a cited answer")
+    p.add_argument("question")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--conversation", default="")
+    p.add_argument("--json", action="store_true")
+    identity(p, None)
+
+    p = sub.add_parser("flags", help="list what the monitor flagged")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    identity(p, "ops")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, LauncherSettings], int]] = {
+    "up": cmd_up, "down": cmd_down, "status": cmd_status, "users": cmd_users, "ingest": cmd_ingest,
+    "search": cmd_search, "ask": cmd_ask, "flags": cmd_flags,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = LauncherSettings()
+    try:
+        return COMMANDS[args.command](args, settings)
+    except CliError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 2
+    except RuntimeError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Text generation engines behind one small interface: llama.cpp on CPU, vLLM on GPU.
+
+Both engines are imported lazily so this module loads where only one of them (or neither) is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import queue
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from services.generation.models import MODELS, get_model_spec, resolve_model_file
+
+SEED = 0
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int = 384
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenDelta:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finished: bool
+
+
+class Engine(Protocol):
+    model_name: str
+    context_tokens: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]: ...
+
+
+class PromptTooLong(ValueError):
+    pass
+
+
+def _check_fits(prompt_tokens: int, context_tokens: int) -> None:
+    # At least one token must fit after the prompt, or the model cannot answer at all.
+    if prompt_tokens >= context_tokens:
+        raise PromptTooLong(f"prompt is {prompt_tokens} tokens; the context holds {context_tokens}")
+
+
+class LlamaCppEngine:
+    """llama.cpp on CPU. One context serves one request at a time; concurrent callers wait their turn."""
+
+    def __init__(self, model_path: Path, model_name: str, context_tokens: int, threads: int = 2) -> None:
+        # ggml runs its threads through OpenMP; idle workers spinning would steal the few cores we have
+        # from the other services. Must be set before libgomp loads with llama_cpp.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self._llama_cpp = llama_cpp
+        self._llm = llama_cpp.Llama(
+            model_path=str(model_path),
+            n_ctx=context_tokens,
+            n_threads=threads,
+            n_threads_batch=threads,
+            seed=SEED,
+            verbose=False,
+        )
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ValueError(f"{model_path} has no chat template in its GGUF metadata")
+        # The same formatter llama-cpp-python's own chat handler builds from the GGUF metadata; we drive it
+        # directly because a streamed chat completion does not report token counts.
+        self._formatter = Jinja2ChatFormatter(
+            template=template, eos_token=self._special_text(self._llm.token_eos()),
+            bos_token=self._special_text(self._llm.token_bos()),
+        )
+        self._lock = threading.Lock()
+        self.model_name = model_name
+        self.context_tokens = self._llm.n_ctx()
+
+    def _special_text(self, token: int) -> str:
+        return self._llm.detokenize([token], special=True).decode("utf-8") if token != -1 else ""
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
+        formatted = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        prompt = self._llm.tokenize(
+            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+        )
+        _check_fits(len(prompt), self.context_tokens)
+        template_stop = [formatted.stop] if isinstance(formatted.stop, str) else formatted.stop or []
+        stop = [s for s in (*params.stop, *template_stop) if s]
+        with self._lock:
+            chunks = self._llm.create_completion(
+                prompt=prompt,
+                max_tokens=min(params.max_tokens, self.context_tokens - len(prompt)),
+                temperature=params.temperature,
+                stop=stop,
+                seed=SEED,
+                stream=True,
+            )
+            for chunk in chunks:
+                text = chunk["choices"][0]["text"]  # type: ignore[index]
+                if text:
+                    yield TokenDelta(text, len(prompt), self._sampled(len(prompt)), False)
+            yield TokenDelta("", len(prompt), self._sampled(len(prompt)), True)
+
+    def _sampled(self, prompt_tokens: int) -> int:
+        # Every sampled token but the latest has been fed back into the context, so the context length
+        # counts them; the end-of-turn token is included, as vLLM counts it.
+        return self._llm.n_tokens - prompt_tokens + 1
+
+
+_DONE = object()
+
+
+class VllmEngine:
+    """vLLM's AsyncLLMEngine on a GPU, driven from plain threads.
+
+    The engine is bound to the asyncio loop its first request runs on, so every request runs on one
+    private loop thread; each caller's iterator reads its request's outputs from a queue.
+    """
+
+    def __init__(self, model: str, model_name: str, context_tokens: int, gpu_memory_utilization: float = 0.85
+                 ) -> None:
+        from vllm import AsyncEngineArgs, AsyncLLMEngine, SamplingParams
+
+        self._sampling_params = SamplingParams
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="vllm-loop", daemon=True).start()
+        self._engine = AsyncLLMEngine.from_engine_args(
+            AsyncEngineArgs(
+                model=model,
+                max_model_len=context_tokens,
+                gpu_memory_utilization=gpu_memory_utilization,
+                seed=SEED,
+            )
+        )
+        tokenizer = self._engine.get_tokenizer()
+        # get_tokenizer() is a coroutine before vLLM 0.11 and a plain method after.
+        if inspect.isawaitable(tokenizer):
+            tokenizer = asyncio.run_coroutine_threadsafe(_awaited(tokenizer), self._loop).result()
+        self._tokenizer = tokenizer
+        self.model_name = model_name
+        self.context_tokens = context_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
+        text = self._tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages], tokenize=False, add_generation_prompt=True
+        )
+        # The template already wrote the special tokens; encoding the text again must not add a second BOS.
+        prompt = self._tokenizer.encode(text, add_special_tokens=False)
+        _check_fits(len(prompt), self.context_tokens)
+        sampling = self._sampling_params(
+            max_tokens=min(params.max_tokens, self.context_tokens - len(prompt)),
+            temperature=params.temperature,
+            stop=list(params.stop),
+            seed=SEED,
+        )
+        outputs: queue.Queue[Any] = queue.Queue()
+
+        async def pump() -> None:
+            try:
+                async for output in self._engine.generate({"prompt_token_ids": prompt}, sampling, uuid.uuid4().hex):
+                    outputs.put(output)
+                outputs.put(_DONE)
+            except Exception as error:  # handed to the caller's thread, which raises it
+                outputs.put(error)
+
+        request = asyncio.run_coroutine_threadsafe(pump(), self._loop)
+        sent = 0
+        try:
+            while (output := outputs.get()) is not _DONE:
+                if isinstance(output, Exception):
+                    raise output
+                # Outputs are cumulative: send only the text not sent yet.
+                completion = output.outputs[0]
+                if len(completion.text) > sent:
+                    yield TokenDelta(completion.text[sent:], len(prompt), len(completion.token_ids), False)
+                    sent = len(completion.text)
+                if output.finished:
+                    yield TokenDelta("", len(prompt), len(completion.token_ids), True)
+        finally:
+            # A caller that stops reading early cancels the request, which aborts it inside vLLM.
+            request.cancel()
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
+def build_engine(kind: str, model: str, cache_dir: Path, threads: int, context_tokens: int) -> Engine:
+    """``model`` is a catalog name; for vLLM it may also be a Hugging Face model directory or id."""
+    if kind == "llama_cpp":
+        spec = get_model_spec(model)
+        path = resolve_model_file(spec, cache_dir)
+        return LlamaCppEngine(path, spec.name, min(context_tokens, spec.context_tokens), threads)
+    if kind == "vllm":
+        if model in MODELS:
+            spec = MODELS[model]
+            return VllmEngine(str(resolve_model_file(spec, cache_dir)), spec.name,
+                              min(context_tokens, spec.context_tokens))
+        return VllmEngine(model, model, context_tokens)
+    raise ValueError(f"unknown engine kind {kind!r}; expected 'llama_cpp' or 'vllm'")

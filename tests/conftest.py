@@ -1,0 +1,51 @@
+"""Real components on loopback for the integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from copilot.broker import start_tansu
+from copilot.devissuer import DevIssuer, load_or_create_key, load_users, serve_in_thread
+from copilot.settings import AuthSettings
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_USERS = REPO / "sample" / "users.json"
+SAMPLE_CORPUS = REPO / "sample" / "corpus"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    proc = start_tansu(port, tmp_path_factory.mktemp("tansu") / "tansu.log")
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevIssuer]:
+    port = free_port()
+    key = load_or_create_key(tmp_path_factory.mktemp("issuer") / "key.pem")
+    dev = DevIssuer(f"http://127.0.0.1:{port}/realms/copilot", "copilot", key, load_users(SAMPLE_USERS))
+    server = serve_in_thread(dev, "127.0.0.1", port)
+    yield dev
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def auth_settings(issuer: DevIssuer) -> AuthSettings:
+    return AuthSettings(issuer=issuer.issuer, audience=issuer.audience)

@@ -1,0 +1,316 @@
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import docx
+import pypdf
+import pytest
+from reportlab.pdfgen import canvas
+
+from services.ingest.errors import CorruptDocument, IngestError, UnsupportedFormat
+from services.ingest.parsing import ParsedDocument, parse
+
+CORPUS = Path(__file__).resolve().parents[2] / "sample" / "corpus"
+
+
+def assert_sections_are_slices(doc: ParsedDocument) -> None:
+    previous_end = 0
+    for section in doc.sections:
+        assert section.text.strip() == section.text != ""
+        assert doc.text[section.char_start : section.char_start + len(section.text)] == section.text
+        assert section.char_start >= previous_end
+        previous_end = section.char_start + len(section.text)
+
+
+def make_pdf(pages: list[list[str]], title: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, invariant=True)
+    if title is not None:
+        pdf.setTitle(title)
+    for lines in pages:
+        for row, line in enumerate(lines):
+            pdf.drawString(72, 720 - 16 * row, line)
+        pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+def make_docx(title: str | None = None) -> bytes:
+    document = docx.Document()
+    if title is not None:
+        document.add_heading(title, level=0)
+    document.add_paragraph("Preamble before any heading.")
+    document.add_heading("Payment", level=1)
+    document.add_paragraph("Invoices are paid net 45.")
+    document.add_heading("Exceptions", level=2)
+    table = document.add_table(rows=2, cols=2)
+    for row, values in zip(table.rows, [("Category", "Terms"), ("Software", "Net 30")], strict=True):
+        for cell, value in zip(row.cells, values, strict=True):
+            cell.text = value
+    document.add_heading("Contacts", level=1)
+    document.add_paragraph("Ask Accounts Payable.")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+# --- Markdown -------------------------------------------------------------------------------------
+
+MARKDOWN = """Preamble line.
+
+# Employee Handbook
+
+## Vacation
+Employees accrue 25 days a year.
+
+```bash
+# a comment inside a fence, not a heading
+echo hi
+```
+
+### Carry-over
+Up to 5 days carry over.
+
+## Remote work ##
+Anchor days are Tuesday and Thursday.
+"""
+
+
+def test_markdown_sections_follow_headings() -> None:
+    doc = parse("handbook.md", MARKDOWN.encode())
+
+    assert doc.title == "Employee Handbook"
+    assert doc.doc_type == "markdown"
+    assert doc.text == MARKDOWN
+    assert [s.heading_path for s in doc.sections] == [
+        (),
+        ("Employee Handbook", "Vacation"),
+        ("Employee Handbook", "Vacation", "Carry-over"),
+        ("Employee Handbook", "Remote work"),
+    ]
+    # The heading with no body of its own travels with the next section instead of becoming one.
+    assert doc.sections[1].text.startswith("# Employee Handbook\n\n## Vacation")
+    assert "# a comment inside a fence" in doc.sections[1].text
+    assert all(s.page == 0 for s in doc.sections)
+    assert_sections_are_slices(doc)
+
+
+def test_markdown_without_h1_is_titled_by_file_stem_and_crlf_is_normalised() -> None:
+    doc = parse("notes/remote-work.markdown", b"## Only level two\r\nBody text.\r\n")
+
+    assert doc.title == "remote-work"
+    assert doc.text == "## Only level two\nBody text.\n"
+    assert doc.sections[0].heading_path == ("Only level two",)
+
+
+# --- HTML -----------------------------------------------------------------------------------------
+
+HTML = b"""<!DOCTYPE html><html><head><title>Expense Policy</title>
+<style>p { color: red }</style><script>var tracking = 1;</script></head>
+<body><nav aria-hidden="true">Home | About</nav>
+<h1>Expenses</h1><p>Submit   within <b>30</b>
+days.</p>
+<div hidden>hidden draft</div><p style="display: none">invisible</p><!-- a comment -->
+<h2>Hotels</h2><table><tr><th>City</th><th>Limit</th></tr><tr><td>London</td><td>400 USD</td></tr></table>
+<h2>Meals</h2><ul><li>Domestic: 75 USD</li><li>International: 100 USD</li></ul>
+<noscript>enable js</noscript></body></html>"""
+
+
+def test_html_drops_invisible_content_and_builds_heading_paths() -> None:
+    doc = parse("expenses.HTML", HTML)
+
+    assert doc.title == "Expense Policy"
+    assert doc.doc_type == "html"
+    for invisible in ("tracking", "color", "Home | About", "hidden draft", "invisible", "a comment", "enable js"):
+        assert invisible not in doc.text
+    assert [s.heading_path for s in doc.sections] == [
+        ("Expenses",),
+        ("Expenses", "Hotels"),
+        ("Expenses", "Meals"),
+    ]
+    assert doc.sections[0].text == "Expenses\nSubmit within 30 days."
+    assert "City\tLimit\nLondon\t400 USD" in doc.sections[1].text
+    assert doc.sections[2].text == "Meals\nDomestic: 75 USD\nInternational: 100 USD"
+    assert_sections_are_slices(doc)
+
+
+def test_html_title_falls_back_to_first_h1_then_stem() -> None:
+    assert parse("page.htm", b"<h2>Intro</h2><h1>Runbook</h1><p>x</p>").title == "Runbook"
+    assert parse("page.htm", b"<p>Just text.</p>").title == "page"
+
+
+def test_html_uses_declared_encoding_when_not_utf8() -> None:
+    content = '<meta charset="windows-1252"><p>Café budget</p>'.encode("cp1252")
+
+    assert "Café budget" in parse("menu.html", content).text
+
+
+# --- PDF ------------------------------------------------------------------------------------------
+
+
+def test_pdf_has_one_section_per_page_with_one_based_numbers() -> None:
+    content = make_pdf([["Approval limits", "Up to 5,000 USD: manager."], ["Exceptions apply."]], "Limits")
+    doc = parse("limits.pdf", content)
+
+    assert doc.title == "Limits"
+    assert doc.doc_type == "pdf"
+    assert [s.page for s in doc.sections] == [1, 2]
+    assert [s.heading_path for s in doc.sections] == [(), ()]
+    assert "Up to 5,000 USD" in doc.sections[0].text
+    assert doc.sections[1].text == "Exceptions apply."
+    assert_sections_are_slices(doc)
+
+
+def test_pdf_without_metadata_title_uses_first_line_and_skips_blank_pages() -> None:
+    doc = parse("memo.pdf", make_pdf([[], ["Budget memo", "Travel is down 8%."]]))
+
+    assert doc.title == "Budget memo"
+    assert [s.page for s in doc.sections] == [2]
+
+
+def test_pdf_encrypted_with_empty_user_password_is_readable() -> None:
+    writer = pypdf.PdfWriter(clone_from=io.BytesIO(make_pdf([["Readable text."]])))
+    writer.encrypt(user_password="", owner_password="owner")
+    buffer = io.BytesIO()
+    writer.write(buffer)
+
+    assert parse("open.pdf", buffer.getvalue()).sections[0].text == "Readable text."
+
+
+# --- DOCX -----------------------------------------------------------------------------------------
+
+
+def test_docx_heading_styles_build_paths_and_tables_become_tab_separated_rows() -> None:
+    doc = parse("terms.docx", make_docx("Vendor Terms"))
+
+    assert doc.title == "Vendor Terms"
+    assert doc.doc_type == "docx"
+    assert [s.heading_path for s in doc.sections] == [
+        ("Vendor Terms",),
+        ("Vendor Terms", "Payment"),
+        ("Vendor Terms", "Payment", "Exceptions"),
+        ("Vendor Terms", "Contacts"),
+    ]
+    assert doc.sections[0].text == "Vendor Terms\nPreamble before any heading."
+    assert doc.sections[2].text == "Exceptions\nCategory\tTerms\nSoftware\tNet 30"
+    assert_sections_are_slices(doc)
+
+
+def test_docx_without_title_uses_first_heading() -> None:
+    doc = parse("terms.docx", make_docx())
+
+    assert doc.title == "Payment"
+    assert doc.sections[0].heading_path == ()
+
+
+# --- Plain text -----------------------------------------------------------------------------------
+
+
+def test_text_is_one_section_titled_by_stem() -> None:
+    doc = parse("readme.txt", "\ufeff\n  Plain notes. Ünïcode.\n".encode())
+
+    assert doc.title == "readme"
+    assert doc.doc_type == "text"
+    assert [(s.text, s.heading_path, s.page) for s in doc.sections] == [("Plain notes. Ünïcode.", (), 0)]
+    assert_sections_are_slices(doc)
+
+
+# --- Errors ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("filename", ["tool.exe", "archive.tar.gz", "Makefile", "sheet.xlsx"])
+def test_unknown_extension_is_unsupported(filename: str) -> None:
+    with pytest.raises(UnsupportedFormat) as caught:
+        parse(filename, b"data")
+
+    assert filename in str(caught.value)
+    assert ".docx" in str(caught.value)
+    assert isinstance(caught.value, IngestError)
+
+
+def _encrypted_pdf() -> bytes:
+    writer = pypdf.PdfWriter(clone_from=io.BytesIO(make_pdf([["Secret text."]])))
+    writer.encrypt(user_password="s3cret")
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def _zip_without_docx_parts() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("hello.txt", "not a word document")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "expected"),
+    [
+        ("empty.md", b"", "empty (0 bytes)"),
+        ("empty.pdf", b"", "empty (0 bytes)"),
+        ("blank.txt", b" \n\t\n", "no extractable text"),
+        ("broken.pdf", b"%PDF-1.7\nthis is not really a pdf", "not a readable PDF"),
+        ("image.pdf", make_pdf([[]]), "no extractable text"),
+        ("locked.pdf", _encrypted_pdf(), "password-protected"),
+        ("broken.docx", b"PK\x03\x04 truncated zip", "not a readable Word document"),
+        ("other.docx", _zip_without_docx_parts(), "not a readable Word document"),
+        ("latin1.txt", "café".encode("latin-1"), "not valid UTF-8 text (byte 0xe9 at offset 3)"),
+        ("latin1.md", "# Café".encode("latin-1"), "not valid UTF-8"),
+        ("program.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00", "NUL bytes"),
+        ("utf16.txt", "hello".encode("utf-16"), "NUL bytes"),
+        ("page.html", b"<p>caf\xe9</p>", "not valid UTF-8"),
+    ],
+)
+def test_unreadable_content_is_corrupt(filename: str, content: bytes, expected: str) -> None:
+    with pytest.raises(CorruptDocument) as caught:
+        parse(filename, content)
+
+    assert expected in str(caught.value)
+    assert repr(filename) in str(caught.value)
+    assert caught.value.filename == filename
+
+
+# --- Sample corpus --------------------------------------------------------------------------------
+
+
+SAMPLE_DOCUMENTS = [
+    ("engineering/database-failover.md", "Runbook: Database Failover for orders-db", "markdown"),
+    ("engineering/deploy-process.md", "Deploy Process", "markdown"),
+    ("engineering/on-call-rotation.html", "Engineering On-Call Rotation", "html"),
+    ("everyone/expense-policy.html", "Travel and Expense Policy", "html"),
+    ("everyone/remote-work-policy.md", "Remote Work Policy", "markdown"),
+    ("everyone/vacation-policy.md", "Vacation and Leave Policy", "markdown"),
+    ("finance/approval-limits.pdf", "Spending Approval Limits", "pdf"),
+    ("finance/q3-2026-budget-memo.md", "Q3 2026 Budget Memo", "markdown"),
+    ("finance/vendor-payment-terms.docx", "Vendor Onboarding and Payment Terms", "docx"),
+    ("legal/contract-review-process.docx", "Contract Review Process", "docx"),
+    ("legal/nda-policy.md", "Non-Disclosure Agreement (NDA) Policy", "markdown"),
+]
+
+
+@pytest.mark.parametrize(("path", "title", "doc_type"), SAMPLE_DOCUMENTS)
+def test_sample_corpus_parses(path: str, title: str, doc_type: str) -> None:
+    doc = parse(Path(path).name, (CORPUS / path).read_bytes())
+
+    assert (doc.title, doc.doc_type) == (title, doc_type)
+    assert 150 <= len(doc.text.split()) <= 600
+    assert_sections_are_slices(doc)
+
+
+def test_sample_corpus_list_is_complete() -> None:
+    documents = sorted(
+        path.relative_to(CORPUS).as_posix()
+        for path in CORPUS.rglob("*")
+        if path.is_file() and path.suffix != ".yaml"
+    )
+
+    assert documents == [path for path, _, _ in SAMPLE_DOCUMENTS]
+
+
+def test_sample_pdf_keeps_page_numbers() -> None:
+    doc = parse("approval-limits.pdf", (CORPUS / "finance/approval-limits.pdf").read_bytes())
+
+    assert [s.page for s in doc.sections] == [1, 2]
+    assert "25,000 USD" in doc.sections[1].text
