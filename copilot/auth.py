@@ -78,7 +78,7 @@ def principal_from_claims(claims: Mapping[str, Any], audience: str, token: str =
 
 
 class TokenVerifier:
-    """Verifies signature, issuer, audience, expiry and not-before; an unknown key id refetches the JWKS once."""
+    """Checks signature, issuer, audience, expiry, not-before; an unknown key id refetches the JWKS once."""
 
     def __init__(self, settings: AuthSettings) -> None:
         self._settings = settings

@@ -14,7 +14,14 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from copilot.common.v1 import common_pb2
@@ -67,7 +74,9 @@ def _token(stack: Stack, username: str, password: str | None) -> str:
 def _rpc_error(exc: grpc.RpcError, service: str, target: str) -> CliError:
     code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
     if code == grpc.StatusCode.UNAVAILABLE:
-        return CliError(f"{service} at {target} is unavailable ({details}); is the stack up? (`copilot status`)")
+        return CliError(
+            f"{service} at {target} is unavailable ({details}); is the stack up? (`copilot status`)"
+        )
     return CliError(f"{service}: {code.name}: {details}")
 
 
@@ -80,7 +89,9 @@ def cmd_up(args: argparse.Namespace, settings: LauncherSettings) -> int:
     if not fresh:
         err.print(f"copilot is already running ({len(stack.components)} components); `copilot down` stops it")
         return 0
-    err.print(f"[green]copilot is up[/green] in {time.monotonic() - started:.1f} s; logs in {stack.home}/logs")
+    err.print(
+        f"[green]copilot is up[/green] in {time.monotonic() - started:.1f} s; logs in {stack.home}/logs"
+    )
     return 0
 
 
@@ -101,7 +112,11 @@ def cmd_status(args: argparse.Namespace, settings: LauncherSettings) -> int:
         alive = pid_alive(c.pid)
         ready = alive and component_ready(c)
         healthy &= ready
-        state = "[green]serving[/green]" if ready else ("[yellow]starting[/yellow]" if alive else "[red]dead[/red]")
+        state = (
+            "[green]serving[/green]"
+            if ready
+            else ("[yellow]starting[/yellow]" if alive else "[red]dead[/red]")
+        )
         table.add_row(c.name, str(c.pid), f"127.0.0.1:{c.port}", state)
     console.print(table)
     return 0 if healthy else 1
@@ -111,8 +126,13 @@ def cmd_users(args: argparse.Namespace, settings: LauncherSettings) -> int:
     users = json.loads(settings.users_file.read_text())
     table = Table("user", "name", "groups", "roles", "tenant")
     for u in users:
-        table.add_row(u["username"], u.get("name", ""), ", ".join(u.get("groups", [])) or "-",
-                      ", ".join(u.get("roles", [])), u.get("tenant", ""))
+        table.add_row(
+            u["username"],
+            u.get("name", ""),
+            ", ".join(u.get("groups", [])) or "-",
+            ", ".join(u.get("roles", [])),
+            u.get("tenant", ""),
+        )
     console.print(table)
     return 0
 
@@ -122,7 +142,9 @@ def _documents(path: Path) -> list[Path]:
 
     if path.is_file():
         return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file() and not is_sidecar(p) and not p.name.startswith("."))
+    return sorted(
+        p for p in path.rglob("*") if p.is_file() and not is_sidecar(p) and not p.name.startswith(".")
+    )
 
 
 def cmd_ingest(args: argparse.Namespace, settings: LauncherSettings) -> int:
@@ -134,9 +156,13 @@ def cmd_ingest(args: argparse.Namespace, settings: LauncherSettings) -> int:
         raise CliError(f"no such file or directory: {root}")
     default: Access | None = None
     if args.public or args.groups or args.users:
-        default = Access(tenant="", groups=tuple(g for g in (args.groups or "").split(",") if g),
-                         users=tuple(u for u in (args.users or "").split(",") if u), public=args.public,
-                         classification="internal")
+        default = Access(
+            tenant="",
+            groups=tuple(g for g in (args.groups or "").split(",") if g),
+            users=tuple(u for u in (args.users or "").split(",") if u),
+            public=args.public,
+            classification="internal",
+        )
     stack = _stack(settings)
     token = _token(stack, args.user, args.password)
     target = stack.endpoint("ingest")
@@ -147,23 +173,44 @@ def cmd_ingest(args: argparse.Namespace, settings: LauncherSettings) -> int:
     failures: list[tuple[Path, str]] = []
     chunks = 0
     started = time.monotonic()
-    columns = (TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("ingest", total=len(files), rate="")
         for file in files:
             try:
                 access = access_for(file, base, "", default)
                 if access is None or access.is_empty():
-                    raise CliError("no access list: add an access.yaml beside it or pass --groups/--users/--public")
-                reply = stub.IngestDocument(ingest_pb2.IngestDocumentRequest(
-                    uri=str(file.resolve()), filename=file.name, content=file.read_bytes(),
-                    access=common_pb2.AccessControl(groups=list(access.groups), users=list(access.users),
-                                                    public=access.public, classification=access.classification),
-                ), metadata=bearer(token), timeout=300)
+                    raise CliError(
+                        "no access list: add an access.yaml beside it or pass --groups/--users/--public"
+                    )
+                reply = stub.IngestDocument(
+                    ingest_pb2.IngestDocumentRequest(
+                        uri=str(file.resolve()),
+                        filename=file.name,
+                        content=file.read_bytes(),
+                        access=common_pb2.AccessControl(
+                            groups=list(access.groups),
+                            users=list(access.users),
+                            public=access.public,
+                            classification=access.classification,
+                        ),
+                    ),
+                    metadata=bearer(token),
+                    timeout=300,
+                )
             except grpc.RpcError as exc:
-                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED,  # type: ignore[attr-defined]
-                                  grpc.StatusCode.PERMISSION_DENIED):
+                if exc.code() in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.UNAUTHENTICATED,  # type: ignore[attr-defined]
+                    grpc.StatusCode.PERMISSION_DENIED,
+                ):
                     raise _rpc_error(exc, "ingest", target) from exc
                 failures.append((file, exc.details() or exc.code().name))  # type: ignore[attr-defined]
             except (CliError, IngestError, OSError) as exc:
@@ -173,11 +220,16 @@ def cmd_ingest(args: argparse.Namespace, settings: LauncherSettings) -> int:
                 counts[outcome] += 1
                 chunks += max(reply.chunk_count, 0)
             elapsed = max(time.monotonic() - started, 1e-6)
-            progress.update(task, advance=1, rate=f"{progress.tasks[0].completed / elapsed:.1f} docs/s, "
-                                                  f"{chunks / elapsed:.0f} chunks/s")
+            progress.update(
+                task,
+                advance=1,
+                rate=f"{progress.tasks[0].completed / elapsed:.1f} docs/s, {chunks / elapsed:.0f} chunks/s",
+            )
     elapsed = time.monotonic() - started
-    err.print(f"ingested {len(files)} files in {elapsed:.1f} s: {counts['created']} new, {counts['updated']} "
-              f"updated, {counts['unchanged']} unchanged, {len(failures)} failed; {chunks} chunks written")
+    err.print(
+        f"ingested {len(files)} files in {elapsed:.1f} s: {counts['created']} new, {counts['updated']} "
+        f"updated, {counts['unchanged']} unchanged, {len(failures)} failed; {chunks} chunks written"
+    )
     for file, reason in failures:
         err.print(f"  [red]failed[/red] {file}: {reason}")
     return 1 if failures else 0
@@ -193,8 +245,11 @@ def cmd_search(args: argparse.Namespace, settings: LauncherSettings) -> int:
     target = stack.endpoint("retrieval")
     stub = retrieval_pb2_grpc.RetrievalServiceStub(open_channel(target))
     try:
-        reply = stub.Search(retrieval_pb2.SearchRequest(query=args.query, top_k=args.top_k),
-                            metadata=bearer(token), timeout=30)
+        reply = stub.Search(
+            retrieval_pb2.SearchRequest(query=args.query, top_k=args.top_k),
+            metadata=bearer(token),
+            timeout=30,
+        )
     except grpc.RpcError as exc:
         raise _rpc_error(exc, "retrieval", target) from exc
     if args.json:
@@ -210,10 +265,16 @@ def cmd_search(args: argparse.Namespace, settings: LauncherSettings) -> int:
     return 0
 
 
-def _stream_answer(stub: generation_pb2_grpc.GenerationServiceStub, request: generation_pb2.AnswerRequest,
-                   token: str, on_delta: Callable[[str], None]) -> generation_pb2.AnswerFinal:
+def _stream_answer(
+    stub: generation_pb2_grpc.GenerationServiceStub,
+    request: generation_pb2.AnswerRequest,
+    token: str,
+    on_delta: Callable[[str], None],
+) -> generation_pb2.AnswerFinal:
     final = None
-    responses: Iterator[generation_pb2.AnswerResponse] = stub.Answer(request, metadata=bearer(token), timeout=900)
+    responses: Iterator[generation_pb2.AnswerResponse] = stub.Answer(
+        request, metadata=bearer(token), timeout=900
+    )
     for response in responses:
         if response.HasField("final"):
             final = response.final
@@ -231,8 +292,9 @@ def cmd_ask(args: argparse.Namespace, settings: LauncherSettings) -> int:
     token = _token(stack, args.user, args.password)
     target = stack.endpoint("generation")
     stub = generation_pb2_grpc.GenerationServiceStub(open_channel(target))
-    request = generation_pb2.AnswerRequest(question=args.question, conversation_id=args.conversation or "",
-                                           top_k=args.top_k)
+    request = generation_pb2.AnswerRequest(
+        question=args.question, conversation_id=args.conversation or "", top_k=args.top_k
+    )
 
     def echo(delta: str) -> None:
         if not args.json:
@@ -244,11 +306,18 @@ def cmd_ask(args: argparse.Namespace, settings: LauncherSettings) -> int:
     except grpc.RpcError as exc:
         raise _rpc_error(exc, "generation", target) from exc
     if args.json:
-        print(json.dumps({
-            "interaction_id": final.interaction_id, "answer": final.answer, "refused": final.refused,
-            "model": final.model,
-            "sources": [{"number": c.number, **_passage_dict(c.passage)} for c in final.citations],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "interaction_id": final.interaction_id,
+                    "answer": final.answer,
+                    "refused": final.refused,
+                    "model": final.model,
+                    "sources": [{"number": c.number, **_passage_dict(c.passage)} for c in final.citations],
+                },
+                indent=2,
+            )
+        )
         return 0
     print()
     if final.citations:
@@ -257,7 +326,9 @@ def cmd_ask(args: argparse.Namespace, settings: LauncherSettings) -> int:
             p = c.passage
             where = f", page {p.page}" if p.page else ""
             section = f" > {' > '.join(p.heading_path)}" if p.heading_path else ""
-            console.print(f"  [{c.number}] {p.title}{section}{where}  [dim]{p.uri} (score {p.score:.2f})[/dim]")
+            console.print(
+                f"  [{c.number}] {p.title}{section}{where}  [dim]{p.uri} (score {p.score:.2f})[/dim]"
+            )
     return 0
 
 
@@ -267,20 +338,31 @@ def cmd_flags(args: argparse.Namespace, settings: LauncherSettings) -> int:
     target = stack.endpoint("monitor")
     stub = monitor_pb2_grpc.MonitorServiceStub(open_channel(target))
     try:
-        reply = stub.ListFlags(monitor_pb2.ListFlagsRequest(limit=args.limit), metadata=bearer(token), timeout=30)
+        reply = stub.ListFlags(
+            monitor_pb2.ListFlagsRequest(limit=args.limit), metadata=bearer(token), timeout=30
+        )
     except grpc.RpcError as exc:
         raise _rpc_error(exc, "monitor", target) from exc
     if args.json:
-        print(json.dumps({"flags": [MessageToDict(f, preserving_proto_field_name=True) for f in reply.flags]},
-                         indent=2))
+        print(
+            json.dumps(
+                {"flags": [MessageToDict(f, preserving_proto_field_name=True) for f in reply.flags]}, indent=2
+            )
+        )
         return 0
     if not reply.flags:
         console.print("no flags yet")
         return 0
     table = Table("when", "severity", "detector", "reason", "question", "evidence")
     for f in reply.flags:
-        table.add_row(f.created_at.ToDatetime().strftime("%H:%M:%S"), SEVERITY.get(f.severity, "?"), f.detector,
-                      f.reason, f.question[:60], "; ".join(f.evidence)[:60])
+        table.add_row(
+            f.created_at.ToDatetime().strftime("%H:%M:%S"),
+            SEVERITY.get(f.severity, "?"),
+            f.detector,
+            f.reason,
+            f.question[:60],
+            "; ".join(f.evidence)[:60],
+        )
     console.print(table)
     return 0
 
@@ -301,7 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--groups", help="comma-separated groups for files without an access.yaml")
     p.add_argument("--users", help="comma-separated users for files without an access.yaml")
-    p.add_argument("--public", action="store_true", help="files without an access.yaml are readable by everyone")
+    p.add_argument(
+        "--public", action="store_true", help="files without an access.yaml are readable by everyone"
+    )
     identity(p, "ops")
 
     p = sub.add_parser("search", help="search the passages you may read")
@@ -325,8 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, LauncherSettings], int]] = {
-    "up": cmd_up, "down": cmd_down, "status": cmd_status, "users": cmd_users, "ingest": cmd_ingest,
-    "search": cmd_search, "ask": cmd_ask, "flags": cmd_flags,
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "users": cmd_users,
+    "ingest": cmd_ingest,
+    "search": cmd_search,
+    "ask": cmd_ask,
+    "flags": cmd_flags,
 }
 
 

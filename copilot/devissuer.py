@@ -46,8 +46,13 @@ def load_users(path: Path) -> dict[str, DevUser]:
     raw = json.loads(path.read_text())
     return {
         u["username"]: DevUser(
-            username=u["username"], password=u["password"], email=u.get("email", ""), name=u.get("name", ""),
-            groups=tuple(u.get("groups", [])), roles=tuple(u.get("roles", [])), tenant=u.get("tenant", ""),
+            username=u["username"],
+            password=u["password"],
+            email=u.get("email", ""),
+            name=u.get("name", ""),
+            groups=tuple(u.get("groups", [])),
+            roles=tuple(u.get("roles", [])),
+            tenant=u.get("tenant", ""),
         )
         for u in raw
     }
@@ -61,7 +66,9 @@ def load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
     )
     path.chmod(0o600)
     return key
@@ -117,8 +124,12 @@ class DevIssuer:
         if user is None or user.password != form.get("password"):
             return 401, {"error": "invalid_grant", "error_description": "Invalid user credentials"}
         token = self.mint(user.username)
-        return 200, {"access_token": token, "expires_in": TOKEN_LIFETIME_S, "token_type": "Bearer",
-                     "scope": "openid profile email"}
+        return 200, {
+            "access_token": token,
+            "expires_in": TOKEN_LIFETIME_S,
+            "token_type": "Bearer",
+            "scope": "openid profile email",
+        }
 
 
 def _thumbprint(jwk: dict[str, Any]) -> str:

@@ -62,7 +62,8 @@ class _CallInterceptor(grpc.ServerInterceptor):
         self._verifier = verifier
 
     def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
@@ -156,7 +157,9 @@ class GrpcServer:
         self._reflection_enabled = False
         self.port = 0
 
-    def add_service(self, register: Callable[[Any, grpc.Server], None], servicer: Any, full_name: str) -> None:
+    def add_service(
+        self, register: Callable[[Any, grpc.Server], None], servicer: Any, full_name: str
+    ) -> None:
         register(servicer, self._server)
         self._service_names.append(full_name)
 
@@ -175,7 +178,9 @@ class GrpcServer:
         if serving and not self._reflection_enabled:
             reflection.enable_server_reflection(self._service_names, self._server)
             self._reflection_enabled = True
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for service in ["", *self._service_names]:
             self._health.set(service, status)
 
@@ -183,7 +188,9 @@ class GrpcServer:
         self.set_serving(False)
         self._server.stop(grace_seconds).wait()
 
-    def run_until_signal(self, on_stop: Callable[[], None] | None = None, grace_seconds: float = 10.0) -> None:
+    def run_until_signal(
+        self, on_stop: Callable[[], None] | None = None, grace_seconds: float = 10.0
+    ) -> None:
         """Blocks until SIGTERM/SIGINT, then drains in-flight calls and runs ``on_stop``."""
         stop_requested = threading.Event()
 

@@ -7,6 +7,7 @@ a crash loses nothing that ``publish`` returned for.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -34,12 +35,13 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int
         raise DependencyUnavailable(f"Kafka broker at {bootstrap_servers} is not reachable: {exc}") from exc
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+        missing = [
+            NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing
+        ]
         if missing:
-            try:
+            # Another process may create them between our list and create.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 
@@ -60,7 +62,8 @@ class _Spool:
         packed = b"\n".join(k.encode() + b"\t" + v.hex().encode() for k, v in headers)
         with self._lock:
             self._db.execute(
-                "INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)", (topic, key, value, packed)
+                "INSERT INTO spool (topic, key, value, headers) VALUES (?, ?, ?, ?)",
+                (topic, key, value, packed),
             )
 
     def oldest(self, limit: int) -> list[tuple[int, str, bytes | None, bytes, list[tuple[str, bytes]]]]:
@@ -91,7 +94,7 @@ class _Spool:
 
 
 class EventPublisher:
-    """Publishes protobuf events with trace context in headers; see the module docstring for the guarantees."""
+    """Publishes protobuf events with trace context in headers; the module docstring gives the guarantees."""
 
     def __init__(self, bootstrap_servers: str, spool_path: Path, batch: int = 500) -> None:
         self._bootstrap = bootstrap_servers
@@ -147,7 +150,9 @@ class EventPublisher:
             )
         except KafkaError as exc:
             if not self._broker_down_logged:
-                log.warning("Kafka at %s unreachable (%s); spooling events until it returns", self._bootstrap, exc)
+                log.warning(
+                    "Kafka at %s unreachable (%s); spooling events until it returns", self._bootstrap, exc
+                )
                 self._broker_down_logged = True
             return None
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -90,7 +92,9 @@ def pid_alive(pid: int) -> bool:
 def grpc_serving(port: int, timeout_s: float = 1.0) -> bool:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout_s
+            )
         except grpc.RpcError:
             return False
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
@@ -106,8 +110,9 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], home: Path) -> subpr
     log_path = home / "logs" / f"{name}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=REPO_ROOT)
+        return subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT
+        )
 
 
 def _service_env(prefix: str, port: int, s: LauncherSettings, issuer: str, home: Path) -> dict[str, str]:
@@ -123,7 +128,9 @@ def _service_env(prefix: str, port: int, s: LauncherSettings, issuer: str, home:
     return env
 
 
-def up(s: LauncherSettings, progress: callable = print, timeout_s: float = 600) -> tuple[Stack, bool]:  # type: ignore[valid-type]
+def up(
+    s: LauncherSettings, progress: Callable[[str], None] = print, timeout_s: float = 600
+) -> tuple[Stack, bool]:
     """Starts the stack unless it already runs; returns it and whether it was started now."""
     home = s.home.resolve()
     existing = Stack.load(home)
@@ -133,35 +140,89 @@ def up(s: LauncherSettings, progress: callable = print, timeout_s: float = 600) 
         down(home, progress)
     issuer = f"http://127.0.0.1:{s.issuer_port}/realms/{s.realm}"
     base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    ports = {"store": s.base_port, "ingest": s.base_port + 1, "retrieval": s.base_port + 2,
-             "generation": s.base_port + 3, "monitor": s.base_port + 4}
+    ports = {
+        "store": s.base_port,
+        "ingest": s.base_port + 1,
+        "retrieval": s.base_port + 2,
+        "generation": s.base_port + 3,
+        "monitor": s.base_port + 4,
+    }
     plan: list[tuple[str, list[str], dict[str, str], int, str]] = [
         ("kafka", tansu_command(s.kafka_port), {}, s.kafka_port, "tcp"),
-        ("issuer", [sys.executable, "-m", "copilot.devissuer", str(s.users_file), str(home / "issuer" / "key.pem"),
-                    issuer, s.audience, str(s.issuer_port)], {}, s.issuer_port, "tcp"),
-        ("store", [sys.executable, "-m", "copilot.vectorstore.host"],
-         {"COPILOT_STORE_PORT": str(ports["store"]), "COPILOT_STORE_PATH": str(home / "data" / "qdrant-edge"),
-          "COPILOT_STORE_LOG_FORMAT": s.log_format}, ports["store"], "grpc"),
-        ("ingest", [sys.executable, "-m", "services.ingest.server"],
-         _service_env("COPILOT_INGEST_", ports["ingest"], s, issuer, home), ports["ingest"], "grpc"),
-        ("retrieval", [sys.executable, "-m", "services.retrieval.server"],
-         _service_env("COPILOT_RETRIEVAL_", ports["retrieval"], s, issuer, home), ports["retrieval"], "grpc"),
-        ("monitor", [sys.executable, "-m", "services.monitor.server"],
-         {**_service_env("COPILOT_MONITOR_", ports["monitor"], s, issuer, home),
-          "COPILOT_MONITOR_DATABASE": str(home / "data" / "monitor.sqlite")}, ports["monitor"], "grpc"),
-        ("generation", [sys.executable, "-m", "services.generation.server"],
-         {**_service_env("COPILOT_GENERATION_", ports["generation"], s, issuer, home),
-          "COPILOT_GENERATION_RETRIEVAL_TARGET": f"127.0.0.1:{ports['retrieval']}",
-          "COPILOT_GENERATION_MODEL": s.model, "COPILOT_GENERATION_ENGINE_THREADS": str(s.engine_threads),
-          "COPILOT_GENERATION_MODEL_CACHE_DIR": str(home / "models")}, ports["generation"], "grpc"),
+        (
+            "issuer",
+            [
+                sys.executable,
+                "-m",
+                "copilot.devissuer",
+                str(s.users_file),
+                str(home / "issuer" / "key.pem"),
+                issuer,
+                s.audience,
+                str(s.issuer_port),
+            ],
+            {},
+            s.issuer_port,
+            "tcp",
+        ),
+        (
+            "store",
+            [sys.executable, "-m", "copilot.vectorstore.host"],
+            {
+                "COPILOT_STORE_PORT": str(ports["store"]),
+                "COPILOT_STORE_PATH": str(home / "data" / "qdrant-edge"),
+                "COPILOT_STORE_LOG_FORMAT": s.log_format,
+            },
+            ports["store"],
+            "grpc",
+        ),
+        (
+            "ingest",
+            [sys.executable, "-m", "services.ingest.server"],
+            _service_env("COPILOT_INGEST_", ports["ingest"], s, issuer, home),
+            ports["ingest"],
+            "grpc",
+        ),
+        (
+            "retrieval",
+            [sys.executable, "-m", "services.retrieval.server"],
+            _service_env("COPILOT_RETRIEVAL_", ports["retrieval"], s, issuer, home),
+            ports["retrieval"],
+            "grpc",
+        ),
+        (
+            "monitor",
+            [sys.executable, "-m", "services.monitor.server"],
+            {
+                **_service_env("COPILOT_MONITOR_", ports["monitor"], s, issuer, home),
+                "COPILOT_MONITOR_DATABASE": str(home / "data" / "monitor.sqlite"),
+            },
+            ports["monitor"],
+            "grpc",
+        ),
+        (
+            "generation",
+            [sys.executable, "-m", "services.generation.server"],
+            {
+                **_service_env("COPILOT_GENERATION_", ports["generation"], s, issuer, home),
+                "COPILOT_GENERATION_RETRIEVAL_TARGET": f"127.0.0.1:{ports['retrieval']}",
+                "COPILOT_GENERATION_MODEL": s.model,
+                "COPILOT_GENERATION_ENGINE_THREADS": str(s.engine_threads),
+                "COPILOT_GENERATION_MODEL_CACHE_DIR": str(home / "models"),
+            },
+            ports["generation"],
+            "grpc",
+        ),
     ]
     stack = Stack(str(home), issuer, s.audience, str(s.users_file), [])
     deadline = time.monotonic() + timeout_s
     try:
         for name, argv, env, port, kind in plan:
             if wait_for_port(port, 0.05):
-                raise RuntimeError(f"port {port} for {name} is already in use; stop whatever holds it "
-                                   f"or set COPILOT_BASE_PORT / COPILOT_KAFKA_PORT / COPILOT_ISSUER_PORT")
+                raise RuntimeError(
+                    f"port {port} for {name} is already in use; stop whatever holds it "
+                    f"or set COPILOT_BASE_PORT / COPILOT_KAFKA_PORT / COPILOT_ISSUER_PORT"
+                )
             proc = _spawn(name, argv, {**base_env, **env}, home)
             component = Component(name, proc.pid, port, kind)
             stack.components.append(component)
@@ -169,9 +230,13 @@ def up(s: LauncherSettings, progress: callable = print, timeout_s: float = 600) 
             progress(f"starting {name:<10} on 127.0.0.1:{port}")
             while not component_ready(component):
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with code {proc.returncode}; see {home}/logs/{name}.log")
+                    raise RuntimeError(
+                        f"{name} exited with code {proc.returncode}; see {home}/logs/{name}.log"
+                    )
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} not ready after {timeout_s:.0f} s; see {home}/logs/{name}.log")
+                    raise RuntimeError(
+                        f"{name} not ready after {timeout_s:.0f} s; see {home}/logs/{name}.log"
+                    )
                 time.sleep(0.2)
     except BaseException:
         down(home, lambda _msg: None)
@@ -179,7 +244,7 @@ def up(s: LauncherSettings, progress: callable = print, timeout_s: float = 600) 
     return stack, True
 
 
-def down(home: Path, progress: callable = print, grace_s: float = 20.0) -> int:  # type: ignore[valid-type]
+def down(home: Path, progress: Callable[[str], None] = print, grace_s: float = 20.0) -> int:
     """Stops every component (newest first); returns how many were running."""
     home = home.resolve()
     stack = Stack.load(home)
@@ -197,9 +262,7 @@ def down(home: Path, progress: callable = print, grace_s: float = 20.0) -> int: 
             time.sleep(0.1)
     for c in stack.components:
         # Whatever a component left in its process group (Ray workers, say) goes too.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(c.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
     Stack.state_path(home).unlink(missing_ok=True)
     return len(running)

@@ -1,4 +1,4 @@
-"""Logging: JSON lines for production, short readable lines in a terminal; both carry trace and request ids."""
+"""Logging: JSON lines in production, short readable lines in a terminal; both carry trace and request ids."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ class TextFormatter(logging.Formatter):
         ids += f" req={rid[:8]}" if rid else ""
         extra = getattr(record, "fields", None)
         fields = " " + " ".join(f"{k}={v}" for k, v in extra.items()) if isinstance(extra, dict) else ""
-        line = f"{datetime.now().strftime('%H:%M:%S')} {record.levelname:<5} {record.name}: {record.getMessage()}"
+        when = datetime.now().strftime("%H:%M:%S")
+        line = f"{when} {record.levelname:<5} {record.name}: {record.getMessage()}"
         line += fields + ids
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)

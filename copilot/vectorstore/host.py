@@ -33,8 +33,11 @@ def main() -> None:
     # The host sits on loopback behind the services, like a Qdrant server inside the cluster network.
     server = GrpcServer("store", settings, verifier=None)
     store = EdgeChunkStore(settings.path, settings.dimension)
-    server.add_service(store_pb2_grpc.add_StoreServiceServicer_to_server, StoreServicer(store),
-                       "copilot.store.v1.StoreService")
+    server.add_service(
+        store_pb2_grpc.add_StoreServiceServicer_to_server,
+        StoreServicer(store),
+        "copilot.store.v1.StoreService",
+    )
     server.start()
     server.set_serving(True)
     server.run_until_signal(on_stop=store.close)

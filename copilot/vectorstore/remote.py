@@ -43,7 +43,9 @@ class RemoteChunkStore:
         request = store_pb2.ReplaceDocumentRequest(
             document_id=document_id,
             chunks=[
-                store_pb2.StoredChunk(point_id=c.point_id, vector=c.vector, payload_json=json.dumps(c.payload))
+                store_pb2.StoredChunk(
+                    point_id=c.point_id, vector=c.vector, payload_json=json.dumps(c.payload)
+                )
                 for c in chunks
             ],
         )
@@ -70,7 +72,9 @@ class RemoteChunkStore:
             return []
         response = self._call(
             "Query",
-            store_pb2.QueryRequest(vector=list(vector), tenant=tenant, principals=list(principals), limit=limit),
+            store_pb2.QueryRequest(
+                vector=list(vector), tenant=tenant, principals=list(principals), limit=limit
+            ),
         )
         assert isinstance(response, store_pb2.QueryResponse)
         return [ScoredChunk(c.point_id, c.score, json.loads(c.payload_json)) for c in response.chunks]
@@ -90,9 +94,13 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     def __init__(self, store: ChunkStore) -> None:
         self._store = store
 
-    def ReplaceDocument(self, request: store_pb2.ReplaceDocumentRequest, context: object) -> store_pb2.ReplaceDocumentResponse:  # noqa: N802,E501
+    def ReplaceDocument(
+        self, request: store_pb2.ReplaceDocumentRequest, context: object
+    ) -> store_pb2.ReplaceDocumentResponse:  # noqa: N802,E501
         try:
-            chunks = [StoredChunk(c.point_id, list(c.vector), json.loads(c.payload_json)) for c in request.chunks]
+            chunks = [
+                StoredChunk(c.point_id, list(c.vector), json.loads(c.payload_json)) for c in request.chunks
+            ]
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"chunk payload is not JSON: {exc}") from exc
         try:
@@ -101,7 +109,9 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             raise InvalidInput(str(exc)) from exc
         return store_pb2.ReplaceDocumentResponse(removed_stale=removed)
 
-    def DeleteDocument(self, request: store_pb2.DeleteDocumentRequest, context: object) -> store_pb2.DeleteDocumentResponse:  # noqa: N802,E501
+    def DeleteDocument(
+        self, request: store_pb2.DeleteDocumentRequest, context: object
+    ) -> store_pb2.DeleteDocumentResponse:  # noqa: N802,E501
         return store_pb2.DeleteDocumentResponse(deleted=self._store.delete_document(request.document_id))
 
     def GetDocumentFingerprint(  # noqa: N802
@@ -114,7 +124,9 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     def Query(self, request: store_pb2.QueryRequest, context: object) -> store_pb2.QueryResponse:  # noqa: N802
         if request.limit <= 0:
             raise InvalidInput("limit must be positive")
-        hits = self._store.query(list(request.vector), request.tenant, list(request.principals), request.limit)
+        hits = self._store.query(
+            list(request.vector), request.tenant, list(request.principals), request.limit
+        )
         return store_pb2.QueryResponse(
             chunks=[
                 store_pb2.ScoredChunk(point_id=h.point_id, score=h.score, payload_json=json.dumps(h.payload))
@@ -122,5 +134,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             ]
         )
 
-    def CountChunks(self, request: store_pb2.CountChunksRequest, context: object) -> store_pb2.CountChunksResponse:  # noqa: N802,E501
+    def CountChunks(
+        self, request: store_pb2.CountChunksRequest, context: object
+    ) -> store_pb2.CountChunksResponse:  # noqa: N802,E501
         return store_pb2.CountChunksResponse(count=self._store.count())

@@ -63,16 +63,23 @@ class _Timings:
 
 
 class Answerer:
-    def __init__(self, source: PassageSource, engine: Engine, sink: InteractionSink, policy: AnswerPolicy,
-                 pseudonym_key: bytes) -> None:
+    def __init__(
+        self,
+        source: PassageSource,
+        engine: Engine,
+        sink: InteractionSink,
+        policy: AnswerPolicy,
+        pseudonym_key: bytes,
+    ) -> None:
         self._source = source
         self._engine = engine
         self._sink = sink
         self._policy = policy
         self._pseudonym_key = pseudonym_key
 
-    def answer(self, principal: Principal, question: str, conversation_id: str, top_k: int
-               ) -> Iterator[AnswerDelta | AnswerDone]:
+    def answer(
+        self, principal: Principal, question: str, conversation_id: str, top_k: int
+    ) -> Iterator[AnswerDelta | AnswerDone]:
         question = question.strip()
         if not question:
             raise InvalidInput("question is empty")
@@ -91,7 +98,9 @@ class Answerer:
             # Same words whether nothing matched or nothing matched that the caller may read,
             # so the answer never reveals that an unreadable document exists.
             yield AnswerDelta(REFUSAL)
-            self._report(interaction_id, principal, conversation_id, question, REFUSAL, [], [], True, 0, 0, timings)
+            self._report(
+                interaction_id, principal, conversation_id, question, REFUSAL, [], [], True, 0, 0, timings
+            )
             yield AnswerDone(interaction_id, REFUSAL, [], True, self._engine.model_name)
             return
 
@@ -101,7 +110,9 @@ class Answerer:
         parts: list[str] = []
         prompt_tokens = completion_tokens = 0
         params = GenerationParams(max_tokens=self._policy.max_answer_tokens, temperature=0.0)
-        for delta in self._engine.stream_chat([ChatMessage(m["role"], m["content"]) for m in messages], params):
+        for delta in self._engine.stream_chat(
+            [ChatMessage(m["role"], m["content"]) for m in messages], params
+        ):
             if delta.text:
                 if not parts:
                     timings.first_token_ms = timings.since_start_ms()
@@ -112,20 +123,55 @@ class Answerer:
         refused = not answer or (REFUSAL.lower().rstrip(".") in answer.lower() and not cited_numbers(answer))
         numbers = [] if refused else valid_citations(answer, len(given))
         citations = [(n, given[n - 1]) for n in numbers]
-        self._report(interaction_id, principal, conversation_id, question, answer, given, cited_numbers(answer),
-                     refused, prompt_tokens, completion_tokens, timings)
+        self._report(
+            interaction_id,
+            principal,
+            conversation_id,
+            question,
+            answer,
+            given,
+            cited_numbers(answer),
+            refused,
+            prompt_tokens,
+            completion_tokens,
+            timings,
+        )
         yield AnswerDone(interaction_id, answer, citations, refused, self._engine.model_name)
 
-    def _report(self, interaction_id: str, principal: Principal, conversation_id: str, question: str,
-                answer: str, passages: Sequence[common_pb2.Passage], cited: list[int], refused: bool,
-                prompt_tokens: int, completion_tokens: int, timings: _Timings) -> None:
+    def _report(
+        self,
+        interaction_id: str,
+        principal: Principal,
+        conversation_id: str,
+        question: str,
+        answer: str,
+        passages: Sequence[common_pb2.Passage],
+        cited: list[int],
+        refused: bool,
+        prompt_tokens: int,
+        completion_tokens: int,
+        timings: _Timings,
+    ) -> None:
         occurred = Timestamp()
         occurred.GetCurrentTime()
-        self._sink.publish(events_pb2.InteractionEvent(
-            event_id=interaction_id, occurred_at=occurred, user_id=principal.pseudonym(self._pseudonym_key),
-            groups=list(principal.groups), tenant=principal.tenant, conversation_id=conversation_id,
-            question=question, answer=answer, passages=list(passages), cited_sources=cited, refused=refused,
-            model=self._engine.model_name, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            retrieval_ms=timings.retrieval_ms, first_token_ms=timings.first_token_ms,
-            total_ms=timings.since_start_ms(),
-        ))
+        self._sink.publish(
+            events_pb2.InteractionEvent(
+                event_id=interaction_id,
+                occurred_at=occurred,
+                user_id=principal.pseudonym(self._pseudonym_key),
+                groups=list(principal.groups),
+                tenant=principal.tenant,
+                conversation_id=conversation_id,
+                question=question,
+                answer=answer,
+                passages=list(passages),
+                cited_sources=cited,
+                refused=refused,
+                model=self._engine.model_name,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                retrieval_ms=timings.retrieval_ms,
+                first_token_ms=timings.first_token_ms,
+                total_ms=timings.since_start_ms(),
+            )
+        )

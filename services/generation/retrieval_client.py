@@ -26,7 +26,9 @@ class GrpcPassageSource:
     def search(self, token: str, query: str, top_k: int) -> list[common_pb2.Passage]:
         try:
             response = self._stub.Search(
-                retrieval_pb2.SearchRequest(query=query, top_k=top_k), metadata=bearer(token), timeout=self._timeout
+                retrieval_pb2.SearchRequest(query=query, top_k=top_k),
+                metadata=bearer(token),
+                timeout=self._timeout,
             )
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details()  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from copilot.grpc_server import GrpcServer
 from copilot.kafka import EventPublisher, ensure_topics
 from copilot.logs import configure_logging
 from copilot.tracing import configure_tracing
-from services.generation.answerer import AnswerPolicy, Answerer
+from services.generation.answerer import Answerer, AnswerPolicy
 from services.generation.deployment import RayServeEngine
 from services.generation.retrieval_client import GrpcPassageSource
 from services.generation.service import GenerationServicer
@@ -32,20 +32,36 @@ def main() -> None:
     server = GrpcServer("generation", settings, TokenVerifier(settings.auth))
     server.start()
     ensure_topics(settings.kafka.bootstrap_servers, [settings.kafka.interactions_topic])
-    publisher = EventPublisher(settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "generation.sqlite")
+    publisher = EventPublisher(
+        settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "generation.sqlite"
+    )
     engine = RayServeEngine.start(
-        settings.engine, settings.model, settings.model_cache_dir, settings.engine_threads,
-        settings.context_tokens, start_timeout_s=settings.engine_start_timeout_s,
+        settings.engine,
+        settings.model,
+        settings.model_cache_dir,
+        settings.engine_threads,
+        settings.context_tokens,
+        start_timeout_s=settings.engine_start_timeout_s,
     )
     source = GrpcPassageSource(settings.retrieval_target)
     policy = AnswerPolicy(
-        default_top_k=settings.default_top_k, min_relevance=settings.min_relevance,
-        max_question_chars=settings.max_question_chars, max_answer_tokens=settings.max_answer_tokens,
+        default_top_k=settings.default_top_k,
+        min_relevance=settings.min_relevance,
+        max_question_chars=settings.max_question_chars,
+        max_answer_tokens=settings.max_answer_tokens,
     )
-    answerer = Answerer(source, engine, _KafkaInteractions(publisher, settings.kafka.interactions_topic), policy,
-                        settings.pseudonym_key.get_secret_value().encode())
-    server.add_service(generation_pb2_grpc.add_GenerationServiceServicer_to_server, GenerationServicer(answerer),
-                       "copilot.generation.v1.GenerationService")
+    answerer = Answerer(
+        source,
+        engine,
+        _KafkaInteractions(publisher, settings.kafka.interactions_topic),
+        policy,
+        settings.pseudonym_key.get_secret_value().encode(),
+    )
+    server.add_service(
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server,
+        GenerationServicer(answerer),
+        "copilot.generation.v1.GenerationService",
+    )
     server.set_serving(True)
 
     def close() -> None:

@@ -13,13 +13,22 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
     def __init__(self, answerer: Answerer) -> None:
         self._answerer = answerer
 
-    def Answer(self, request: generation_pb2.AnswerRequest, context: grpc.ServicerContext) -> Iterator[generation_pb2.AnswerResponse]:  # noqa: N802,E501
-        pieces = self._answerer.answer(current_principal(), request.question, request.conversation_id, request.top_k)
+    def Answer(
+        self, request: generation_pb2.AnswerRequest, context: grpc.ServicerContext
+    ) -> Iterator[generation_pb2.AnswerResponse]:  # noqa: N802,E501
+        pieces = self._answerer.answer(
+            current_principal(), request.question, request.conversation_id, request.top_k
+        )
         for piece in pieces:
             if isinstance(piece, AnswerDelta):
                 yield generation_pb2.AnswerResponse(delta=piece.text)
                 continue
-            yield generation_pb2.AnswerResponse(final=generation_pb2.AnswerFinal(
-                interaction_id=piece.interaction_id, answer=piece.answer, refused=piece.refused, model=piece.model,
-                citations=[generation_pb2.Citation(number=n, passage=p) for n, p in piece.citations],
-            ))
+            yield generation_pb2.AnswerResponse(
+                final=generation_pb2.AnswerFinal(
+                    interaction_id=piece.interaction_id,
+                    answer=piece.answer,
+                    refused=piece.refused,
+                    model=piece.model,
+                    citations=[generation_pb2.Citation(number=n, passage=p) for n, p in piece.citations],
+                )
+            )

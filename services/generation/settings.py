@@ -9,7 +9,9 @@ from copilot.settings import ServiceSettings
 
 
 class GenerationSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="COPILOT_GENERATION_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="COPILOT_GENERATION_", env_nested_delimiter="__", extra="ignore"
+    )
 
     port: int = 50053
     retrieval_target: str = "127.0.0.1:50052"

@@ -39,7 +39,8 @@ def chunk(doc: ParsedDocument, max_tokens: int = 200, overlap_tokens: int = 30) 
     splitter = _splitter(max_tokens, overlap_tokens)
     chunks: list[Chunk] = []
     for section in doc.sections:
-        # Searching forward from the previous chunk's start keeps overlapping and repeated text in order.
+        # Chunks start in order but may overlap, or even start where the previous one did (when all of it
+        # fits in the overlap), so search from the previous start to place repeated text correctly.
         cursor = 0
         for piece in splitter.split_text(section.text):
             if not piece.strip():
@@ -47,7 +48,7 @@ def chunk(doc: ParsedDocument, max_tokens: int = 200, overlap_tokens: int = 30) 
             found = section.text.find(piece, cursor)
             if found < 0:
                 raise ValueError(f"chunk {len(chunks)} of {doc.title!r} is not a slice of its section")
-            cursor = found + 1
+            cursor = found
             start = section.char_start + found
             chunks.append(
                 Chunk(len(chunks), piece, section.heading_path, section.page, start, start + len(piece))

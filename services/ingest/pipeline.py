@@ -52,14 +52,23 @@ def document_id_for(tenant: str, uri: str) -> str:
 
 def _access_proto(access: Access) -> common_pb2.AccessControl:
     return common_pb2.AccessControl(
-        tenant=access.tenant, groups=list(access.groups), users=list(access.users), public=access.public,
+        tenant=access.tenant,
+        groups=list(access.groups),
+        users=list(access.users),
+        public=access.public,
         classification=access.classification,
     )
 
 
 class IngestPipeline:
-    def __init__(self, store: ChunkStore, embedder: Embedder, events: DocumentEvents,
-                 chunk_tokens: int = 200, overlap_tokens: int = 30) -> None:
+    def __init__(
+        self,
+        store: ChunkStore,
+        embedder: Embedder,
+        events: DocumentEvents,
+        chunk_tokens: int = 200,
+        overlap_tokens: int = 30,
+    ) -> None:
         self._store = store
         self._embedder = embedder
         self._events = events
@@ -70,7 +79,9 @@ class IngestPipeline:
         h = hashlib.sha256()
         h.update(content)
         h.update(json.dumps(asdict(access), sort_keys=True, default=list).encode())
-        h.update(f"{PIPELINE_VERSION}:{self._embedder.model_id}:{self._chunk_tokens}:{self._overlap_tokens}".encode())
+        h.update(
+            f"{PIPELINE_VERSION}:{self._embedder.model_id}:{self._chunk_tokens}:{self._overlap_tokens}".encode()
+        )
         return h.hexdigest()
 
     def ingest(self, uri: str, filename: str, content: bytes, access: Access) -> IngestResult:
@@ -81,7 +92,9 @@ class IngestPipeline:
             self._emit(document_id, uri, events_pb2.DOCUMENT_CHANGE_FAILED, 0, access, reason=str(exc))
             raise
 
-    def _ingest(self, document_id: str, uri: str, filename: str, content: bytes, access: Access) -> IngestResult:
+    def _ingest(
+        self, document_id: str, uri: str, filename: str, content: bytes, access: Access
+    ) -> IngestResult:
         fingerprint = self._fingerprint(content, access)
         stored = self._store.document_fingerprint(document_id)
         if stored == fingerprint:
@@ -95,10 +108,19 @@ class IngestPipeline:
                 point_id=point_id_for(document_id, c.index),
                 vector=list(vector),
                 payload={
-                    "document_id": document_id, "chunk_index": c.index, "uri": uri, "title": doc.title,
-                    "text": c.text, "heading_path": list(c.heading_path), "page": c.page,
-                    "char_start": c.char_start, "char_end": c.char_end, "tenant": access.tenant, "acl": acl,
-                    "classification": access.classification, "fingerprint": fingerprint,
+                    "document_id": document_id,
+                    "chunk_index": c.index,
+                    "uri": uri,
+                    "title": doc.title,
+                    "text": c.text,
+                    "heading_path": list(c.heading_path),
+                    "page": c.page,
+                    "char_start": c.char_start,
+                    "char_end": c.char_end,
+                    "tenant": access.tenant,
+                    "acl": acl,
+                    "classification": access.classification,
+                    "fingerprint": fingerprint,
                     "doc_type": doc.doc_type,
                 },
             )
@@ -108,8 +130,13 @@ class IngestPipeline:
         outcome = Outcome.CREATED if stored is None else Outcome.UPDATED
         change = events_pb2.DOCUMENT_CHANGE_INGESTED if stored is None else events_pb2.DOCUMENT_CHANGE_UPDATED
         self._emit(document_id, uri, change, len(points), access)
-        log.info("ingested %s", uri, extra=log_fields(document_id=document_id, chunks=len(points),
-                                                     outcome=outcome.value, stale_removed=removed))
+        log.info(
+            "ingested %s",
+            uri,
+            extra=log_fields(
+                document_id=document_id, chunks=len(points), outcome=outcome.value, stale_removed=removed
+            ),
+        )
         return IngestResult(document_id, outcome, len(points), doc.title)
 
     def delete(self, tenant: str, uri: str) -> tuple[str, int]:
@@ -118,11 +145,26 @@ class IngestPipeline:
         self._emit(document_id, uri, events_pb2.DOCUMENT_CHANGE_DELETED, 0, None)
         return document_id, deleted
 
-    def _emit(self, document_id: str, uri: str, change: events_pb2.DocumentChange.ValueType, chunk_count: int,
-              access: Access | None, reason: str = "") -> None:
+    def _emit(
+        self,
+        document_id: str,
+        uri: str,
+        change: "events_pb2.DocumentChange",
+        chunk_count: int,
+        access: Access | None,
+        reason: str = "",
+    ) -> None:
         occurred = Timestamp()
         occurred.GetCurrentTime()
-        self._events.publish(events_pb2.DocumentEvent(
-            event_id=str(uuid.uuid4()), occurred_at=occurred, document_id=document_id, uri=uri, change=change,
-            chunk_count=chunk_count, reason=reason, access=_access_proto(access) if access else None,
-        ))
+        self._events.publish(
+            events_pb2.DocumentEvent(
+                event_id=str(uuid.uuid4()),
+                occurred_at=occurred,
+                document_id=document_id,
+                uri=uri,
+                change=change,
+                chunk_count=chunk_count,
+                reason=reason,
+                access=_access_proto(access) if access else None,
+            )
+        )

@@ -35,11 +35,18 @@ def main() -> None:
     publisher = EventPublisher(settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "ingest.sqlite")
     embedder = OnnxMiniLmEmbedder(intra_op_num_threads=settings.embedding_threads)
     store = open_store(settings.store, embedder.dimension)
-    pipeline = IngestPipeline(store, embedder, _KafkaDocumentEvents(publisher, settings.kafka.documents_topic),
-                              settings.chunk_tokens, settings.chunk_overlap_tokens)
-    server.add_service(ingest_pb2_grpc.add_IngestServiceServicer_to_server,
-                       IngestServicer(pipeline, settings.ingest_role, settings.max_document_bytes),
-                       "copilot.ingest.v1.IngestService")
+    pipeline = IngestPipeline(
+        store,
+        embedder,
+        _KafkaDocumentEvents(publisher, settings.kafka.documents_topic),
+        settings.chunk_tokens,
+        settings.chunk_overlap_tokens,
+    )
+    server.add_service(
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server,
+        IngestServicer(pipeline, settings.ingest_role, settings.max_document_bytes),
+        "copilot.ingest.v1.IngestService",
+    )
     server.set_serving(True)
 
     def close() -> None:

@@ -30,28 +30,45 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             raise PermissionDenied(f"cannot write documents of tenant {requested!r}")
         return principal.tenant
 
-    def IngestDocument(self, request: ingest_pb2.IngestDocumentRequest, context: grpc.ServicerContext) -> ingest_pb2.IngestDocumentResponse:  # noqa: N802,E501
+    def IngestDocument(
+        self, request: ingest_pb2.IngestDocumentRequest, context: grpc.ServicerContext
+    ) -> ingest_pb2.IngestDocumentResponse:  # noqa: N802,E501
         tenant = self._tenant(request.access.tenant)
         if not request.uri:
             raise InvalidInput("uri is required")
         if len(request.content) > self._max_bytes:
-            raise InvalidInput(f"{request.filename}: {len(request.content)} bytes is over the {self._max_bytes} limit")
+            raise InvalidInput(
+                f"{request.filename}: {len(request.content)} bytes is over the {self._max_bytes} limit"
+            )
         a = request.access
-        access = Access(tenant=tenant, groups=tuple(a.groups), users=tuple(a.users), public=a.public,
-                        classification=a.classification or "internal")
+        access = Access(
+            tenant=tenant,
+            groups=tuple(a.groups),
+            users=tuple(a.users),
+            public=a.public,
+            classification=a.classification or "internal",
+        )
         if access.is_empty():
-            raise InvalidInput(f"{request.uri}: no readers given (groups, users or public); refusing to store "
-                               "a document nobody is meant to read")
+            raise InvalidInput(
+                f"{request.uri}: no readers given (groups, users or public); refusing to store "
+                "a document nobody is meant to read"
+            )
         try:
-            result = self._pipeline.ingest(request.uri, request.filename or request.uri, request.content, access)
+            result = self._pipeline.ingest(
+                request.uri, request.filename or request.uri, request.content, access
+            )
         except IngestError as exc:
             raise InvalidInput(str(exc)) from exc
         return ingest_pb2.IngestDocumentResponse(
-            document_id=result.document_id, outcome=_OUTCOMES[result.outcome], chunk_count=result.chunk_count,
+            document_id=result.document_id,
+            outcome=_OUTCOMES[result.outcome],
+            chunk_count=result.chunk_count,
             title=result.title,
         )
 
-    def DeleteDocument(self, request: ingest_pb2.DeleteDocumentRequest, context: grpc.ServicerContext) -> ingest_pb2.DeleteDocumentResponse:  # noqa: N802,E501
+    def DeleteDocument(
+        self, request: ingest_pb2.DeleteDocumentRequest, context: grpc.ServicerContext
+    ) -> ingest_pb2.DeleteDocumentResponse:  # noqa: N802,E501
         tenant = self._tenant("")
         if not request.uri:
             raise InvalidInput("uri is required")

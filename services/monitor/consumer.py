@@ -26,8 +26,15 @@ tracer = trace.get_tracer("copilot-monitor")
 
 
 class InteractionConsumer:
-    def __init__(self, bootstrap_servers: str, topic: str, group: str, dead_letter_topic: str,
-                 store: FlagStore, detectors: list[Detector]) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        group: str,
+        dead_letter_topic: str,
+        store: FlagStore,
+        detectors: list[Detector],
+    ) -> None:
         self._consumer = KafkaConsumer(
             topic,
             bootstrap_servers=bootstrap_servers,
@@ -82,8 +89,10 @@ class InteractionConsumer:
                 findings = run_detectors(self._detectors, event)
                 if self._store.record(event, findings):
                     self.processed += 1
-                    log.info("inspected interaction", extra=log_fields(
-                        interaction_id=event.event_id, flags=[f.detector for f in findings]))
+                    log.info(
+                        "inspected interaction",
+                        extra=log_fields(interaction_id=event.event_id, flags=[f.detector for f in findings]),
+                    )
         finally:
             otel_context.detach(token)
 

@@ -93,8 +93,8 @@ def _from_us(microseconds: int) -> datetime:
 
 
 def _flag_id(event_id: str, detector: str, index: int) -> str:
-    """The id of the index-th flag a detector raised on an event; "\\x1f" cannot occur in ids, so no two
-    triples join to the same name."""
+    """The id of the index-th flag a detector raised on an event. The unit separator appears in neither event
+    ids nor detector names, so no two triples join to the same name."""
     return str(uuid.uuid5(_FLAG_NAMESPACE, f"{event_id}\x1f{detector}\x1f{index}"))
 
 

@@ -23,15 +23,23 @@ def main() -> None:
     server.start()
     settings.database.parent.mkdir(parents=True, exist_ok=True)
     store = FlagStore(settings.database)
-    ensure_topics(settings.kafka.bootstrap_servers,
-                  [settings.kafka.interactions_topic, settings.dead_letter_topic])
+    ensure_topics(
+        settings.kafka.bootstrap_servers, [settings.kafka.interactions_topic, settings.dead_letter_topic]
+    )
     consumer = InteractionConsumer(
-        settings.kafka.bootstrap_servers, settings.kafka.interactions_topic, settings.consumer_group,
-        settings.dead_letter_topic, store, default_detectors(),
+        settings.kafka.bootstrap_servers,
+        settings.kafka.interactions_topic,
+        settings.consumer_group,
+        settings.dead_letter_topic,
+        store,
+        default_detectors(),
     )
     consumer.start()
-    server.add_service(monitor_pb2_grpc.add_MonitorServiceServicer_to_server,
-                       MonitorServicer(store, settings.reviewer_role), "copilot.monitor.v1.MonitorService")
+    server.add_service(
+        monitor_pb2_grpc.add_MonitorServiceServicer_to_server,
+        MonitorServicer(store, settings.reviewer_role),
+        "copilot.monitor.v1.MonitorService",
+    )
     server.set_serving(True)
 
     def close() -> None:

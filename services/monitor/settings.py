@@ -8,7 +8,9 @@ from copilot.settings import ServiceSettings
 
 
 class MonitorSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="COPILOT_MONITOR_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="COPILOT_MONITOR_", env_nested_delimiter="__", extra="ignore"
+    )
 
     port: int = 50054
     database: Path = Path(".copilot/data/monitor.sqlite")

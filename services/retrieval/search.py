@@ -53,8 +53,9 @@ def _hit(chunk: ScoredChunk, held: list[str]) -> Hit:
 
 
 class Searcher:
-    def __init__(self, store: ChunkStore, embedder: Embedder, default_top_k: int, max_top_k: int,
-                 max_query_chars: int) -> None:
+    def __init__(
+        self, store: ChunkStore, embedder: Embedder, default_top_k: int, max_top_k: int, max_query_chars: int
+    ) -> None:
         self._store = store
         self._embedder = embedder
         self._default_top_k = default_top_k

@@ -10,9 +10,17 @@ from services.retrieval.search import Hit, Searcher
 
 def passage_proto(hit: Hit) -> common_pb2.Passage:
     return common_pb2.Passage(
-        chunk_id=hit.chunk_id, document_id=hit.document_id, title=hit.title, uri=hit.uri, text=hit.text,
-        score=hit.score, heading_path=list(hit.heading_path), page=hit.page, char_start=hit.char_start,
-        char_end=hit.char_end, access_reason=hit.access_reason,
+        chunk_id=hit.chunk_id,
+        document_id=hit.document_id,
+        title=hit.title,
+        uri=hit.uri,
+        text=hit.text,
+        score=hit.score,
+        heading_path=list(hit.heading_path),
+        page=hit.page,
+        char_start=hit.char_start,
+        char_end=hit.char_end,
+        access_reason=hit.access_reason,
     )
 
 
@@ -20,6 +28,8 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     def __init__(self, searcher: Searcher) -> None:
         self._searcher = searcher
 
-    def Search(self, request: retrieval_pb2.SearchRequest, context: grpc.ServicerContext) -> retrieval_pb2.SearchResponse:  # noqa: N802,E501
+    def Search(
+        self, request: retrieval_pb2.SearchRequest, context: grpc.ServicerContext
+    ) -> retrieval_pb2.SearchResponse:  # noqa: N802,E501
         hits = self._searcher.search(current_principal(), request.query, request.top_k)
         return retrieval_pb2.SearchResponse(passages=[passage_proto(h) for h in hits])

@@ -7,7 +7,9 @@ from copilot.settings import ServiceSettings, StoreSettings
 
 
 class RetrievalSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="COPILOT_RETRIEVAL_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="COPILOT_RETRIEVAL_", env_nested_delimiter="__", extra="ignore"
+    )
 
     port: int = 50052
     store: StoreSettings = Field(default_factory=StoreSettings)

@@ -19,7 +19,9 @@ from copilot.errors import Unauthenticated
 from copilot.settings import AuthSettings
 
 
-def test_valid_token_yields_principal_with_groups_roles_and_tenant(issuer: DevIssuer, auth_settings: AuthSettings) -> None:
+def test_valid_token_yields_principal_with_groups_roles_and_tenant(
+    issuer: DevIssuer, auth_settings: AuthSettings
+) -> None:
     principal = TokenVerifier(auth_settings).verify(issuer.mint("alice"))
     assert principal.username == "alice"
     assert principal.groups == ("finance",)
@@ -36,8 +38,9 @@ def test_valid_token_yields_principal_with_groups_roles_and_tenant(issuer: DevIs
         ({"nbf": int(time.time()) + 3600}, "invalid token"),
     ],
 )
-def test_bad_claims_are_rejected(issuer: DevIssuer, auth_settings: AuthSettings, claims: dict[str, object],
-                                 message: str) -> None:
+def test_bad_claims_are_rejected(
+    issuer: DevIssuer, auth_settings: AuthSettings, claims: dict[str, object], message: str
+) -> None:
     with pytest.raises(Unauthenticated, match=message):
         TokenVerifier(auth_settings).verify(issuer.mint("alice", **claims))
 
@@ -60,21 +63,29 @@ def test_unknown_key_is_rejected(issuer: DevIssuer, auth_settings: AuthSettings)
         TokenVerifier(auth_settings).verify(token)
 
 
-def test_alg_none_and_hs256_key_confusion_are_rejected(issuer: DevIssuer, auth_settings: AuthSettings) -> None:
+def test_alg_none_and_hs256_key_confusion_are_rejected(
+    issuer: DevIssuer, auth_settings: AuthSettings
+) -> None:
     unsigned = jwt.encode(_claims(issuer), None, algorithm="none")
     with pytest.raises(Unauthenticated, match="not accepted"):
         TokenVerifier(auth_settings).verify(unsigned)
     # The classic confusion attack: an HMAC "signature" keyed with the public key. PyJWT refuses to make
     # one, so it is assembled by hand.
     public_pem = jwt.PyJWK(issuer.jwks["keys"][0]).key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
     def b64(data: bytes) -> bytes:
         return base64.urlsafe_b64encode(data).rstrip(b"=")
 
-    signing_input = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": issuer.kid}).encode()) + b"." + b64(
-        json.dumps(_claims(issuer)).encode())
-    confused = (signing_input + b"." + b64(hmac.new(public_pem, signing_input, hashlib.sha256).digest())).decode()
+    signing_input = (
+        b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": issuer.kid}).encode())
+        + b"."
+        + b64(json.dumps(_claims(issuer)).encode())
+    )
+    confused = (
+        signing_input + b"." + b64(hmac.new(public_pem, signing_input, hashlib.sha256).digest())
+    ).decode()
     with pytest.raises(Unauthenticated, match="not accepted"):
         TokenVerifier(auth_settings).verify(confused)
 

@@ -16,10 +16,18 @@ from copilot.kafka import EventPublisher, ensure_topics
 from tests.conftest import free_port
 
 
-def _consume(bootstrap: str, topic: str, expected: int) -> list[tuple[events_pb2.DocumentEvent, dict[str, bytes]]]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             group_id=f"t-{uuid.uuid4().hex[:6]}", session_timeout_ms=6000,
-                             heartbeat_interval_ms=1000, consumer_timeout_ms=20_000)
+def _consume(
+    bootstrap: str, topic: str, expected: int
+) -> list[tuple[events_pb2.DocumentEvent, dict[str, bytes]]]:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"t-{uuid.uuid4().hex[:6]}",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        consumer_timeout_ms=20_000,
+    )
     out = []
     for record in consumer:
         event = events_pb2.DocumentEvent()

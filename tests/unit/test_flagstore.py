@@ -44,7 +44,9 @@ def test_record_and_list(store: FlagStore) -> None:
         ("pii", Severity.MEDIUM, "answer contains an email address", ("jane@acme-corp.com",)),
         ("pii", Severity.HIGH, "answer contains an IBAN", ("GB** **** **** **** **54 32",)),
     ]
-    assert {(f.interaction_id, f.user_id, f.question) for f in flags} == {("e1", "user-e1", "Where is the IBAN?")}
+    assert {(f.interaction_id, f.user_id, f.question) for f in flags} == {
+        ("e1", "user-e1", "Where is the IBAN?")
+    }
     assert all(f.created_at.tzinfo is UTC for f in flags)
     assert len({f.flag_id for f in flags}) == 2
 
@@ -89,7 +91,8 @@ def test_newest_first_and_filters(store: FlagStore) -> None:
     store.record(event("e3r", 30), [REFUSAL, PII_EMAIL])
 
     assert [i.interaction_id for i in store.list_interactions()] == ["e3r", "e2", "e1"]
-    assert [(i.interaction_id, i.flag_count) for i in store.list_interactions(limit=2)] == [("e3r", 2), ("e2", 1)]
+    newest_two = store.list_interactions(limit=2)
+    assert [(i.interaction_id, i.flag_count) for i in newest_two] == [("e3r", 2), ("e2", 1)]
     assert [f.interaction_id for f in store.list_flags()] == ["e3r", "e3r", "e1", "e2"]
     assert [f.interaction_id for f in store.list_flags(limit=1)] == ["e3r"]
     assert [f.reason for f in store.list_flags(interaction_id="e2")] == [REFUSAL.reason]

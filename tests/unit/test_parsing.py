@@ -123,7 +123,15 @@ def test_html_drops_invisible_content_and_builds_heading_paths() -> None:
 
     assert doc.title == "Expense Policy"
     assert doc.doc_type == "html"
-    for invisible in ("tracking", "color", "Home | About", "hidden draft", "invisible", "a comment", "enable js"):
+    for invisible in (
+        "tracking",
+        "color",
+        "Home | About",
+        "hidden draft",
+        "invisible",
+        "a comment",
+        "enable js",
+    ):
         assert invisible not in doc.text
     assert [s.heading_path for s in doc.sections] == [
         ("Expenses",),

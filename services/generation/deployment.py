@@ -1,0 +1,177 @@
+"""The engine as a Ray Serve deployment, and an Engine that calls it through a handle.
+
+Serve owns the replica's life: it restarts one whose health check fails and lets the engine scale to
+more replicas or GPUs without changing the callers, who see only the Engine interface.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from ray.serve.schema import ApplicationStatus
+
+from services.generation.engine import ChatMessage, GenerationParams, TokenDelta, build_engine
+from services.generation.models import get_model_spec, resolve_model_file
+
+APP_NAME = "copilot-generation"
+# How long a unary call (info, count_tokens) may take; they never wait for generation.
+CALL_TIMEOUT_S = 60.0
+# llama.cpp runs one generation at a time (the engine queues the rest); the extra slots keep
+# count_tokens and health checks answering while a long answer is being written.
+_MAX_ONGOING = {"llama_cpp": 8, "vllm": 256}
+
+
+class EngineStartError(RuntimeError):
+    pass
+
+
+@serve.deployment(
+    num_replicas=1,
+    health_check_period_s=10,
+    health_check_timeout_s=30,
+    # A constructor that fails (missing model, out of memory) fails the same way again.
+    max_constructor_retry_count=1,
+)
+class EngineDeployment:
+    def __init__(self, kind: str, model: str, cache_dir: str, threads: int, context_tokens: int) -> None:
+        self._engine = build_engine(kind, model, Path(cache_dir), threads, context_tokens)
+        self._failure: str | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {"model_name": self._engine.model_name, "context_tokens": self._engine.context_tokens}
+
+    def count_tokens(self, text: str) -> int:
+        return self._engine.count_tokens(text)
+
+    def stream_chat(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        options = GenerationParams(
+            max_tokens=int(params["max_tokens"]),
+            temperature=float(params["temperature"]),
+            stop=tuple(params["stop"]),
+        )
+        try:
+            for delta in self._engine.stream_chat(chat, options):
+                yield dataclasses.asdict(delta)
+        except ValueError:
+            raise  # the request was bad (a prompt too long); the engine is fine
+        except Exception as error:
+            # Anything else may have left the engine broken: let the health check replace the replica.
+            self._failure = f"{type(error).__name__}: {error}"
+            raise
+
+    def check_health(self) -> None:
+        if self._failure is not None:
+            raise RuntimeError(f"engine failed: {self._failure}")
+        self._engine.count_tokens("health")
+
+
+class RayServeEngine:
+    """An Engine whose model runs in a Ray Serve replica, on a Ray cluster private to this process."""
+
+    def __init__(self, handle: DeploymentHandle, owns_ray: bool) -> None:
+        self._handle = handle
+        self._owns_ray = owns_ray
+        info = self.info()
+        self.model_name: str = info["model_name"]
+        self.context_tokens: int = info["context_tokens"]
+
+    @classmethod
+    def start(
+        cls,
+        kind: str,
+        model: str,
+        cache_dir: Path,
+        threads: int,
+        context_tokens: int,
+        start_timeout_s: float = 180,
+    ) -> RayServeEngine:
+        deadline = time.monotonic() + start_timeout_s
+        if kind == "llama_cpp":
+            # Fails here, with the pip command, rather than deep in a replica's log; and joins a split
+            # model once, before the replica needs it.
+            resolve_model_file(get_model_spec(model), cache_dir)
+        # The cluster is private to this process and reachable only on localhost; token auth adds
+        # nothing but a token file to manage. An explicit setting from the operator wins.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        owns_ray = not ray.is_initialized()
+        if owns_ray:
+            ray.init(
+                address="local",
+                num_cpus=max(threads, os.cpu_count() or 1),
+                object_store_memory=512 * 2**20,
+                include_dashboard=False,
+            )
+        try:
+            # No HTTP proxy: the gRPC service reaches the engine only through the handle.
+            serve.start(proxy_location="Disabled")
+            app = EngineDeployment.options(  # type: ignore[attr-defined]
+                max_ongoing_requests=_MAX_ONGOING.get(kind, 8),
+                ray_actor_options={"num_cpus": threads, "num_gpus": 1 if kind == "vllm" else 0},
+            ).bind(kind, model, str(cache_dir.resolve()), threads, context_tokens)
+            # Not serve.run: it waits without a limit, and retries a failing constructor meanwhile.
+            (handle,) = serve.run_many(
+                [serve.RunTarget(app, name=APP_NAME, route_prefix=None)], wait_for_applications_running=False
+            )
+            _wait_until_running(deadline, start_timeout_s)
+            return cls(handle, owns_ray)
+        except BaseException:
+            _stop(owns_ray)
+            raise
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = self._handle.info.remote().result(timeout_s=CALL_TIMEOUT_S)
+        return info
+
+    def count_tokens(self, text: str) -> int:
+        count: int = self._handle.count_tokens.remote(text).result(timeout_s=CALL_TIMEOUT_S)
+        return count
+
+    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
+        deltas = self._handle.options(stream=True).stream_chat.remote(
+            [dataclasses.asdict(m) for m in messages], dataclasses.asdict(params)
+        )
+        try:
+            for delta in deltas:
+                yield TokenDelta(**delta)
+        finally:
+            # A caller that stops reading (a client gone) frees its slot in the replica.
+            deltas.cancel()
+
+    def shutdown(self) -> None:
+        _stop(self._owns_ray)
+
+
+def _wait_until_running(deadline: float, timeout_s: float) -> None:
+    while True:
+        app = serve.status().applications.get(APP_NAME)
+        state = app.status if app is not None else ApplicationStatus.NOT_STARTED
+        if state == ApplicationStatus.RUNNING:
+            return
+        if state in (ApplicationStatus.DEPLOY_FAILED, ApplicationStatus.UNHEALTHY):
+            message = app.message if app is not None else ""
+            raise EngineStartError(f"the generation engine failed to start ({state.value}): {message}")
+        if time.monotonic() >= deadline:
+            raise EngineStartError(
+                f"the generation engine did not start within {timeout_s:.0f} s (still {state.value}); "
+                "loading the model may need more time or more memory"
+            )
+        time.sleep(0.5)
+
+
+def _stop(owns_ray: bool) -> None:
+    # Leaves a Ray cluster that someone else started running, minus our Serve application.
+    if ray.is_initialized():
+        if owns_ray:
+            serve.shutdown()
+            ray.shutdown()
+        else:
+            serve.delete(APP_NAME)

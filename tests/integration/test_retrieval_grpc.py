@@ -1,0 +1,144 @@
+"""The retrieval service through a real gRPC server, real signed tokens and Qdrant's engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from copilot.auth import TokenVerifier
+from copilot.devissuer import DevIssuer
+from copilot.embedding import OnnxMiniLmEmbedder
+from copilot.grpc_client import bearer, open_channel
+from copilot.grpc_server import GrpcServer
+from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from copilot.settings import AuthSettings
+from copilot.vectorstore.edge import EdgeChunkStore
+from copilot.vectorstore.port import StoredChunk, point_id_for
+from services.retrieval.search import Searcher
+from services.retrieval.service import RetrievalServicer
+from services.retrieval.settings import RetrievalSettings
+
+DOCS = [
+    (
+        "budget",
+        "Q3 budget memo",
+        "The Q3 2026 travel budget is 412,000 USD, down 8% from Q2.",
+        ["group:finance"],
+    ),
+    (
+        "failover",
+        "Database failover runbook",
+        "Promote the replica with pg_ctl promote during failover.",
+        ["group:engineering"],
+    ),
+    ("vacation", "Vacation policy", "Employees receive 25 days of paid annual leave.", ["everyone"]),
+]
+
+
+@pytest.fixture(scope="module")
+def retrieval(tmp_path_factory: pytest.TempPathFactory, auth_settings: AuthSettings) -> Iterator[str]:
+    embedder = OnnxMiniLmEmbedder()
+    store = EdgeChunkStore(Path(tmp_path_factory.mktemp("edge")), embedder.dimension)
+    vectors = embedder.embed([text for _, _, text, _ in DOCS])
+    for (doc_id, title, text, acl), vector in zip(DOCS, vectors, strict=True):
+        store.replace_document(
+            doc_id,
+            [
+                StoredChunk(
+                    point_id_for(doc_id, 0),
+                    vector,
+                    {
+                        "document_id": doc_id,
+                        "chunk_index": 0,
+                        "uri": f"/docs/{doc_id}.md",
+                        "title": title,
+                        "text": text,
+                        "heading_path": [title],
+                        "page": 0,
+                        "char_start": 0,
+                        "char_end": len(text),
+                        "tenant": "acme",
+                        "acl": acl,
+                        "classification": "internal",
+                        "fingerprint": "f",
+                    },
+                )
+            ],
+        )
+    settings = RetrievalSettings(port=0, auth=auth_settings)
+    server = GrpcServer("retrieval", settings, TokenVerifier(auth_settings))
+    server.start()
+    server.add_service(
+        retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
+        RetrievalServicer(Searcher(store, embedder, 5, 50, 2000)),
+        "copilot.retrieval.v1.RetrievalService",
+    )
+    server.set_serving(True)
+    yield f"127.0.0.1:{server.port}"
+    server.stop(1)
+    store.close()
+
+
+def _search(target: str, token: str | None, query: str, top_k: int = 5) -> retrieval_pb2.SearchResponse:
+    stub = retrieval_pb2_grpc.RetrievalServiceStub(open_channel(target))
+    return stub.Search(
+        retrieval_pb2.SearchRequest(query=query, top_k=top_k),
+        metadata=bearer(token) if token else None,
+        timeout=10,
+    )
+
+
+def test_caller_sees_only_what_their_groups_allow(retrieval: str, issuer: DevIssuer) -> None:
+    alice = _search(retrieval, issuer.mint("alice"), "What is the Q3 travel budget?")
+    assert [p.document_id for p in alice.passages][0] == "budget"
+    assert alice.passages[0].access_reason == "group:finance"
+    assert {p.document_id for p in alice.passages} == {"budget", "vacation"}
+    bob = _search(retrieval, issuer.mint("bob"), "What is the Q3 travel budget?")
+    assert "budget" not in {p.document_id for p in bob.passages}
+    assert {p.document_id for p in bob.passages} == {"failover", "vacation"}
+
+
+def test_other_tenant_sees_nothing(retrieval: str, issuer: DevIssuer) -> None:
+    reply = _search(retrieval, issuer.mint("alice", tenant="globex"), "vacation days")
+    assert list(reply.passages) == []
+
+
+@pytest.mark.parametrize("token_kind", ["missing", "expired", "wrong_audience", "garbage"])
+def test_bad_tokens_get_unauthenticated(retrieval: str, issuer: DevIssuer, token_kind: str) -> None:
+    token = {
+        "missing": None,
+        "expired": issuer.mint("alice", exp=1),
+        "wrong_audience": issuer.mint("alice", aud="someone-else"),
+        "garbage": "abc.def.ghi",
+    }[token_kind]
+    with pytest.raises(grpc.RpcError) as info:
+        _search(retrieval, token, "vacation")
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert info.value.details()
+
+
+@pytest.mark.parametrize(
+    ("query", "top_k", "message"), [("   ", 5, "empty"), ("x" * 3000, 5, "limit"), ("ok", 500, "top_k")]
+)
+def test_bad_requests_get_invalid_argument(
+    retrieval: str, issuer: DevIssuer, query: str, top_k: int, message: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        _search(retrieval, issuer.mint("alice"), query, top_k)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in info.value.details()
+
+
+def test_health_and_reflection_need_no_token(retrieval: str) -> None:
+    channel = grpc.insecure_channel(retrieval)
+    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = {s.name for r in responses for s in r.list_services_response.service}
+    assert "copilot.retrieval.v1.RetrievalService" in names
