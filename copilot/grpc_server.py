@@ -137,6 +137,26 @@ class _CallInterceptor(grpc.ServerInterceptor):
         return self._verifier.verify(token)
 
 
+class ServiceSlot:
+    """Registered before the server starts (gRPC wants handlers then); serves once ``fill`` gives it the
+    servicer, and answers UNAVAILABLE until then, while the service still loads its dependencies."""
+
+    def __init__(self, full_name: str) -> None:
+        self._full_name = full_name
+        self._servicer: Any = None
+
+    def fill(self, servicer: Any) -> None:
+        self._servicer = servicer
+
+    def __getattr__(self, method: str) -> Callable[[Any, grpc.ServicerContext], Any]:
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            if self._servicer is None:
+                raise errors.DependencyUnavailable(f"{self._full_name} is still starting; retry shortly")
+            return getattr(self._servicer, method)(request, context)
+
+        return call
+
+
 class GrpcServer:
     """One gRPC server per service. Health stays NOT_SERVING until ``set_serving(True)``."""
 
@@ -157,11 +177,11 @@ class GrpcServer:
         self._reflection_enabled = False
         self.port = 0
 
-    def add_service(
-        self, register: Callable[[Any, grpc.Server], None], servicer: Any, full_name: str
-    ) -> None:
-        register(servicer, self._server)
+    def add_service(self, register: Callable[[Any, grpc.Server], None], full_name: str) -> ServiceSlot:
+        slot = ServiceSlot(full_name)
+        register(slot, self._server)
         self._service_names.append(full_name)
+        return slot
 
     def start(self) -> int:
         """Binds and starts answering health checks (NOT_SERVING) while the caller loads its dependencies."""

@@ -33,12 +33,11 @@ def main() -> None:
     # The host sits on loopback behind the services, like a Qdrant server inside the cluster network.
     server = GrpcServer("store", settings, verifier=None)
     store = EdgeChunkStore(settings.path, settings.dimension)
-    server.add_service(
-        store_pb2_grpc.add_StoreServiceServicer_to_server,
-        StoreServicer(store),
-        "copilot.store.v1.StoreService",
+    slot = server.add_service(
+        store_pb2_grpc.add_StoreServiceServicer_to_server, "copilot.store.v1.StoreService"
     )
     server.start()
+    slot.fill(StoreServicer(store))
     server.set_serving(True)
     server.run_until_signal(on_stop=store.close)
 

@@ -45,7 +45,7 @@ class AnswerDone:
 @dataclass(frozen=True)
 class AnswerPolicy:
     default_top_k: int = 4
-    min_relevance: float = 0.30
+    min_relevance: float = 0.45
     max_question_chars: int = 4000
     max_answer_tokens: int = 256
     # Room left in the context for the answer itself.

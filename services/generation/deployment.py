@@ -6,16 +6,18 @@ more replicas or GPUs without changing the callers, who see only the Engine inte
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ray
 from ray import serve
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from ray.serve.schema import ApplicationStatus
 
 from services.generation.engine import ChatMessage, GenerationParams, TokenDelta, build_engine
@@ -51,22 +53,49 @@ class EngineDeployment:
     def count_tokens(self, text: str) -> int:
         return self._engine.count_tokens(text)
 
-    def stream_chat(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    async def stream_chat(
+        self, messages: list[dict[str, str]], params: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
         chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
         options = GenerationParams(
             max_tokens=int(params["max_tokens"]),
             temperature=float(params["temperature"]),
             stop=tuple(params["stop"]),
         )
+        # The engine runs on its own thread. Serve cannot interrupt a plain generator when the caller
+        # goes away, and it would run the answer to the end while holding the engine; this one stops
+        # at the next token and frees the engine for the requests waiting on it.
+        loop = asyncio.get_running_loop()
+        deltas: asyncio.Queue[TokenDelta | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            tokens = self._engine.stream_chat(chat, options)
+            try:
+                for delta in tokens:
+                    if stop.is_set():
+                        break
+                    loop.call_soon_threadsafe(deltas.put_nowait, delta)
+            except BaseException as error:  # raised again on the request's side
+                loop.call_soon_threadsafe(deltas.put_nowait, error)
+            finally:
+                # Closing releases the engine now, not whenever the generator is collected.
+                if isinstance(tokens, Generator):
+                    tokens.close()
+                loop.call_soon_threadsafe(deltas.put_nowait, None)
+
+        threading.Thread(target=produce, name="engine-stream", daemon=True).start()
         try:
-            for delta in self._engine.stream_chat(chat, options):
-                yield dataclasses.asdict(delta)
-        except ValueError:
-            raise  # the request was bad (a prompt too long); the engine is fine
-        except Exception as error:
-            # Anything else may have left the engine broken: let the health check replace the replica.
-            self._failure = f"{type(error).__name__}: {error}"
-            raise
+            while (item := await deltas.get()) is not None:
+                if isinstance(item, ValueError):
+                    raise item  # the request was bad (a prompt too long); the engine is fine
+                if isinstance(item, BaseException):
+                    # Anything else may have left the engine broken: the health check replaces the replica.
+                    self._failure = f"{type(item).__name__}: {item}"
+                    raise item
+                yield dataclasses.asdict(item)
+        finally:
+            stop.set()
 
     def check_health(self) -> None:
         if self._failure is not None:
@@ -136,8 +165,11 @@ class RayServeEngine:
         return count
 
     def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
-        deltas = self._handle.options(stream=True).stream_chat.remote(
-            [dataclasses.asdict(m) for m in messages], dataclasses.asdict(params)
+        deltas = cast(
+            DeploymentResponseGenerator,
+            self._handle.options(stream=True).stream_chat.remote(
+                [dataclasses.asdict(m) for m in messages], dataclasses.asdict(params)
+            ),
         )
         try:
             for delta in deltas:

@@ -30,6 +30,9 @@ def main() -> None:
     configure_logging(settings.log_format, settings.log_level)
     configure_tracing("copilot-generation", settings.telemetry)
     server = GrpcServer("generation", settings, TokenVerifier(settings.auth))
+    slot = server.add_service(
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server, "copilot.generation.v1.GenerationService"
+    )
     server.start()
     ensure_topics(settings.kafka.bootstrap_servers, [settings.kafka.interactions_topic])
     publisher = EventPublisher(
@@ -57,11 +60,7 @@ def main() -> None:
         policy,
         settings.pseudonym_key.get_secret_value().encode(),
     )
-    server.add_service(
-        generation_pb2_grpc.add_GenerationServiceServicer_to_server,
-        GenerationServicer(answerer),
-        "copilot.generation.v1.GenerationService",
-    )
+    slot.fill(GenerationServicer(answerer))
     server.set_serving(True)
 
     def close() -> None:

@@ -24,5 +24,5 @@ class GenerationSettings(ServiceSettings):
     engine_start_timeout_s: float = 300
     default_top_k: int = 4
     # Passages scoring below this cosine similarity are treated as not answering the question.
-    min_relevance: float = 0.30
+    min_relevance: float = 0.45
     max_question_chars: int = 4000

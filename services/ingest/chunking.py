@@ -31,10 +31,12 @@ def _splitter(max_tokens: int, overlap_tokens: int) -> SentenceSplitter:
 
 
 def chunk(doc: ParsedDocument, max_tokens: int = 200, overlap_tokens: int = 30) -> list[Chunk]:
-    """Splits each section on its own; ``max_tokens`` counts tokens of the splitter's tokenizer.
+    """Splits each section on its own; each chunk's text is exactly ``doc.text[char_start:char_end]``.
 
-    The default stays under the 256 word-pieces the embedding model reads. Each chunk's text is
-    exactly ``doc.text[char_start:char_end]``.
+    ``max_tokens`` is counted with the splitter's tokenizer (tiktoken cl100k). English prose needs up to
+    about 1.2 word-pieces per such token, so the default of 200 stays under the 256 word-pieces the
+    embedding model reads. Overlap is made of whole sentences or paragraphs that fit in
+    ``overlap_tokens``, so paragraphs longer than that are not repeated.
     """
     splitter = _splitter(max_tokens, overlap_tokens)
     chunks: list[Chunk] = []

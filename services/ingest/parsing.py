@@ -59,21 +59,21 @@ def _stem(filename: str) -> str:
 def _decode(filename: str, content: bytes, fallback_encoding: str | None = None) -> str:
     if b"\x00" in content:
         # UTF-16 files are full of NUL bytes too, hence the hint.
-        raise CorruptDocument(filename, "contains NUL bytes (binary data or UTF-16); save it as UTF-8 text")
+        raise CorruptDocument(filename, "it contains NUL bytes (binary data or UTF-16); save it as UTF-8")
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         if fallback_encoding is None:
             raise CorruptDocument(
                 filename,
-                f"is not valid UTF-8 text (byte 0x{content[exc.start]:02x} at offset {exc.start}); "
+                f"it is not valid UTF-8 text (byte 0x{content[exc.start]:02x} at offset {exc.start}); "
                 "save it as UTF-8",
             ) from exc
         try:
             text = content.decode(fallback_encoding)
         except (LookupError, UnicodeDecodeError) as fallback_exc:
             raise CorruptDocument(
-                filename, f"is neither UTF-8 nor the declared encoding {fallback_encoding!r}"
+                filename, f"it is neither UTF-8 nor the declared encoding {fallback_encoding!r}"
             ) from fallback_exc
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -171,7 +171,7 @@ def _parse_markdown(filename: str, content: bytes) -> ParsedDocument:
             char_start = start + len(segment) - len(segment.lstrip())
             sections.append(Section(stripped, path, 0, char_start))
 
-    h1 = next((heading for _, level, heading in headings if level == 1 and heading), None)
+    h1 = next((heading for _, level, heading in headings if level == 1), None)
     return ParsedDocument(h1 or _stem(filename), "markdown", tuple(sections), text)
 
 
@@ -331,7 +331,7 @@ def _parse_pdf(filename: str, content: bytes) -> ParsedDocument:
         metadata_title = "" if locked or reader.metadata is None else reader.metadata.title or ""
     except Exception as exc:
         # pypdf raises many exception types on malformed files; all mean the same thing here.
-        raise CorruptDocument(filename, f"is not a readable PDF ({type(exc).__name__}: {exc})") from exc
+        raise CorruptDocument(filename, f"it is not a readable PDF ({type(exc).__name__}: {exc})") from exc
     if locked:
         raise CorruptDocument(filename, "the PDF is password-protected; upload an unprotected copy")
 
@@ -369,7 +369,7 @@ def _parse_docx(filename: str, content: bytes) -> ParsedDocument:
     except Exception as exc:
         # Bad zips, missing parts and broken XML surface as unrelated exception types.
         raise CorruptDocument(
-            filename, f"is not a readable Word document ({type(exc).__name__}: {exc})"
+            filename, f"it is not a readable Word document ({type(exc).__name__}: {exc})"
         ) from exc
 
     drafts = [_Draft((), 0)]

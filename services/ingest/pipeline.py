@@ -149,7 +149,7 @@ class IngestPipeline:
         self,
         document_id: str,
         uri: str,
-        change: "events_pb2.DocumentChange",
+        change: events_pb2.DocumentChange,
         chunk_count: int,
         access: Access | None,
         reason: str = "",

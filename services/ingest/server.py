@@ -30,6 +30,9 @@ def main() -> None:
     configure_logging(settings.log_format, settings.log_level)
     configure_tracing("copilot-ingest", settings.telemetry)
     server = GrpcServer("ingest", settings, TokenVerifier(settings.auth))
+    slot = server.add_service(
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server, "copilot.ingest.v1.IngestService"
+    )
     server.start()
     ensure_topics(settings.kafka.bootstrap_servers, [settings.kafka.documents_topic])
     publisher = EventPublisher(settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "ingest.sqlite")
@@ -42,11 +45,7 @@ def main() -> None:
         settings.chunk_tokens,
         settings.chunk_overlap_tokens,
     )
-    server.add_service(
-        ingest_pb2_grpc.add_IngestServiceServicer_to_server,
-        IngestServicer(pipeline, settings.ingest_role, settings.max_document_bytes),
-        "copilot.ingest.v1.IngestService",
-    )
+    slot.fill(IngestServicer(pipeline, settings.ingest_role, settings.max_document_bytes))
     server.set_serving(True)
 
     def close() -> None:

@@ -20,6 +20,9 @@ def main() -> None:
     configure_logging(settings.log_format, settings.log_level)
     configure_tracing("copilot-monitor", settings.telemetry)
     server = GrpcServer("monitor", settings, TokenVerifier(settings.auth))
+    slot = server.add_service(
+        monitor_pb2_grpc.add_MonitorServiceServicer_to_server, "copilot.monitor.v1.MonitorService"
+    )
     server.start()
     settings.database.parent.mkdir(parents=True, exist_ok=True)
     store = FlagStore(settings.database)
@@ -35,11 +38,7 @@ def main() -> None:
         default_detectors(),
     )
     consumer.start()
-    server.add_service(
-        monitor_pb2_grpc.add_MonitorServiceServicer_to_server,
-        MonitorServicer(store, settings.reviewer_role),
-        "copilot.monitor.v1.MonitorService",
-    )
+    slot.fill(MonitorServicer(store, settings.reviewer_role))
     server.set_serving(True)
 
     def close() -> None:

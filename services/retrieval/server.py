@@ -19,15 +19,14 @@ def main() -> None:
     configure_logging(settings.log_format, settings.log_level)
     configure_tracing("copilot-retrieval", settings.telemetry)
     server = GrpcServer("retrieval", settings, TokenVerifier(settings.auth))
+    slot = server.add_service(
+        retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, "copilot.retrieval.v1.RetrievalService"
+    )
     server.start()
     embedder = OnnxMiniLmEmbedder(intra_op_num_threads=settings.embedding_threads)
     store = open_store(settings.store, embedder.dimension)
     searcher = Searcher(store, embedder, settings.default_top_k, settings.max_top_k, settings.max_query_chars)
-    server.add_service(
-        retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
-        RetrievalServicer(searcher),
-        "copilot.retrieval.v1.RetrievalService",
-    )
+    slot.fill(RetrievalServicer(searcher))
     server.set_serving(True)
     server.run_until_signal(on_stop=store.close)
 

@@ -30,8 +30,9 @@ def embedder() -> OnnxMiniLmEmbedder:
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path, embedder: OnnxMiniLmEmbedder) -> Iterator[tuple[IngestPipeline, EdgeChunkStore,
-                                                                              CollectedEvents]]:
+def pipeline(
+    tmp_path: Path, embedder: OnnxMiniLmEmbedder
+) -> Iterator[tuple[IngestPipeline, EdgeChunkStore, CollectedEvents]]:
     store = EdgeChunkStore(tmp_path / "edge", embedder.dimension)
     events = CollectedEvents()
     yield IngestPipeline(store, embedder, events), store, events
@@ -48,7 +49,9 @@ def _corpus() -> list[tuple[Path, Access]]:
     return out
 
 
-def test_corpus_ingests_with_acls_and_reingest_is_a_no_op(pipeline: tuple, embedder: OnnxMiniLmEmbedder) -> None:
+def test_corpus_ingests_with_acls_and_reingest_is_a_no_op(
+    pipeline: tuple, embedder: OnnxMiniLmEmbedder
+) -> None:
     ingest, store, events = pipeline
     corpus = _corpus()
     assert {f.suffix for f, _ in corpus} >= {".md", ".html", ".pdf", ".docx"}
@@ -72,7 +75,9 @@ def test_corpus_ingests_with_acls_and_reingest_is_a_no_op(pipeline: tuple, embed
 def test_changed_document_replaces_its_chunks_and_delete_removes_them(pipeline: tuple) -> None:
     ingest, store, events = pipeline
     access = Access(tenant="acme", groups=("finance",), users=(), public=False, classification="internal")
-    long_text = "# Memo\n\n" + "\n\n".join(f"Paragraph {i} about budgets and forecasts. " * 12 for i in range(12))
+    long_text = "# Memo\n\n" + "\n\n".join(
+        f"Paragraph {i} about budgets and forecasts. " * 12 for i in range(12)
+    )
     first = ingest.ingest("/docs/memo.md", "memo.md", long_text.encode(), access)
     assert first.outcome is Outcome.CREATED and first.chunk_count > 2
     second = ingest.ingest("/docs/memo.md", "memo.md", b"# Memo\n\nNow a single short paragraph.", access)

@@ -72,12 +72,11 @@ def retrieval(tmp_path_factory: pytest.TempPathFactory, auth_settings: AuthSetti
         )
     settings = RetrievalSettings(port=0, auth=auth_settings)
     server = GrpcServer("retrieval", settings, TokenVerifier(auth_settings))
-    server.start()
-    server.add_service(
-        retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
-        RetrievalServicer(Searcher(store, embedder, 5, 50, 2000)),
-        "copilot.retrieval.v1.RetrievalService",
+    slot = server.add_service(
+        retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, "copilot.retrieval.v1.RetrievalService"
     )
+    server.start()
+    slot.fill(RetrievalServicer(Searcher(store, embedder, 5, 50, 2000)))
     server.set_serving(True)
     yield f"127.0.0.1:{server.port}"
     server.stop(1)

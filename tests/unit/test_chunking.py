@@ -106,11 +106,10 @@ def test_sample_corpus_chunks_are_well_formed(path: Path, max_tokens: int, overl
 
     assert chunks
     assert_well_formed(doc, chunks, max_tokens)
-    # Chunks together cover every section's text.
-    covered = set()
+    # Together the chunks cover every non-blank character of every section.
+    covered: set[int] = set()
     for c in chunks:
         covered.update(range(c.char_start, c.char_end))
     for s in doc.sections:
-        assert all(
-            i in covered for i in range(s.char_start, s.char_start + len(s.text)) if not doc.text[i].isspace()
-        )
+        section_chars = range(s.char_start, s.char_start + len(s.text))
+        assert all(i in covered for i in section_chars if not doc.text[i].isspace())

@@ -1,0 +1,109 @@
+"""RayServeEngine on a real local Ray cluster, serving the real SmolLM2-135M model."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+
+from services.generation.deployment import EngineStartError, RayServeEngine
+from services.generation.engine import ChatMessage, GenerationParams, PromptTooLong
+from services.generation.models import UnknownModel
+
+pytestmark = pytest.mark.slow
+
+MODEL = "smollm2-135m"
+QUESTION = [ChatMessage("user", "What is the capital of France?")]
+
+
+def descendants() -> list[str]:
+    """Command lines of this process's live descendants: the local Ray cluster's GCS, raylet and workers."""
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            # The command name in stat may hold spaces; the parent id is the second field after it.
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            commands[int(proc.name)] = command.decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    found, frontier = [], [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += [commands[pid] for pid in children if commands[pid]]
+        frontier += children
+    return found
+
+
+def ray_descendants() -> list[str]:
+    return [c for c in descendants() if "ray" in c]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServeEngine]:
+    cache_dir = tmp_path_factory.mktemp("models")
+    started = RayServeEngine.start("llama_cpp", MODEL, cache_dir, threads=2, context_tokens=1024)
+    yield started
+    started.shutdown()
+
+
+def test_info_and_count_tokens(engine: RayServeEngine) -> None:
+    assert engine.info() == {"model_name": MODEL, "context_tokens": 1024}
+    assert (engine.model_name, engine.context_tokens) == (MODEL, 1024)
+    assert engine.count_tokens("Hello world") > 0
+
+
+def test_streams_a_chat_through_the_handle(engine: RayServeEngine) -> None:
+    deltas = list(engine.stream_chat(QUESTION, GenerationParams(max_tokens=16)))
+
+    assert "".join(d.text for d in deltas).strip()
+    assert len(deltas) >= 3
+    assert [d.finished for d in deltas][-2:] == [False, True]
+    assert deltas[-1].prompt_tokens > 0
+    assert 1 <= deltas[-1].completion_tokens <= 16
+
+
+def test_abandoned_stream_frees_the_engine(engine: RayServeEngine) -> None:
+    story = engine.stream_chat([ChatMessage("user", "Write a long story.")], GenerationParams(max_tokens=900))
+    assert next(story).text
+    story.close()
+
+    # Had the story run on to 900 tokens the engine would still be busy with it.
+    deltas = list(engine.stream_chat(QUESTION, GenerationParams(max_tokens=4)))
+    assert deltas[-1].finished
+
+
+def test_bad_request_raises_and_keeps_the_replica(engine: RayServeEngine) -> None:
+    with pytest.raises(PromptTooLong):
+        list(engine.stream_chat([ChatMessage("user", "Paris " * 2000)], GenerationParams(max_tokens=4)))
+    assert list(engine.stream_chat(QUESTION, GenerationParams(max_tokens=4)))[-1].finished
+
+
+def test_shutdown_stops_ray(engine: RayServeEngine) -> None:
+    assert any("raylet" in c for c in ray_descendants())
+
+    engine.shutdown()
+
+    assert not ray.is_initialized()
+    deadline = time.monotonic() + 15
+    while ray_descendants() and time.monotonic() < deadline:
+        time.sleep(0.5)  # workers exit shortly after their raylet
+    assert ray_descendants() == []
+
+
+def test_unknown_model_fails_before_ray_starts(tmp_path: Path) -> None:
+    with pytest.raises(UnknownModel):
+        RayServeEngine.start("llama_cpp", "no-such-model", tmp_path, threads=1, context_tokens=512)
+    assert not ray.is_initialized()
+
+
+def test_start_is_bounded(tmp_path: Path) -> None:
+    with pytest.raises(EngineStartError, match="did not start within"):
+        RayServeEngine.start("llama_cpp", MODEL, tmp_path, threads=1, context_tokens=512, start_timeout_s=0.1)
+    assert not ray.is_initialized()
