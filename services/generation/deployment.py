@@ -123,6 +123,8 @@ class RayServeEngine:
         context_tokens: int,
         start_timeout_s: float = 180,
     ) -> RayServeEngine:
+        if kind not in _MAX_ONGOING:
+            raise ValueError(f"unknown engine kind {kind!r}; expected one of {', '.join(_MAX_ONGOING)}")
         deadline = time.monotonic() + start_timeout_s
         if kind == "llama_cpp":
             # Fails here, with the pip command, rather than deep in a replica's log; and joins a split
@@ -143,7 +145,7 @@ class RayServeEngine:
             # No HTTP proxy: the gRPC service reaches the engine only through the handle.
             serve.start(proxy_location="Disabled")
             app = EngineDeployment.options(  # type: ignore[attr-defined]
-                max_ongoing_requests=_MAX_ONGOING.get(kind, 8),
+                max_ongoing_requests=_MAX_ONGOING[kind],
                 ray_actor_options={"num_cpus": threads, "num_gpus": 1 if kind == "vllm" else 0},
             ).bind(kind, model, str(cache_dir.resolve()), threads, context_tokens)
             # Not serve.run: it waits without a limit, and retries a failing constructor meanwhile.
@@ -188,9 +190,14 @@ def _wait_until_running(deadline: float, timeout_s: float) -> None:
         state = app.status if app is not None else ApplicationStatus.NOT_STARTED
         if state == ApplicationStatus.RUNNING:
             return
-        if state in (ApplicationStatus.DEPLOY_FAILED, ApplicationStatus.UNHEALTHY):
-            message = app.message if app is not None else ""
-            raise EngineStartError(f"the generation engine failed to start ({state.value}): {message}")
+        if app is not None and state in (ApplicationStatus.DEPLOY_FAILED, ApplicationStatus.UNHEALTHY):
+            # A replica's message is the constructor's whole traceback; its last line says what went wrong.
+            reasons = [
+                d.message.strip().splitlines()[-1] for d in app.deployments.values() if d.message.strip()
+            ]
+            raise EngineStartError(
+                f"the generation engine failed to start ({state.value}): {'; '.join(reasons) or app.message}"
+            )
         if time.monotonic() >= deadline:
             raise EngineStartError(
                 f"the generation engine did not start within {timeout_s:.0f} s (still {state.value}); "

@@ -94,7 +94,9 @@ class LlamaCppEngine:
         )
         self._lock = threading.Lock()
         self.model_name = model_name
-        self.context_tokens = self._llm.n_ctx()
+        # llama.cpp pads the context to a multiple of 256, but llama-cpp-python sizes its token buffer by
+        # the number asked for: a prompt must fit the smaller of the two.
+        self.context_tokens = min(context_tokens, self._llm.n_ctx())
 
     def _special_text(self, token: int) -> str:
         return self._llm.detokenize([token], special=True).decode("utf-8") if token != -1 else ""

@@ -20,6 +20,8 @@ from pathlib import Path
 # Suffixes of the payload file inside a model package: a whole GGUF, or one slice of it.
 _PAYLOAD_SUFFIXES = (".gguf", ".bin")
 _COPY_CHUNK = 8 * 2**20
+# mkstemp makes files private to their owner; the weights are public and may be served by another user.
+_FILE_MODE = 0o644
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ def _join_parts(spec: ModelSpec, parts: list[Path], target: Path) -> None:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), _FILE_MODE)
             for part in parts:
                 with part.open("rb") as src:
                     while chunk := src.read(_COPY_CHUNK):
@@ -205,6 +208,7 @@ def _write_sidecar(sidecar: Path, file: Path, sha256: str) -> None:
     record = {"path": str(file), "sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     fd, tmp_name = tempfile.mkstemp(dir=sidecar.parent, prefix=f".{sidecar.name}.")
     with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), _FILE_MODE)
         json.dump(record, out)
         out.flush()
         os.fsync(out.fileno())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -71,12 +71,15 @@ def test_streams_a_chat_through_the_handle(engine: RayServeEngine) -> None:
 
 def test_abandoned_stream_frees_the_engine(engine: RayServeEngine) -> None:
     story = engine.stream_chat([ChatMessage("user", "Write a long story.")], GenerationParams(max_tokens=900))
+    assert isinstance(story, Generator)
     assert next(story).text
-    story.close()
+    story.close()  # as when a gRPC client hangs up mid-answer
 
-    # Had the story run on to 900 tokens the engine would still be busy with it.
+    # The whole story takes over 30 s here; had it run on, the engine would still be busy with it.
+    started = time.monotonic()
     deltas = list(engine.stream_chat(QUESTION, GenerationParams(max_tokens=4)))
     assert deltas[-1].finished
+    assert time.monotonic() - started < 10
 
 
 def test_bad_request_raises_and_keeps_the_replica(engine: RayServeEngine) -> None:
@@ -106,4 +109,11 @@ def test_unknown_model_fails_before_ray_starts(tmp_path: Path) -> None:
 def test_start_is_bounded(tmp_path: Path) -> None:
     with pytest.raises(EngineStartError, match="did not start within"):
         RayServeEngine.start("llama_cpp", MODEL, tmp_path, threads=1, context_tokens=512, start_timeout_s=0.1)
+    assert not ray.is_initialized()
+
+
+def test_replica_that_cannot_start_reports_why(tmp_path: Path) -> None:
+    # llama.cpp cannot make a context of negative size; the constructor fails inside the replica.
+    with pytest.raises(EngineStartError, match="DEPLOY_FAILED.*Failed to create llama_context"):
+        RayServeEngine.start("llama_cpp", MODEL, tmp_path, threads=1, context_tokens=-5, start_timeout_s=120)
     assert not ray.is_initialized()
