@@ -325,7 +325,9 @@ def cmd_ask(args: argparse.Namespace, settings: LauncherSettings) -> int:
         for c in final.citations:
             p = c.passage
             where = f", page {p.page}" if p.page else ""
-            section = f" > {' > '.join(p.heading_path)}" if p.heading_path else ""
+            # Parsers start the heading path with the title; don't say it twice.
+            headings = [h for h in p.heading_path if h != p.title]
+            section = f" > {' > '.join(headings)}" if headings else ""
             console.print(
                 f"  [{c.number}] {p.title}{section}{where}  [dim]{p.uri} (score {p.score:.2f})[/dim]"
             )
