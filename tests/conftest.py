@@ -8,6 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from copilot.broker import start_tansu
 from copilot.devissuer import DevIssuer, load_or_create_key, load_users, serve_in_thread
@@ -49,3 +53,13 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevIssuer]:
 @pytest.fixture(scope="session")
 def auth_settings(issuer: DevIssuer) -> AuthSettings:
     return AuthSettings(issuer=issuer.issuer, audience=issuer.audience)
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    """OpenTelemetry allows one global tracer provider per process, so the tests share this one."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter

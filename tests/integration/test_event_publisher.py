@@ -8,7 +8,6 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 
 from copilot.broker import start_tansu
 from copilot.events.v1 import events_pb2
@@ -39,10 +38,11 @@ def _consume(
     return out
 
 
-def test_events_arrive_in_order_with_trace_context(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_events_arrive_in_order_with_trace_context(
+    kafka_bootstrap: str, tmp_path: Path, span_exporter: object
+) -> None:
     topic = f"docs-{uuid.uuid4().hex[:8]}"
     ensure_topics(kafka_bootstrap, [topic], partitions=1)
-    trace.set_tracer_provider(TracerProvider())
     publisher = EventPublisher(kafka_bootstrap, tmp_path / "spool.sqlite")
     with trace.get_tracer("test").start_as_current_span("ingest") as span:
         trace_id = format(span.get_span_context().trace_id, "032x")

@@ -9,6 +9,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from copilot.auth import TokenVerifier
 from copilot.devissuer import DevIssuer
@@ -141,3 +143,15 @@ def test_health_and_reflection_need_no_token(retrieval: str) -> None:
     responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert "copilot.retrieval.v1.RetrievalService" in names
+
+
+def test_trace_context_crosses_the_grpc_hop(
+    retrieval: str, issuer: DevIssuer, span_exporter: InMemorySpanExporter
+) -> None:
+    with trace.get_tracer("client").start_as_current_span("client-call") as span:
+        client_trace = span.get_span_context().trace_id
+        _search(retrieval, issuer.mint("alice"), "vacation days")
+    server_spans = [s for s in span_exporter.get_finished_spans() if s.name.endswith("/Search")]
+    assert server_spans, "the server should record a span for the call"
+    assert server_spans[-1].context.trace_id == client_trace
+    assert server_spans[-1].parent is not None
