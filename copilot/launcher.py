@@ -244,7 +244,7 @@ def up(
     return stack, True
 
 
-def _descendants(root: int) -> set[int]:
+def descendants(root: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -272,7 +272,7 @@ def down(home: Path, progress: Callable[[str], None] = print, grace_s: float = 2
     for c in running:
         progress(f"stopping {c.name}")
         # Ray's raylet and workers leave the component's process group, so track them by parentage.
-        spawned = _descendants(c.pid)
+        spawned = descendants(c.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(c.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s

@@ -130,9 +130,11 @@ class RayServeEngine:
             # Fails here, with the pip command, rather than deep in a replica's log; and joins a split
             # model once, before the replica needs it.
             resolve_model_file(get_model_spec(model), cache_dir)
-        # The cluster is private to this process and reachable only on localhost; token auth adds
-        # nothing but a token file to manage. An explicit setting from the operator wins.
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        # Ray's GCS and raylet listen on every interface, so without a token anyone who can reach this
+        # host could run code in the cluster. Ray 2.60 turns tokens on by default for a new local cluster
+        # (the token is kept in ~/.ray/auth_token); we say so explicitly rather than rely on the version.
+        # An operator's own RAY_AUTH_MODE wins.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
         owns_ray = not ray.is_initialized()
         if owns_ray:
             ray.init(
