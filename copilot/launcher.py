@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -104,6 +105,11 @@ def component_ready(c: Component) -> bool:
     if c.kind == "grpc":
         return grpc_serving(c.port)
     return wait_for_port(c.port, 0.2)
+
+
+def ray_temp_dir(home: Path) -> str:
+    """Short (Ray's Unix socket paths must fit in 107 bytes) and unique per stack home."""
+    return f"/tmp/copilot-ray-{hashlib.sha256(str(home).encode()).hexdigest()[:10]}"
 
 
 def _spawn(name: str, argv: list[str], env: dict[str, str], home: Path) -> subprocess.Popen[bytes]:
@@ -209,6 +215,7 @@ def up(
                 "COPILOT_GENERATION_MODEL": s.model,
                 "COPILOT_GENERATION_ENGINE_THREADS": str(s.engine_threads),
                 "COPILOT_GENERATION_MODEL_CACHE_DIR": str(home / "models"),
+                "COPILOT_GENERATION_RAY_TEMP_DIR": ray_temp_dir(home),
             },
             ports["generation"],
             "grpc",

@@ -122,6 +122,7 @@ class RayServeEngine:
         threads: int,
         context_tokens: int,
         start_timeout_s: float = 180,
+        ray_temp_dir: Path | None = None,
     ) -> RayServeEngine:
         if kind not in _MAX_ONGOING:
             raise ValueError(f"unknown engine kind {kind!r}; expected one of {', '.join(_MAX_ONGOING)}")
@@ -142,6 +143,9 @@ class RayServeEngine:
                 num_cpus=max(threads, os.cpu_count() or 1),
                 object_store_memory=512 * 2**20,
                 include_dashboard=False,
+                # Two clusters sharing /tmp/ray (two stacks, or a stack and a test) find each
+                # other's session files and fail to start; each stack gets its own directory.
+                _temp_dir=str(ray_temp_dir) if ray_temp_dir else None,
             )
         try:
             # No HTTP proxy: the gRPC service reaches the engine only through the handle.

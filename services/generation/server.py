@@ -45,6 +45,7 @@ def main() -> None:
         settings.engine_threads,
         settings.context_tokens,
         start_timeout_s=settings.engine_start_timeout_s,
+        ray_temp_dir=settings.ray_temp_dir,
     )
     source = GrpcPassageSource(settings.retrieval_target)
     policy = AnswerPolicy(

@@ -22,6 +22,8 @@ class GenerationSettings(ServiceSettings):
     context_tokens: int = 4096
     max_answer_tokens: int = 256
     engine_start_timeout_s: float = 300
+    # Ray's session directory; keep the path short, Ray puts Unix sockets under it.
+    ray_temp_dir: Path | None = None
     default_top_k: int = 4
     # Passages scoring below this cosine similarity are treated as not answering the question.
     min_relevance: float = 0.45
