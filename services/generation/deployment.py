@@ -131,11 +131,11 @@ class RayServeEngine:
             # Fails here, with the pip command, rather than deep in a replica's log; and joins a split
             # model once, before the replica needs it.
             resolve_model_file(get_model_spec(model), cache_dir)
-        # Ray's GCS and raylet listen on every interface, so without a token anyone who can reach this
-        # host could run code in the cluster. Ray 2.60 turns tokens on by default for a new local cluster
-        # (the token is kept in ~/.ray/auth_token); we say so explicitly rather than rely on the version.
-        # An operator's own RAY_AUTH_MODE wins.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        # RAY_AUTH_MODE is deliberately left to Ray: its GCS and raylet listen on every interface, and
+        # without a token anyone who can reach this host could run code in the cluster. When the variable
+        # is unset, Ray 2.60 turns token auth on for a new local cluster (token in ~/.ray/auth_token) and
+        # refreshes its cached config; setting RAY_AUTH_MODE=token from here, after ray is imported,
+        # would skip that refresh and the driver could not talk to its own GCS.
         owns_ray = not ray.is_initialized()
         if owns_ray:
             ray.init(
