@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from google.protobuf.message import Message
@@ -191,3 +191,15 @@ class EventPublisher:
                 log.info("Kafka at %s is back; spool drained", self._bootstrap)
                 self._broker_down_logged = False
             backoff = 0.5
+
+
+class TopicPublisher:
+    """One topic of an ``EventPublisher``; the domain code's event port (``publish(event)``)."""
+
+    def __init__(self, publisher: EventPublisher, topic: str, key: Callable[[Message], str]) -> None:
+        self._publisher = publisher
+        self._topic = topic
+        self._key = key
+
+    def publish(self, event: Message) -> None:
+        self._publisher.publish(self._topic, self._key(event), event)

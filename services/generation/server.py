@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from copilot.auth import TokenVerifier
-from copilot.events.v1 import events_pb2
 from copilot.generation.v1 import generation_pb2_grpc
 from copilot.grpc_server import GrpcServer
-from copilot.kafka import EventPublisher, ensure_topics
+from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
 from copilot.logs import configure_logging
 from copilot.tracing import configure_tracing
 from services.generation.answerer import Answerer, AnswerPolicy
@@ -14,15 +13,6 @@ from services.generation.deployment import RayServeEngine
 from services.generation.retrieval_client import GrpcPassageSource
 from services.generation.service import GenerationServicer
 from services.generation.settings import GenerationSettings
-
-
-class _KafkaInteractions:
-    def __init__(self, publisher: EventPublisher, topic: str) -> None:
-        self._publisher = publisher
-        self._topic = topic
-
-    def publish(self, event: events_pb2.InteractionEvent) -> None:
-        self._publisher.publish(self._topic, event.conversation_id, event)
 
 
 def main() -> None:
@@ -57,7 +47,7 @@ def main() -> None:
     answerer = Answerer(
         source,
         engine,
-        _KafkaInteractions(publisher, settings.kafka.interactions_topic),
+        TopicPublisher(publisher, settings.kafka.interactions_topic, key=lambda e: e.conversation_id),
         policy,
         settings.pseudonym_key.get_secret_value().encode(),
     )

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from copilot.auth import TokenVerifier
 from copilot.embedding import OnnxMiniLmEmbedder
-from copilot.events.v1 import events_pb2
 from copilot.grpc_server import GrpcServer
 from copilot.ingest.v1 import ingest_pb2_grpc
-from copilot.kafka import EventPublisher, ensure_topics
+from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
 from copilot.logs import configure_logging
 from copilot.tracing import configure_tracing
 from copilot.vectorstore.factory import open_store
 from services.ingest.pipeline import IngestPipeline
 from services.ingest.service import IngestServicer
 from services.ingest.settings import IngestSettings
-
-
-class _KafkaDocumentEvents:
-    def __init__(self, publisher: EventPublisher, topic: str) -> None:
-        self._publisher = publisher
-        self._topic = topic
-
-    def publish(self, event: events_pb2.DocumentEvent) -> None:
-        self._publisher.publish(self._topic, event.document_id, event)
 
 
 def main() -> None:
@@ -41,7 +31,7 @@ def main() -> None:
     pipeline = IngestPipeline(
         store,
         embedder,
-        _KafkaDocumentEvents(publisher, settings.kafka.documents_topic),
+        TopicPublisher(publisher, settings.kafka.documents_topic, key=lambda e: e.document_id),
         settings.chunk_tokens,
         settings.chunk_overlap_tokens,
     )
