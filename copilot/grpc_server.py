@@ -174,7 +174,6 @@ class GrpcServer:
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self._service_names: list[str] = [reflection.SERVICE_NAME, health.SERVICE_NAME]
-        self._reflection_enabled = False
         self.port = 0
 
     def add_service(self, register: Callable[[Any, grpc.Server], None], full_name: str) -> ServiceSlot:
@@ -184,7 +183,10 @@ class GrpcServer:
         return slot
 
     def start(self) -> int:
-        """Binds and starts answering health checks (NOT_SERVING) while the caller loads its dependencies."""
+        """Binds and starts answering health checks (NOT_SERVING) while the caller loads its dependencies.
+
+        Services are added before this (gRPC takes no handlers after start), as slots filled later."""
+        reflection.enable_server_reflection(self._service_names, self._server)
         self.port = self._server.add_insecure_port(f"{self._settings.host}:{self._settings.port}")
         if self.port == 0:
             raise errors.DependencyUnavailable(f"cannot bind {self._settings.host}:{self._settings.port}")
@@ -194,10 +196,6 @@ class GrpcServer:
         return self.port
 
     def set_serving(self, serving: bool) -> None:
-        # Reflection lists services, so it waits until every servicer has been added.
-        if serving and not self._reflection_enabled:
-            reflection.enable_server_reflection(self._service_names, self._server)
-            self._reflection_enabled = True
         status = (
             health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         )
