@@ -25,7 +25,15 @@ def main() -> None:
     server.start()
     embedder = OnnxMiniLmEmbedder(intra_op_num_threads=settings.embedding_threads)
     store = open_store(settings.store, embedder.dimension)
-    searcher = Searcher(store, embedder, settings.default_top_k, settings.max_top_k, settings.max_query_chars)
+    searcher = Searcher(
+        store,
+        embedder,
+        settings.default_top_k,
+        settings.max_top_k,
+        settings.max_query_chars,
+        role_groups=settings.role_groups,
+        max_chunks_per_document=settings.max_chunks_per_document,
+    )
     slot.fill(RetrievalServicer(searcher))
     server.set_serving(True)
     server.run_until_signal(on_stop=store.close)

@@ -17,3 +17,8 @@ class RetrievalSettings(ServiceSettings):
     max_top_k: int = 50
     max_query_chars: int = 2000
     embedding_threads: int = 1
+    # Realm role -> ACL groups its holders read as, e.g. {"auditor": ["finance", "legal"]}. A role grants
+    # only the groups listed here, so no role (an admin one included) bypasses a document's ACL.
+    role_groups: dict[str, list[str]] = Field(default_factory=dict)
+    # Keeps one long document from filling every slot of the top-k; 0 keeps every chunk.
+    max_chunks_per_document: int = Field(default=3, ge=0)

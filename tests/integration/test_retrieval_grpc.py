@@ -42,47 +42,85 @@ DOCS = [
 ]
 
 
+# One long document whose chunks all match a query better than anything else carol may read.
+HANDBOOK = [
+    "Legal records are retained for seven years after a matter closes.",
+    "Retention of legal records: seven years from the close of the matter.",
+    "Closed matters keep their legal records for seven years, then they are destroyed.",
+    "Legal hold suspends the seven-year retention of records for a matter.",
+    "Legal records retention is seven years; contracts are kept for ten.",
+    "Records of a closed legal matter are retained seven years.",
+]
+HANDBOOK_QUERY = "How long are legal records retained?"
+
+
+def _chunk(
+    doc_id: str, index: int, title: str, text: str, vector: list[float], acl: list[str]
+) -> StoredChunk:
+    return StoredChunk(
+        point_id_for(doc_id, index),
+        vector,
+        {
+            "document_id": doc_id,
+            "chunk_index": index,
+            "uri": f"/docs/{doc_id}.md",
+            "title": title,
+            "text": text,
+            "heading_path": [title],
+            "page": 0,
+            "char_start": 0,
+            "char_end": len(text),
+            "tenant": "acme",
+            "acl": acl,
+            "classification": "internal",
+            "fingerprint": "f",
+        },
+    )
+
+
 @pytest.fixture(scope="module")
-def retrieval(tmp_path_factory: pytest.TempPathFactory, auth_settings: AuthSettings) -> Iterator[str]:
-    embedder = OnnxMiniLmEmbedder()
+def embedder() -> OnnxMiniLmEmbedder:
+    return OnnxMiniLmEmbedder()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, embedder: OnnxMiniLmEmbedder) -> Iterator[EdgeChunkStore]:
     store = EdgeChunkStore(Path(tmp_path_factory.mktemp("edge")), embedder.dimension)
     vectors = embedder.embed([text for _, _, text, _ in DOCS])
     for (doc_id, title, text, acl), vector in zip(DOCS, vectors, strict=True):
-        store.replace_document(
-            doc_id,
-            [
-                StoredChunk(
-                    point_id_for(doc_id, 0),
-                    vector,
-                    {
-                        "document_id": doc_id,
-                        "chunk_index": 0,
-                        "uri": f"/docs/{doc_id}.md",
-                        "title": title,
-                        "text": text,
-                        "heading_path": [title],
-                        "page": 0,
-                        "char_start": 0,
-                        "char_end": len(text),
-                        "tenant": "acme",
-                        "acl": acl,
-                        "classification": "internal",
-                        "fingerprint": "f",
-                    },
-                )
-            ],
-        )
-    settings = RetrievalSettings(port=0, auth=auth_settings)
+        store.replace_document(doc_id, [_chunk(doc_id, 0, title, text, vector, acl)])
+    handbook = [
+        _chunk("handbook", i, "Legal handbook", text, vector, ["group:legal"])
+        for i, (text, vector) in enumerate(zip(HANDBOOK, embedder.embed(HANDBOOK), strict=True))
+    ]
+    store.replace_document("handbook", handbook)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def retrieval(
+    auth_settings: AuthSettings, store: EdgeChunkStore, embedder: OnnxMiniLmEmbedder
+) -> Iterator[str]:
+    settings = RetrievalSettings(port=0, auth=auth_settings, role_groups={"auditor": ["finance"]})
     server = GrpcServer("retrieval", settings, TokenVerifier(auth_settings))
     slot = server.add_service(
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, "copilot.retrieval.v1.RetrievalService"
     )
     server.start()
-    slot.fill(RetrievalServicer(Searcher(store, embedder, 5, 50, 2000)))
+    searcher = Searcher(
+        store,
+        embedder,
+        settings.default_top_k,
+        settings.max_top_k,
+        settings.max_query_chars,
+        role_groups=settings.role_groups,
+        max_chunks_per_document=settings.max_chunks_per_document,
+    )
+    slot.fill(RetrievalServicer(searcher))
     server.set_serving(True)
     yield f"127.0.0.1:{server.port}"
     server.stop(1)
-    store.close()
 
 
 def _search(target: str, token: str | None, query: str, top_k: int = 5) -> retrieval_pb2.SearchResponse:
@@ -102,6 +140,36 @@ def test_caller_sees_only_what_their_groups_allow(retrieval: str, issuer: DevIss
     bob = _search(retrieval, issuer.mint("bob"), "What is the Q3 travel budget?")
     assert "budget" not in {p.document_id for p in bob.passages}
     assert {p.document_id for p in bob.passages} == {"failover", "vacation"}
+
+
+def test_a_mapped_role_reads_as_its_groups(retrieval: str, issuer: DevIssuer) -> None:
+    token = issuer.mint("carol", realm_access={"roles": ["copilot-user", "auditor"]})
+    reply = _search(retrieval, token, "What is the Q3 travel budget?")
+    assert reply.passages[0].document_id == "budget"
+    assert reply.passages[0].access_reason == "group:finance"
+
+
+def test_an_admin_role_reads_nothing_more(retrieval: str, issuer: DevIssuer) -> None:
+    plain = _search(retrieval, issuer.mint("bob"), "What is the Q3 travel budget?")
+    token = issuer.mint("bob", realm_access={"roles": ["copilot-user", "copilot-admin", "admin"]})
+    admin = _search(retrieval, token, "What is the Q3 travel budget?")
+    assert [p.chunk_id for p in admin.passages] == [p.chunk_id for p in plain.passages]
+    assert "budget" not in {p.document_id for p in admin.passages}
+
+
+def test_one_document_fills_at_most_three_of_the_top_k(
+    retrieval: str, issuer: DevIssuer, store: EdgeChunkStore, embedder: OnnxMiniLmEmbedder
+) -> None:
+    [vector] = embedder.embed([HANDBOOK_QUERY])
+    uncapped = store.query(vector, "acme", ["group:legal", "user:carol", "everyone"], 5)
+    assert sum(c.payload["document_id"] == "handbook" for c in uncapped) > 3, "the cap must have work to do"
+
+    reply = _search(retrieval, issuer.mint("carol"), HANDBOOK_QUERY, top_k=5)
+    documents = [p.document_id for p in reply.passages]
+    assert documents[0] == "handbook"
+    assert documents.count("handbook") == 3
+    # Carol may read one other chunk; the over-fetch brings it in instead of a fourth handbook chunk.
+    assert documents.count("vacation") == 1 and len(documents) == 4
 
 
 def test_other_tenant_sees_nothing(retrieval: str, issuer: DevIssuer) -> None:
