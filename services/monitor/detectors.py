@@ -8,7 +8,9 @@ import enum
 import json
 import logging
 import re
+import statistics
 import unicodedata
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -62,14 +64,15 @@ def run_detectors(detectors: Iterable[Detector], event: events_pb2.InteractionEv
     return findings
 
 
-def default_detectors() -> list[Detector]:
+def default_detectors(latency_ceiling_ms: float = 60_000.0) -> list[Detector]:
     return [
         PiiDetector(),
         SecretDetector(),
         PromptInjectionDetector(),
         UngroundedDetector(),
         RefusalDetector(),
-        LatencyDetector(),
+        LatencyDetector(latency_ceiling_ms),
+        AccessDetector(),
     ]
 
 
@@ -485,28 +488,69 @@ class RefusalDetector:
 
 
 class LatencyDetector:
-    """Answers slower than an absolute ceiling; users give up long before a timeout fires."""
+    """Slow answers, two ways: above an absolute ceiling (users give up long before a timeout fires), and
+    outliers against the model's own recent answers, by median and MAD so that a few slow answers do not
+    move the baseline the way a mean and standard deviation would."""
 
     name = "latency"
+    window = 200
+    min_samples = 30
+    # 1.4826 * MAD estimates the standard deviation of a normal distribution; 5 of them is rare enough
+    # that a flag means something changed.
+    mad_scale = 1.4826
+    outlier_sigmas = 5.0
 
     def __init__(self, ceiling_ms: float = 60_000.0) -> None:
         if ceiling_ms <= 0:
             raise ValueError(f"ceiling_ms must be positive, got {ceiling_ms}")
         self.ceiling_ms = ceiling_ms
+        self._recent: dict[str, deque[float]] = {}
+
+    def _outlier_limit(self, model: str) -> float | None:
+        recent = self._recent.get(model)
+        if recent is None or len(recent) < self.min_samples:
+            return None
+        median = statistics.median(recent)
+        mad = statistics.median(abs(x - median) for x in recent)
+        return median + self.outlier_sigmas * max(self.mad_scale * mad, 0.05 * median)
 
     def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
-        if event.total_ms <= self.ceiling_ms:
-            return []
-        return [
-            Finding(
-                self.name,
-                Severity.LOW,
-                f"answer took {event.total_ms:.0f} ms, above the {self.ceiling_ms:.0f} ms ceiling",
-                (
-                    f"model={event.model}",
-                    f"retrieval_ms={event.retrieval_ms:.0f}",
-                    f"first_token_ms={event.first_token_ms:.0f}",
-                    f"total_ms={event.total_ms:.0f}",
-                ),
+        limit = self._outlier_limit(event.model)
+        self._recent.setdefault(event.model, deque(maxlen=self.window)).append(event.total_ms)
+        evidence = (
+            f"model={event.model}",
+            f"retrieval_ms={event.retrieval_ms:.0f}",
+            f"first_token_ms={event.first_token_ms:.0f}",
+            f"total_ms={event.total_ms:.0f}",
+        )
+        if event.total_ms > self.ceiling_ms:
+            reason = f"answer took {event.total_ms:.0f} ms, above the {self.ceiling_ms:.0f} ms ceiling"
+            return [Finding(self.name, Severity.LOW, reason, evidence)]
+        if limit is not None and event.total_ms > limit:
+            reason = f"answer took {event.total_ms:.0f} ms, far above its model's recent {limit:.0f} ms"
+            return [Finding(self.name, Severity.LOW, reason, evidence)]
+        return []
+
+
+class AccessDetector:
+    """Defence in depth: every passage the answer was built from must have been granted to the caller by
+    'everyone', a user entry, or one of the groups the event says they hold. Retrieval filters inside the
+    vector query, so a hit here means a bug or a tampered index, never a normal day."""
+
+    name = "acl_anomaly"
+
+    def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
+        held = {f"group:{g}" for g in event.groups}
+        suspicious = [
+            f"{p.chunk_id} ({p.title}): granted by {p.access_reason or 'nothing'}"
+            for p in event.passages
+            if not (
+                p.access_reason == "everyone"
+                or p.access_reason.startswith("user:")
+                or p.access_reason in held
             )
         ]
+        if not suspicious:
+            return []
+        reason = "answer used passages the caller's groups do not grant"
+        return [Finding(self.name, Severity.HIGH, reason, tuple(suspicious))]

@@ -35,7 +35,7 @@ def main() -> None:
         settings.consumer_group,
         settings.dead_letter_topic,
         store,
-        default_detectors(),
+        default_detectors(settings.latency_ceiling_ms),
     )
     consumer.start()
     slot.fill(MonitorServicer(store, settings.reviewer_role))

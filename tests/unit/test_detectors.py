@@ -6,6 +6,7 @@ from copilot.common.v1 import common_pb2
 from copilot.events.v1 import events_pb2
 from copilot.monitor.v1 import monitor_pb2
 from services.monitor.detectors import (
+    AccessDetector,
     Finding,
     LatencyDetector,
     PiiDetector,
@@ -27,12 +28,14 @@ JWT = (
 TRAVEL = common_pb2.Passage(
     chunk_id="travel#0",
     title="Travel policy",
+    access_reason="everyone",
     text="Employees may book economy airfare for flights under six hours. "
     "Business class requires approval from a vice president.",
 )
 HOTEL = common_pb2.Passage(
     chunk_id="travel#1",
     title="Travel policy",
+    access_reason="everyone",
     text="Hotel stays are reimbursed up to 200 EUR per night in European cities.",
 )
 
@@ -413,5 +416,32 @@ def test_default_detectors_are_quiet_on_a_clean_interaction() -> None:
         "ungrounded",
         "refusal",
         "latency",
+        "acl_anomaly",
     }
     assert run_detectors(default_detectors(), event()) == []
+
+
+def test_latency_outlier_against_the_models_own_recent_answers() -> None:
+    detector = LatencyDetector(ceiling_ms=60_000)
+    steady = [1_000.0 + 10 * (i % 7) for i in range(40)]
+    assert all(detector.inspect(event(total_ms=ms)) == [] for ms in steady)
+    [finding] = detector.inspect(event(total_ms=5_000))
+    assert "far above" in finding.reason
+    assert detector.inspect(event(total_ms=1_050)) == []
+
+
+def test_latency_needs_a_baseline_before_calling_outliers() -> None:
+    detector = LatencyDetector(ceiling_ms=60_000)
+    assert detector.inspect(event(total_ms=1_000)) == []
+    assert detector.inspect(event(total_ms=9_000)) == [], "two samples are no baseline"
+
+
+def test_acl_anomaly_flags_a_passage_the_callers_groups_do_not_grant() -> None:
+    leaked = common_pb2.Passage(chunk_id="budget#0", title="Budget memo", access_reason="group:finance")
+    e = event(passages=(TRAVEL, leaked))
+    e.groups.append("engineering")
+    [finding] = AccessDetector().inspect(e)
+    assert finding.severity is Severity.HIGH
+    assert "budget#0" in finding.evidence[0]
+    e.groups.append("finance")
+    assert AccessDetector().inspect(e) == []
