@@ -35,6 +35,8 @@ from copilot.vectorstore.port import (
     ChunkStore,
     ScoredChunk,
     StoredChunk,
+    access_payload,
+    hashes_from_payload,
     new_point_ids,
 )
 
@@ -77,15 +79,35 @@ class EdgeChunkStore(ChunkStore):
     def delete_document(self, document_id: str) -> int:
         return self.replace_document(document_id, [])
 
-    def document_fingerprint(self, document_id: str) -> str | None:
+    def document_hashes(self, document_id: str) -> tuple[str, str] | None:
         with self._lock:
             records, _ = self._shard.scroll(
-                ScrollRequest(limit=1, filter=_document_filter(document_id), with_payload=["fingerprint"])
+                ScrollRequest(
+                    limit=1,
+                    filter=_document_filter(document_id),
+                    with_payload=["content_hash", "access_hash"],
+                )
             )
-        if not records or records[0].payload is None:
-            return None
-        fingerprint = records[0].payload.get("fingerprint")
-        return str(fingerprint) if fingerprint is not None else None
+        return hashes_from_payload(records[0].payload) if records else None
+
+    def update_access(
+        self,
+        document_id: str,
+        tenant: str,
+        acl: Sequence[str],
+        classification: str,
+        access_hash: str,
+        fingerprint: str,
+    ) -> int:
+        selected = _document_filter(document_id)
+        payload = access_payload(tenant, acl, classification, access_hash, fingerprint)
+        # Under the lock no replace can add or remove points between the count and the update.
+        with self._lock:
+            touched = self._shard.count(CountRequest(exact=True, filter=selected))
+            if touched:
+                self._shard.update(UpdateOperation.set_payload_by_filter(selected, payload))
+                self._shard.flush()
+            return touched
 
     def query(
         self, vector: Sequence[float], tenant: str, principals: Sequence[str], limit: int

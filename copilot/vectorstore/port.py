@@ -44,8 +44,28 @@ class ChunkStore(Protocol):
         """Remove every point of the document; returns how many were removed."""
         ...
 
-    def document_fingerprint(self, document_id: str) -> str | None:
-        """The stored version's ``fingerprint``, or None if the document has no points."""
+    def document_hashes(self, document_id: str) -> tuple[str, str] | None:
+        """The stored version's ``(content_hash, access_hash)``, or None if the document has no points.
+
+        A hash missing from the payload reads as "" so that chunks stored before the hashes existed match
+        no new hash and are re-ingested in full.
+        """
+        ...
+
+    def update_access(
+        self,
+        document_id: str,
+        tenant: str,
+        acl: Sequence[str],
+        classification: str,
+        access_hash: str,
+        fingerprint: str,
+    ) -> int:
+        """Overwrites the access fields on every point of the document; returns how many it touched.
+
+        Vectors and text stay as they are, so a changed access list needs no re-embedding. The change is
+        visible to the next query.
+        """
         ...
 
     def query(
@@ -61,6 +81,24 @@ class ChunkStore(Protocol):
     def count(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+def access_payload(
+    tenant: str, acl: Sequence[str], classification: str, access_hash: str, fingerprint: str
+) -> dict[str, Any]:
+    """The payload keys ``update_access`` overwrites, named in one place for every adapter."""
+    return {
+        "tenant": tenant,
+        "acl": list(acl),
+        "classification": classification,
+        "access_hash": access_hash,
+        "fingerprint": fingerprint,
+    }
+
+
+def hashes_from_payload(payload: dict[str, Any] | None) -> tuple[str, str]:
+    payload = payload or {}
+    return str(payload.get("content_hash", "")), str(payload.get("access_hash", ""))
 
 
 def point_id_for(document_id: str, chunk_index: int) -> str:

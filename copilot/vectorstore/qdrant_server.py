@@ -12,6 +12,8 @@ from copilot.vectorstore.port import (
     ChunkStore,
     ScoredChunk,
     StoredChunk,
+    access_payload,
+    hashes_from_payload,
     new_point_ids,
 )
 
@@ -60,18 +62,37 @@ class QdrantServerChunkStore(ChunkStore):
     def delete_document(self, document_id: str) -> int:
         return self.replace_document(document_id, [])
 
-    def document_fingerprint(self, document_id: str) -> str | None:
+    def document_hashes(self, document_id: str) -> tuple[str, str] | None:
         records, _ = self._client.scroll(
             self._collection,
             scroll_filter=_document_filter(document_id),
             limit=1,
-            with_payload=["fingerprint"],
+            with_payload=["content_hash", "access_hash"],
             with_vectors=False,
         )
-        if not records or records[0].payload is None:
-            return None
-        fingerprint = records[0].payload.get("fingerprint")
-        return str(fingerprint) if fingerprint is not None else None
+        return hashes_from_payload(records[0].payload) if records else None
+
+    def update_access(
+        self,
+        document_id: str,
+        tenant: str,
+        acl: Sequence[str],
+        classification: str,
+        access_hash: str,
+        fingerprint: str,
+    ) -> int:
+        selected = _document_filter(document_id)
+        # The server offers no count of what a set-payload touched; a replace running in between could
+        # make this count differ from it, which only the number reported would show.
+        touched = self._client.count(self._collection, count_filter=selected, exact=True).count
+        if touched:
+            self._client.set_payload(
+                self._collection,
+                payload=access_payload(tenant, acl, classification, access_hash, fingerprint),
+                points=models.FilterSelector(filter=selected),
+                wait=True,
+            )
+        return touched
 
     def query(
         self, vector: Sequence[float], tenant: str, principals: Sequence[str], limit: int

@@ -58,12 +58,33 @@ class RemoteChunkStore:
         assert isinstance(response, store_pb2.DeleteDocumentResponse)
         return response.deleted
 
-    def document_fingerprint(self, document_id: str) -> str | None:
+    def document_hashes(self, document_id: str) -> tuple[str, str] | None:
         response = self._call(
-            "GetDocumentFingerprint", store_pb2.GetDocumentFingerprintRequest(document_id=document_id)
+            "GetDocumentHashes", store_pb2.GetDocumentHashesRequest(document_id=document_id)
         )
-        assert isinstance(response, store_pb2.GetDocumentFingerprintResponse)
-        return response.fingerprint or None
+        assert isinstance(response, store_pb2.GetDocumentHashesResponse)
+        return (response.content_hash, response.access_hash) if response.stored else None
+
+    def update_access(
+        self,
+        document_id: str,
+        tenant: str,
+        acl: Sequence[str],
+        classification: str,
+        access_hash: str,
+        fingerprint: str,
+    ) -> int:
+        request = store_pb2.UpdateAccessRequest(
+            document_id=document_id,
+            tenant=tenant,
+            acl=list(acl),
+            classification=classification,
+            access_hash=access_hash,
+            fingerprint=fingerprint,
+        )
+        response = self._call("UpdateAccess", request)
+        assert isinstance(response, store_pb2.UpdateAccessResponse)
+        return response.updated
 
     def query(
         self, vector: Sequence[float], tenant: str, principals: Sequence[str], limit: int
@@ -114,12 +135,29 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     ) -> store_pb2.DeleteDocumentResponse:  # noqa: N802,E501
         return store_pb2.DeleteDocumentResponse(deleted=self._store.delete_document(request.document_id))
 
-    def GetDocumentFingerprint(  # noqa: N802
-        self, request: store_pb2.GetDocumentFingerprintRequest, context: object
-    ) -> store_pb2.GetDocumentFingerprintResponse:
-        return store_pb2.GetDocumentFingerprintResponse(
-            fingerprint=self._store.document_fingerprint(request.document_id) or ""
+    def GetDocumentHashes(  # noqa: N802
+        self, request: store_pb2.GetDocumentHashesRequest, context: object
+    ) -> store_pb2.GetDocumentHashesResponse:
+        hashes = self._store.document_hashes(request.document_id)
+        if hashes is None:
+            return store_pb2.GetDocumentHashesResponse(stored=False)
+        content_hash, access_hash = hashes
+        return store_pb2.GetDocumentHashesResponse(
+            stored=True, content_hash=content_hash, access_hash=access_hash
         )
+
+    def UpdateAccess(  # noqa: N802
+        self, request: store_pb2.UpdateAccessRequest, context: object
+    ) -> store_pb2.UpdateAccessResponse:
+        updated = self._store.update_access(
+            request.document_id,
+            request.tenant,
+            list(request.acl),
+            request.classification,
+            request.access_hash,
+            request.fingerprint,
+        )
+        return store_pb2.UpdateAccessResponse(updated=updated)
 
     def Query(self, request: store_pb2.QueryRequest, context: object) -> store_pb2.QueryResponse:  # noqa: N802
         if request.limit <= 0:

@@ -6,18 +6,25 @@ character ranges of the text the user is shown.
 
 from __future__ import annotations
 
+import csv
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import docx
+import openpyxl
+import pptx
 import pypdf
 from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.dammit import EncodingDetector
 from bs4.element import PreformattedString
 from docx.text.paragraph import Paragraph
+from pptx.shapes.autoshape import Shape
+from pptx.shapes.base import BaseShape
+from pptx.shapes.graphfrm import GraphicFrame
+from pptx.shapes.group import GroupShape
 
 from services.ingest.errors import CorruptDocument, UnsupportedFormat
 
@@ -36,6 +43,9 @@ class ParsedDocument:
     doc_type: str
     sections: tuple[Section, ...]
     text: str
+    # Characters of text the file hides from readers (HTML hidden elements, hidden sheets) that were left out
+    # of ``text``; hidden text in a business document is a common carrier for planted instructions.
+    hidden_text_dropped: int = 0
 
 
 def parse(filename: str, content: bytes) -> ParsedDocument:
@@ -88,7 +98,9 @@ class _Draft:
     has_body: bool = False
 
 
-def _assemble(title: str, doc_type: str, drafts: list[_Draft]) -> ParsedDocument:
+def _assemble(
+    title: str, doc_type: str, drafts: list[_Draft], hidden_text_dropped: int = 0
+) -> ParsedDocument:
     """Joins drafted sections into one text, folding heading-only sections into the next one.
 
     A heading with nothing under it would otherwise become a chunk that answers no question.
@@ -111,7 +123,7 @@ def _assemble(title: str, doc_type: str, drafts: list[_Draft]) -> ParsedDocument
         sections.append(Section(text, draft.heading_path, draft.page, offset))
         parts.append(text)
         offset += len(text)
-    return ParsedDocument(title, doc_type, tuple(sections), "\n\n".join(parts))
+    return ParsedDocument(title, doc_type, tuple(sections), "\n\n".join(parts), hidden_text_dropped)
 
 
 def _push_heading(stack: list[tuple[int, str]], level: int, heading: str) -> tuple[str, ...]:
@@ -239,6 +251,33 @@ def _is_hidden(tag: Tag) -> bool:
     )
 
 
+def _hidden_from_readers(tag: Tag) -> bool:
+    # aria-hidden is left out: it hides decoration from screen readers, and sighted readers still see it.
+    return tag.has_attr("hidden") or bool(_HIDDEN_STYLE.search(str(tag.get("style", ""))))
+
+
+def _content_strings(tag: Tag) -> Iterator[str]:
+    """Every string of ``tag`` that a browser could render, hidden or not; markup tags are skipped."""
+    for child in tag.children:
+        if isinstance(child, NavigableString) and not isinstance(child, PreformattedString):
+            yield str(child)
+        elif isinstance(child, Tag) and child.name not in _DROPPED_TAGS:
+            yield from _content_strings(child)
+
+
+def _hidden_text_chars(node: Tag) -> int:
+    """Characters of text inside elements hidden from readers, counting nested hidden elements once."""
+    total = 0
+    for child in node.children:
+        if not isinstance(child, Tag) or child.name in _DROPPED_TAGS:
+            continue
+        if _hidden_from_readers(child):
+            total += len(_collapse("".join(_content_strings(child))))
+        else:
+            total += _hidden_text_chars(child)
+    return total
+
+
 def _visible_strings(tag: Tag) -> Iterator[str]:
     for child in tag.children:
         # Comments, doctypes and CDATA are PreformattedString subclasses: markup, not content.
@@ -308,12 +347,13 @@ class _HtmlWalker:
 def _parse_html(filename: str, content: bytes) -> ParsedDocument:
     declared = EncodingDetector.find_declared_encoding(content, is_html=True)
     soup = BeautifulSoup(_decode(filename, content, declared), "html.parser")
+    root = soup.body or soup
     walker = _HtmlWalker()
-    walker.walk(soup.body or soup)
+    walker.walk(root)
     drafts = walker.finish()
     title_tag = soup.find("title")
     title = _collapse(title_tag.get_text()) if isinstance(title_tag, Tag) else ""
-    return _assemble(title or walker.first_h1 or _stem(filename), "html", drafts)
+    return _assemble(title or walker.first_h1 or _stem(filename), "html", drafts, _hidden_text_chars(root))
 
 
 # --- PDF ------------------------------------------------------------------------------------------
@@ -397,6 +437,87 @@ def _parse_docx(filename: str, content: bytes) -> ParsedDocument:
     return _assemble(title, "docx", drafts)
 
 
+# --- PPTX -----------------------------------------------------------------------------------------
+
+
+def _shape_lines(shapes: Iterable[BaseShape]) -> Iterator[str]:
+    for shape in shapes:
+        if isinstance(shape, GroupShape):
+            yield from _shape_lines(shape.shapes)
+        elif isinstance(shape, GraphicFrame) and shape.has_table:
+            for row in shape.table.rows:
+                yield "\t".join(cell.text.strip() for cell in row.cells)
+        elif isinstance(shape, Shape) and shape.has_text_frame:
+            # python-pptx renders a soft line break inside a paragraph as a vertical tab.
+            yield from (paragraph.text.replace("\v", "\n") for paragraph in shape.text_frame.paragraphs)
+
+
+def _parse_pptx(filename: str, content: bytes) -> ParsedDocument:
+    try:
+        slides = [
+            (_collapse(slide.shapes.title.text) if slide.shapes.title is not None else "", slide)
+            for slide in pptx.Presentation(io.BytesIO(content)).slides
+        ]
+        drafts = [
+            _Draft((title,) if title else (), number, list(_shape_lines(slide.shapes)), has_body=True)
+            for number, (title, slide) in enumerate(slides, start=1)
+        ]
+    except Exception as exc:
+        # Bad zips, missing parts and broken XML surface as unrelated exception types.
+        raise CorruptDocument(
+            filename, f"it is not a readable PowerPoint file ({type(exc).__name__}: {exc})"
+        ) from exc
+    first_title = slides[0][0] if slides else ""
+    return _assemble(first_title or _stem(filename), "pptx", drafts)
+
+
+# --- Spreadsheets ---------------------------------------------------------------------------------
+
+
+def _row_line(cells: Iterable[object]) -> str:
+    values = ["" if value is None else str(value).strip() for value in cells]
+    # Formatted but empty columns would otherwise trail every row with tabs.
+    return "\t".join(values).rstrip("\t")
+
+
+def _parse_csv(filename: str, content: bytes) -> ParsedDocument:
+    text = _decode(filename, content)
+    try:
+        # Spreadsheets exported with a European locale separate fields with semicolons.
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    try:
+        lines = [_row_line(row) for row in csv.reader(io.StringIO(text), dialect)]
+    except csv.Error as exc:
+        raise CorruptDocument(filename, f"it is not readable CSV ({exc})") from exc
+    return _assemble(_stem(filename), "csv", [_Draft((), 0, lines, has_body=True)])
+
+
+def _parse_xlsx(filename: str, content: bytes) -> ParsedDocument:
+    drafts: list[_Draft] = []
+    hidden = 0
+    try:
+        # data_only reads the values Excel last computed instead of the formulas behind them.
+        workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+        try:
+            title = (workbook.properties.title or "").strip()
+            for sheet in workbook.worksheets:
+                lines = [_row_line(row) for row in sheet.iter_rows(values_only=True)]
+                if sheet.sheet_state == "visible":
+                    drafts.append(_Draft((sheet.title,), 0, lines, has_body=True))
+                else:
+                    hidden += sum(len(_collapse(line)) for line in lines)
+        finally:
+            workbook.close()
+    except Exception as exc:
+        # Bad zips, missing parts and broken XML surface as unrelated exception types.
+        raise CorruptDocument(
+            filename, f"it is not a readable Excel workbook ({type(exc).__name__}: {exc})"
+        ) from exc
+    return _assemble(title or _stem(filename), "xlsx", drafts, hidden)
+
+
 # --- Plain text -----------------------------------------------------------------------------------
 
 
@@ -415,5 +536,8 @@ _PARSERS: dict[str, Callable[[str, bytes], ParsedDocument]] = {
     ".htm": _parse_html,
     ".pdf": _parse_pdf,
     ".docx": _parse_docx,
+    ".pptx": _parse_pptx,
+    ".csv": _parse_csv,
+    ".xlsx": _parse_xlsx,
     ".txt": _parse_text,
 }

@@ -16,16 +16,18 @@ from copilot.common.v1 import common_pb2
 from copilot.embedding import Embedder
 from copilot.events.v1 import events_pb2
 from copilot.logs import log_fields
-from copilot.vectorstore.port import ChunkStore, StoredChunk, point_id_for
+from copilot.vectorstore.port import ChunkStore, StoredChunk, access_payload, point_id_for
 from services.ingest.access import Access
 from services.ingest.chunking import chunk
 from services.ingest.errors import IngestError
+from services.ingest.hygiene import suspicion
 from services.ingest.parsing import parse
 
 log = logging.getLogger(__name__)
 
-# Part of every fingerprint: a change to how chunks are made must re-ingest unchanged files.
-PIPELINE_VERSION = "1"
+# Part of every content hash: a change to how chunks are made must re-ingest unchanged files.
+# 2: chunks carry the injection-hygiene and hidden-text fields.
+PIPELINE_VERSION = "2"
 
 
 class Outcome(enum.Enum):
@@ -48,6 +50,10 @@ class DocumentEvents(Protocol):
 
 def document_id_for(tenant: str, uri: str) -> str:
     return hashlib.sha256(f"{tenant}\x00{uri}".encode()).hexdigest()[:32]
+
+
+def _access_hash(access: Access) -> str:
+    return hashlib.sha256(json.dumps(asdict(access), sort_keys=True, default=list).encode()).hexdigest()
 
 
 def _access_proto(access: Access) -> common_pb2.AccessControl:
@@ -75,10 +81,9 @@ class IngestPipeline:
         self._chunk_tokens = chunk_tokens
         self._overlap_tokens = overlap_tokens
 
-    def _fingerprint(self, content: bytes, access: Access) -> str:
+    def _content_hash(self, content: bytes) -> str:
         h = hashlib.sha256()
         h.update(content)
-        h.update(json.dumps(asdict(access), sort_keys=True, default=list).encode())
         h.update(
             f"{PIPELINE_VERSION}:{self._embedder.model_id}:{self._chunk_tokens}:{self._overlap_tokens}".encode()
         )
@@ -95,37 +100,50 @@ class IngestPipeline:
     def _ingest(
         self, document_id: str, uri: str, filename: str, content: bytes, access: Access
     ) -> IngestResult:
-        fingerprint = self._fingerprint(content, access)
-        stored = self._store.document_fingerprint(document_id)
-        if stored == fingerprint:
+        content_hash = self._content_hash(content)
+        access_hash = _access_hash(access)
+        fingerprint = hashlib.sha256(f"{content_hash}:{access_hash}".encode()).hexdigest()
+        stored = self._store.document_hashes(document_id)
+        if stored == (content_hash, access_hash):
             return IngestResult(document_id, Outcome.UNCHANGED, -1, "")
+        acl = access.principals()
+        if stored is not None and stored[0] == content_hash:
+            updated = self._store.update_access(
+                document_id, access.tenant, acl, access.classification, access_hash, fingerprint
+            )
+            # Zero means the document was deleted since the hashes were read: ingest it afresh below.
+            if updated:
+                self._emit(document_id, uri, events_pb2.DOCUMENT_CHANGE_UPDATED, updated, access)
+                log.info(
+                    "updated access of %s",
+                    uri,
+                    extra=log_fields(document_id=document_id, chunks=updated, outcome=Outcome.UPDATED.value),
+                )
+                return IngestResult(document_id, Outcome.UPDATED, updated, "")
         doc = parse(filename, content)
         chunks = chunk(doc, self._chunk_tokens, self._overlap_tokens)
         vectors = self._embedder.embed([c.text for c in chunks]) if chunks else []
-        acl = access.principals()
-        points = [
-            StoredChunk(
-                point_id=point_id_for(document_id, c.index),
-                vector=list(vector),
-                payload={
-                    "document_id": document_id,
-                    "chunk_index": c.index,
-                    "uri": uri,
-                    "title": doc.title,
-                    "text": c.text,
-                    "heading_path": list(c.heading_path),
-                    "page": c.page,
-                    "char_start": c.char_start,
-                    "char_end": c.char_end,
-                    "tenant": access.tenant,
-                    "acl": acl,
-                    "classification": access.classification,
-                    "fingerprint": fingerprint,
-                    "doc_type": doc.doc_type,
-                },
-            )
-            for c, vector in zip(chunks, vectors, strict=True)
-        ]
+        points = []
+        for c, vector in zip(chunks, vectors, strict=True):
+            reasons = suspicion(c.text)
+            payload = {
+                "document_id": document_id,
+                "chunk_index": c.index,
+                "uri": uri,
+                "title": doc.title,
+                "text": c.text,
+                "heading_path": list(c.heading_path),
+                "page": c.page,
+                "char_start": c.char_start,
+                "char_end": c.char_end,
+                "doc_type": doc.doc_type,
+                "content_hash": content_hash,
+                "suspicious": bool(reasons),
+                "suspicion": reasons,
+                "hidden_text_dropped": doc.hidden_text_dropped,
+                **access_payload(access.tenant, acl, access.classification, access_hash, fingerprint),
+            }
+            points.append(StoredChunk(point_id_for(document_id, c.index), list(vector), payload))
         removed = self._store.replace_document(document_id, points)
         outcome = Outcome.CREATED if stored is None else Outcome.UPDATED
         change = events_pb2.DOCUMENT_CHANGE_INGESTED if stored is None else events_pb2.DOCUMENT_CHANGE_UPDATED
@@ -134,7 +152,12 @@ class IngestPipeline:
             "ingested %s",
             uri,
             extra=log_fields(
-                document_id=document_id, chunks=len(points), outcome=outcome.value, stale_removed=removed
+                document_id=document_id,
+                chunks=len(points),
+                outcome=outcome.value,
+                stale_removed=removed,
+                suspicious_chunks=sum(1 for p in points if p.payload["suspicious"]),
+                hidden_text_dropped=doc.hidden_text_dropped,
             ),
         )
         return IngestResult(document_id, outcome, len(points), doc.title)

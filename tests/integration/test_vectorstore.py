@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from copilot.grpc_server import GrpcServer
+from copilot.settings import ServiceSettings
+from copilot.store.v1 import store_pb2_grpc
 from copilot.vectorstore import (
     ChunkStore,
     EdgeChunkStore,
@@ -13,6 +16,7 @@ from copilot.vectorstore import (
     StoredChunk,
     point_id_for,
 )
+from copilot.vectorstore.remote import RemoteChunkStore, StoreServicer
 
 # qdrant-client's local mode accepts payload indexes but warns that it ignores them; the server honours them.
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
@@ -30,7 +34,7 @@ CORPUS = [
 
 
 def make_chunks(
-    rng: np.random.Generator, document_id: str, tenant: str, acl: list[str], n: int, fingerprint: str = "v1"
+    rng: np.random.Generator, document_id: str, tenant: str, acl: list[str], n: int, content_hash: str = "v1"
 ) -> list[StoredChunk]:
     chunks = []
     for index in range(n):
@@ -47,7 +51,9 @@ def make_chunks(
             "tenant": tenant,
             "acl": acl,
             "classification": "internal",
-            "fingerprint": fingerprint,
+            "content_hash": content_hash,
+            "access_hash": "a1",
+            "fingerprint": f"{content_hash}:a1",
         }
         vector = [float(x) for x in rng.normal(size=DIM)]
         chunks.append(StoredChunk(point_id_for(document_id, index), vector, payload))
@@ -85,7 +91,9 @@ def test_adapters_answer_queries_identically(tmp_path: Path) -> None:
             )
             assert s.replace_document("hr-handbook", newer) == 3
             assert s.delete_document("board-minutes") == 3
+            assert s.update_access("finance-q3", "acme", ["group:legal"], "confidential", "a2", "v1:a2") == 4
         assert edge.count() == server.count() == 13
+        assert edge.document_hashes("finance-q3") == server.document_hashes("finance-q3") == ("v1", "a2")
 
         principal_sets = [
             ["everyone"],
@@ -93,6 +101,7 @@ def test_adapters_answer_queries_identically(tmp_path: Path) -> None:
             ["user:alice", "everyone"],
             ["user:carol"],
             ["group:finance", "user:alice", "everyone"],
+            ["group:legal"],
         ]
         for _ in range(4):
             vector = [float(x) for x in rng.normal(size=DIM)]
@@ -145,13 +154,13 @@ def test_replace_document_removes_stale_chunks(store: ChunkStore) -> None:
     store.replace_document("doc", make_chunks(rng, "doc", "acme", ["everyone"], 5))
     assert store.replace_document("doc", make_chunks(rng, "doc", "acme", ["everyone"], 3, "v2")) == 2
     assert store.count() == 3
-    assert store.document_fingerprint("doc") == "v2"
+    assert store.document_hashes("doc") == ("v2", "a1")
     hits = store.query([1.0] * DIM, "acme", ["everyone"], limit=10)
     assert sorted(h.payload["chunk_index"] for h in hits) == [0, 1, 2]
-    assert {h.payload["fingerprint"] for h in hits} == {"v2"}
+    assert {h.payload["content_hash"] for h in hits} == {"v2"}
     # Same ids again: everything is overwritten in place, nothing is stale.
     assert store.replace_document("doc", make_chunks(rng, "doc", "acme", ["everyone"], 3, "v3")) == 0
-    assert store.document_fingerprint("doc") == "v3"
+    assert store.document_hashes("doc") == ("v3", "a1")
 
 
 def test_replace_with_no_chunks_deletes(store: ChunkStore) -> None:
@@ -171,17 +180,56 @@ def test_delete_document(store: ChunkStore) -> None:
     load_corpus(store)
     assert store.delete_document("finance-q3") == 4
     assert store.count() == 15
-    assert store.document_fingerprint("finance-q3") is None
+    assert store.document_hashes("finance-q3") is None
     assert store.query([1.0] * DIM, "acme", ["group:finance"], limit=10) == []
     assert store.delete_document("finance-q3") == 0
 
 
-def test_fingerprint(store: ChunkStore) -> None:
-    assert store.document_fingerprint("nope") is None
+def test_document_hashes(store: ChunkStore) -> None:
+    assert store.document_hashes("nope") is None
     store.replace_document(
         "doc", make_chunks(np.random.default_rng(4), "doc", "acme", ["everyone"], 2, "abc")
     )
-    assert store.document_fingerprint("doc") == "abc"
+    assert store.document_hashes("doc") == ("abc", "a1")
+
+
+def test_chunks_stored_without_hashes_read_as_empty_hashes(store: ChunkStore) -> None:
+    [legacy] = make_chunks(np.random.default_rng(4), "old", "acme", ["everyone"], 1)
+    for key in ("content_hash", "access_hash"):
+        del legacy.payload[key]
+    store.replace_document("old", [legacy])
+    assert store.document_hashes("old") == ("", "")
+
+
+def test_update_access_rewrites_access_in_place(store: ChunkStore) -> None:
+    load_corpus(store)
+    # load_corpus draws hr-handbook and then finance-q3 from this seed, so these are the stored chunks.
+    rng = np.random.default_rng(7)
+    hr = make_chunks(rng, "hr-handbook", "acme", ["group:hr", "everyone"], 5)
+    finance = make_chunks(rng, "finance-q3", "acme", ["group:finance"], 4)
+
+    assert store.update_access("finance-q3", "acme", ["group:legal"], "confidential", "a2", "v1:a2") == 4
+
+    assert store.count() == 19
+    assert store.document_hashes("finance-q3") == ("v1", "a2")
+    assert store.query(finance[0].vector, "acme", ["group:finance"], limit=10) == []
+    hits = store.query(finance[0].vector, "acme", ["group:legal"], limit=10)
+    assert [h.point_id for h in hits][0] == finance[0].point_id
+    # Same vector, same text: only the access fields changed.
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].payload == {
+        **finance[0].payload,
+        "acl": ["group:legal"],
+        "classification": "confidential",
+        "access_hash": "a2",
+        "fingerprint": "v1:a2",
+    }
+    # Other documents keep their access.
+    assert {h.point_id for h in store.query([1.0] * DIM, "acme", ["group:hr"], limit=10)} == {
+        c.point_id for c in hr
+    }
+    assert store.update_access("missing", "acme", ["everyone"], "internal", "a", "f") == 0
+    assert store.count() == 19
 
 
 def test_fails_closed_without_identity(store: ChunkStore) -> None:
@@ -205,7 +253,7 @@ def test_edge_store_survives_reopen(tmp_path: Path) -> None:
     reopened = EdgeChunkStore(tmp_path / "shard", DIM)
     try:
         assert reopened.count() == 19
-        assert reopened.document_fingerprint("alice-notes") == "v1"
+        assert reopened.document_hashes("alice-notes") == ("v1", "a1")
         assert len(reopened.query([1.0] * DIM, "acme", ["user:alice"], limit=10)) == 3
     finally:
         reopened.close()
@@ -224,3 +272,33 @@ def test_edge_store_rejects_other_dimension(tmp_path: Path) -> None:
     EdgeChunkStore(tmp_path / "shard", DIM).close()
     with pytest.raises(Exception, match="vector size"):
         EdgeChunkStore(tmp_path / "shard", DIM * 2)
+
+
+def test_remote_store_carries_hashes_and_access_updates_over_grpc(tmp_path: Path) -> None:
+    edge = EdgeChunkStore(tmp_path / "shard", DIM)
+    server = GrpcServer("store", ServiceSettings(port=0), verifier=None)
+    slot = server.add_service(
+        store_pb2_grpc.add_StoreServiceServicer_to_server, "copilot.store.v1.StoreService"
+    )
+    server.start()
+    slot.fill(StoreServicer(edge))
+    server.set_serving(True)
+    remote = RemoteChunkStore(f"127.0.0.1:{server.port}")
+    try:
+        remote.wait_ready(10)
+        assert remote.document_hashes("finance-q3") is None
+        load_corpus(remote)
+        assert remote.document_hashes("finance-q3") == ("v1", "a1")
+
+        assert remote.update_access("finance-q3", "acme", ["group:legal"], "confidential", "a2", "v1:a2") == 4
+
+        assert remote.document_hashes("finance-q3") == ("v1", "a2")
+        assert remote.query([1.0] * DIM, "acme", ["group:finance"], limit=10) == []
+        legal = remote.query([1.0] * DIM, "acme", ["group:legal"], limit=10)
+        assert {h.payload["document_id"] for h in legal} == {"finance-q3"}
+        assert {h.payload["classification"] for h in legal} == {"confidential"}
+        assert remote.update_access("missing", "acme", ["everyone"], "internal", "a", "f") == 0
+    finally:
+        remote.close()
+        server.stop(1)
+        edge.close()

@@ -42,17 +42,43 @@ class DeleteDocumentResponse(_message.Message):
     deleted: int
     def __init__(self, deleted: _Optional[int] = ...) -> None: ...
 
-class GetDocumentFingerprintRequest(_message.Message):
+class GetDocumentHashesRequest(_message.Message):
     __slots__ = ("document_id",)
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     def __init__(self, document_id: _Optional[str] = ...) -> None: ...
 
-class GetDocumentFingerprintResponse(_message.Message):
-    __slots__ = ("fingerprint",)
+class GetDocumentHashesResponse(_message.Message):
+    __slots__ = ("stored", "content_hash", "access_hash")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_HASH_FIELD_NUMBER: _ClassVar[int]
+    stored: bool
+    content_hash: str
+    access_hash: str
+    def __init__(self, stored: _Optional[bool] = ..., content_hash: _Optional[str] = ..., access_hash: _Optional[str] = ...) -> None: ...
+
+class UpdateAccessRequest(_message.Message):
+    __slots__ = ("document_id", "tenant", "acl", "classification", "access_hash", "fingerprint")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ACL_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_HASH_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    tenant: str
+    acl: _containers.RepeatedScalarFieldContainer[str]
+    classification: str
+    access_hash: str
     fingerprint: str
-    def __init__(self, fingerprint: _Optional[str] = ...) -> None: ...
+    def __init__(self, document_id: _Optional[str] = ..., tenant: _Optional[str] = ..., acl: _Optional[_Iterable[str]] = ..., classification: _Optional[str] = ..., access_hash: _Optional[str] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+
+class UpdateAccessResponse(_message.Message):
+    __slots__ = ("updated",)
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    updated: int
+    def __init__(self, updated: _Optional[int] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("vector", "tenant", "principals", "limit")

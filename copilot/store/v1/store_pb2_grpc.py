@@ -45,10 +45,15 @@ class StoreServiceStub:
                 request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.DeleteDocumentRequest.SerializeToString,
                 response_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.DeleteDocumentResponse.FromString,
                 _registered_method=True)
-        self.GetDocumentFingerprint = channel.unary_unary(
-                '/copilot.store.v1.StoreService/GetDocumentFingerprint',
-                request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentFingerprintRequest.SerializeToString,
-                response_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentFingerprintResponse.FromString,
+        self.GetDocumentHashes = channel.unary_unary(
+                '/copilot.store.v1.StoreService/GetDocumentHashes',
+                request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentHashesRequest.SerializeToString,
+                response_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentHashesResponse.FromString,
+                _registered_method=True)
+        self.UpdateAccess = channel.unary_unary(
+                '/copilot.store.v1.StoreService/UpdateAccess',
+                request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessRequest.SerializeToString,
+                response_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessResponse.FromString,
                 _registered_method=True)
         self.Query = channel.unary_unary(
                 '/copilot.store.v1.StoreService/Query',
@@ -80,8 +85,16 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetDocumentFingerprint(self, request, context):
-        """Returns the stored fingerprint of a document, to skip unchanged ones.
+    def GetDocumentHashes(self, request, context):
+        """Returns the stored content and access hashes of a document, to skip unchanged ones and to
+        apply access-only changes without re-embedding.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAccess(self, request, context):
+        """Overwrites the access fields of every chunk of one document in place.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,10 +127,15 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     request_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.DeleteDocumentRequest.FromString,
                     response_serializer=copilot_dot_store_dot_v1_dot_store__pb2.DeleteDocumentResponse.SerializeToString,
             ),
-            'GetDocumentFingerprint': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetDocumentFingerprint,
-                    request_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentFingerprintRequest.FromString,
-                    response_serializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentFingerprintResponse.SerializeToString,
+            'GetDocumentHashes': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDocumentHashes,
+                    request_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentHashesRequest.FromString,
+                    response_serializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentHashesResponse.SerializeToString,
+            ),
+            'UpdateAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAccess,
+                    request_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessRequest.FromString,
+                    response_serializer=copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessResponse.SerializeToString,
             ),
             'Query': grpc.unary_unary_rpc_method_handler(
                     servicer.Query,
@@ -196,7 +214,7 @@ class StoreService:
             _registered_method=True)
 
     @staticmethod
-    def GetDocumentFingerprint(request,
+    def GetDocumentHashes(request,
             target,
             options=(),
             channel_credentials=None,
@@ -209,9 +227,36 @@ class StoreService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/copilot.store.v1.StoreService/GetDocumentFingerprint',
-            copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentFingerprintRequest.SerializeToString,
-            copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentFingerprintResponse.FromString,
+            '/copilot.store.v1.StoreService/GetDocumentHashes',
+            copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentHashesRequest.SerializeToString,
+            copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentHashesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.store.v1.StoreService/UpdateAccess',
+            copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessRequest.SerializeToString,
+            copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessResponse.FromString,
             options,
             channel_credentials,
             insecure,
