@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,12 +18,19 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from copilot import errors
-from copilot.auth import Principal, TokenVerifier, reset_current_principal, set_current_principal
+from copilot.auth import Principal, reset_current_principal, set_current_principal
 from copilot.logs import log_fields, request_id_var
 from copilot.settings import ServiceSettings
 from copilot.tracing import extract_metadata
 
 log = logging.getLogger(__name__)
+
+
+class Verifier(Protocol):
+    """Turns the bearer credential of a call into its principal, or raises ``Unauthenticated``."""
+
+    def verify(self, token: str) -> Principal: ...
+
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -57,7 +64,7 @@ def _bearer_token(metadata: tuple[tuple[str, Any], ...]) -> str | None:
 class _CallInterceptor(grpc.ServerInterceptor):
     """Wraps each handler so tracing, auth and error mapping run in the worker thread that serves the call."""
 
-    def __init__(self, service_name: str, verifier: TokenVerifier | None) -> None:
+    def __init__(self, service_name: str, verifier: Verifier | None) -> None:
         self._tracer = trace.get_tracer(service_name)
         self._verifier = verifier
 
@@ -160,7 +167,7 @@ class ServiceSlot:
 class GrpcServer:
     """One gRPC server per service. Health stays NOT_SERVING until ``set_serving(True)``."""
 
-    def __init__(self, name: str, settings: ServiceSettings, verifier: TokenVerifier | None) -> None:
+    def __init__(self, name: str, settings: ServiceSettings, verifier: Verifier | None) -> None:
         self.name = name
         self._settings = settings
         self._server = grpc.server(

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -121,7 +122,9 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], home: Path) -> subpr
         )
 
 
-def _service_env(prefix: str, port: int, s: LauncherSettings, issuer: str, home: Path) -> dict[str, str]:
+def _service_env(
+    prefix: str, port: int, s: LauncherSettings, issuer: str, home: Path, store_key: str
+) -> dict[str, str]:
     env = {
         f"{prefix}PORT": str(port),
         f"{prefix}LOG_FORMAT": s.log_format,
@@ -130,6 +133,7 @@ def _service_env(prefix: str, port: int, s: LauncherSettings, issuer: str, home:
         f"{prefix}KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{s.kafka_port}",
         f"{prefix}KAFKA__SPOOL_DIR": str(home / "spool"),
         f"{prefix}STORE__EMBEDDED_TARGET": f"127.0.0.1:{s.base_port}",
+        f"{prefix}STORE__EMBEDDED_API_KEY": store_key,
     }
     return env
 
@@ -145,6 +149,8 @@ def up(
     if existing is not None:
         down(home, progress)
     issuer = f"http://127.0.0.1:{s.issuer_port}/realms/{s.realm}"
+    # A fresh key per start: only this stack's services may write to or read from its store host.
+    store_key = secrets.token_urlsafe(32)
     base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     ports = {
         "store": s.base_port,
@@ -178,6 +184,7 @@ def up(
                 "COPILOT_STORE_PORT": str(ports["store"]),
                 "COPILOT_STORE_PATH": str(home / "data" / "qdrant-edge"),
                 "COPILOT_STORE_LOG_FORMAT": s.log_format,
+                "COPILOT_STORE_API_KEY": store_key,
             },
             ports["store"],
             "grpc",
@@ -185,14 +192,14 @@ def up(
         (
             "ingest",
             [sys.executable, "-m", "services.ingest.server"],
-            _service_env("COPILOT_INGEST_", ports["ingest"], s, issuer, home),
+            _service_env("COPILOT_INGEST_", ports["ingest"], s, issuer, home, store_key),
             ports["ingest"],
             "grpc",
         ),
         (
             "retrieval",
             [sys.executable, "-m", "services.retrieval.server"],
-            _service_env("COPILOT_RETRIEVAL_", ports["retrieval"], s, issuer, home),
+            _service_env("COPILOT_RETRIEVAL_", ports["retrieval"], s, issuer, home, store_key),
             ports["retrieval"],
             "grpc",
         ),
@@ -200,7 +207,7 @@ def up(
             "monitor",
             [sys.executable, "-m", "services.monitor.server"],
             {
-                **_service_env("COPILOT_MONITOR_", ports["monitor"], s, issuer, home),
+                **_service_env("COPILOT_MONITOR_", ports["monitor"], s, issuer, home, store_key),
                 "COPILOT_MONITOR_DATABASE": str(home / "data" / "monitor.sqlite"),
             },
             ports["monitor"],
@@ -210,7 +217,7 @@ def up(
             "generation",
             [sys.executable, "-m", "services.generation.server"],
             {
-                **_service_env("COPILOT_GENERATION_", ports["generation"], s, issuer, home),
+                **_service_env("COPILOT_GENERATION_", ports["generation"], s, issuer, home, store_key),
                 "COPILOT_GENERATION_RETRIEVAL_TARGET": f"127.0.0.1:{ports['retrieval']}",
                 "COPILOT_GENERATION_MODEL": s.model,
                 "COPILOT_GENERATION_ENGINE_THREADS": str(s.engine_threads),

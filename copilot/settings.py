@@ -59,6 +59,8 @@ class StoreSettings(BaseModel):
 
     kind: Literal["embedded", "qdrant"] = "embedded"
     embedded_target: str = "127.0.0.1:50050"
+    # Shared with the store host; the launcher makes one per stack.
+    embedded_api_key: SecretStr = SecretStr("")
     qdrant_url: str = "http://127.0.0.1:6333"
     qdrant_api_key: SecretStr | None = None
     collection: str = "copilot_chunks"

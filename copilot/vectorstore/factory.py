@@ -9,7 +9,7 @@ from copilot.vectorstore.remote import RemoteChunkStore
 
 def open_store(settings: StoreSettings, dimension: int, wait_s: float = 30.0) -> ChunkStore:
     if settings.kind == "embedded":
-        store = RemoteChunkStore(settings.embedded_target)
+        store = RemoteChunkStore(settings.embedded_target, settings.embedded_api_key.get_secret_value())
         store.wait_ready(wait_s)
         return store
     from qdrant_client import QdrantClient

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from copilot.auth import ApiKeyVerifier
 from copilot.grpc_server import GrpcServer
 from copilot.logs import configure_logging
 from copilot.settings import ServiceSettings
@@ -24,14 +26,14 @@ class StoreHostSettings(ServiceSettings):
     port: int = 50050
     path: Path = Path(".copilot/data/qdrant-edge")
     dimension: int = 384
+    api_key: SecretStr = SecretStr("")
 
 
 def main() -> None:
     settings = StoreHostSettings()
     configure_logging(settings.log_format, settings.log_level)
     configure_tracing("copilot-store", settings.telemetry)
-    # The host sits on loopback behind the services, like a Qdrant server inside the cluster network.
-    server = GrpcServer("store", settings, verifier=None)
+    server = GrpcServer("store", settings, ApiKeyVerifier(settings.api_key))
     store = EdgeChunkStore(settings.path, settings.dimension)
     slot = server.add_service(
         store_pb2_grpc.add_StoreServiceServicer_to_server, "copilot.store.v1.StoreService"

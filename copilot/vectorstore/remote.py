@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import grpc
 
 from copilot.errors import DependencyUnavailable, InvalidInput
-from copilot.grpc_client import open_channel
+from copilot.grpc_client import bearer, open_channel
 from copilot.store.v1 import store_pb2, store_pb2_grpc
 from copilot.vectorstore.port import ChunkStore, ScoredChunk, StoredChunk
 
@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 class RemoteChunkStore:
     """``ChunkStore`` client for the store host."""
 
-    def __init__(self, target: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, target: str, api_key: str, timeout_s: float = 30.0) -> None:
         self._target = target
+        self._metadata = bearer(api_key)
         self._channel = open_channel(target)
         self._stub = store_pb2_grpc.StoreServiceStub(self._channel)
         self._timeout = timeout_s
@@ -35,7 +36,7 @@ class RemoteChunkStore:
 
     def _call(self, method: str, request: object) -> object:
         try:
-            return getattr(self._stub, method)(request, timeout=self._timeout)
+            return getattr(self._stub, method)(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise DependencyUnavailable(f"vector store {method} failed: {exc.details()}") from exc  # type: ignore[attr-defined]
 

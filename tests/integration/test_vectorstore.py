@@ -4,8 +4,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 from qdrant_client import QdrantClient
 
+from copilot.auth import ApiKeyVerifier
+from copilot.errors import DependencyUnavailable
 from copilot.grpc_server import GrpcServer
 from copilot.settings import ServiceSettings
 from copilot.store.v1 import store_pb2_grpc
@@ -276,16 +279,20 @@ def test_edge_store_rejects_other_dimension(tmp_path: Path) -> None:
 
 def test_remote_store_carries_hashes_and_access_updates_over_grpc(tmp_path: Path) -> None:
     edge = EdgeChunkStore(tmp_path / "shard", DIM)
-    server = GrpcServer("store", ServiceSettings(port=0), verifier=None)
+    key = "a-store-key-for-this-test-only"
+    server = GrpcServer("store", ServiceSettings(port=0), ApiKeyVerifier(SecretStr(key)))
     slot = server.add_service(
         store_pb2_grpc.add_StoreServiceServicer_to_server, "copilot.store.v1.StoreService"
     )
     server.start()
     slot.fill(StoreServicer(edge))
     server.set_serving(True)
-    remote = RemoteChunkStore(f"127.0.0.1:{server.port}")
+    remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
+    intruder = RemoteChunkStore(f"127.0.0.1:{server.port}", "not-the-key-of-this-store")
     try:
         remote.wait_ready(10)
+        with pytest.raises(DependencyUnavailable, match="wrong API key"):
+            intruder.query([1.0] * DIM, "acme", ["everyone"], limit=1)
         assert remote.document_hashes("finance-q3") is None
         load_corpus(remote)
         assert remote.document_hashes("finance-q3") == ("v1", "a1")
@@ -300,5 +307,6 @@ def test_remote_store_carries_hashes_and_access_updates_over_grpc(tmp_path: Path
         assert remote.update_access("missing", "acme", ["everyone"], "internal", "a", "f") == 0
     finally:
         remote.close()
+        intruder.close()
         server.stop(1)
         edge.close()
