@@ -36,6 +36,7 @@ console = Console()
 err = Console(stderr=True)
 
 SEVERITY = {1: "low", 2: "medium", 3: "high"}
+_DOUBTFUL = (generation_pb2.SUPPORT_VERDICT_UNSUPPORTED, generation_pb2.SUPPORT_VERDICT_INVALID)
 
 
 class CliError(Exception):
@@ -314,6 +315,10 @@ def cmd_ask(args: argparse.Namespace, settings: LauncherSettings) -> int:
                     "refused": final.refused,
                     "model": final.model,
                     "sources": [{"number": c.number, **_passage_dict(c.passage)} for c in final.citations],
+                    "conversation_id": final.conversation_id,
+                    "sentences": [
+                        MessageToDict(c, preserving_proto_field_name=True) for c in final.sentences
+                    ],
                 },
                 indent=2,
             )
@@ -331,6 +336,18 @@ def cmd_ask(args: argparse.Namespace, settings: LauncherSettings) -> int:
             console.print(
                 f"  [{c.number}] {p.title}{section}{where}  [dim]{p.uri} (score {p.score:.2f})[/dim]"
             )
+    doubtful = [c for c in final.sentences if c.verdict in _DOUBTFUL]
+    if doubtful:
+        console.print(
+            "\n[yellow]Check these sentences: their cited sources do not clearly support them[/yellow]"
+        )
+        for check in doubtful:
+            verdict = (
+                generation_pb2.SupportVerdict.Name(check.verdict).removeprefix("SUPPORT_VERDICT_").lower()
+            )
+            console.print(f"  ({verdict}, support {check.support:.2f}) {check.text}")
+    if final.conversation_id and not final.refused:
+        console.print(f"[dim]follow up with --conversation {final.conversation_id}[/dim]")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Question in, cited answer out: retrieve with the caller's rights, refuse when nothing relevant is
-readable, stream the model's answer, keep only real citations, and report the interaction."""
+"""Question in, cited answer out: turn a follow-up into a standalone question, retrieve with the caller's
+rights, refuse when nothing relevant is readable, stream the model's answer, keep only real citations,
+check each sentence against the sources it cites, and report the interaction."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from copilot.common.v1 import common_pb2
 from copilot.errors import InvalidInput
 from copilot.events.v1 import events_pb2
 from services.generation.citations import cited_numbers, valid_citations
+from services.generation.conversations import ConversationStore, Turn
 from services.generation.engine import ChatMessage, Engine, GenerationParams
-from services.generation.prompt import REFUSAL, build_messages
+from services.generation.prompt import REFUSAL, build_messages, build_rewrite_messages
+from services.generation.verification import SentenceCheck
 
 
 class PassageSource(Protocol):
@@ -26,6 +29,10 @@ class PassageSource(Protocol):
 
 class InteractionSink(Protocol):
     def publish(self, event: events_pb2.InteractionEvent) -> None: ...
+
+
+class Verifier(Protocol):
+    def verify(self, answer: str, passages: Sequence[common_pb2.Passage]) -> list[SentenceCheck]: ...
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class AnswerDone:
     citations: list[tuple[int, common_pb2.Passage]]
     refused: bool
     model: str
+    conversation_id: str
+    sentences: list[SentenceCheck]
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ class AnswerPolicy:
     max_answer_tokens: int = 256
     # Room left in the context for the answer itself.
     answer_reserve_tokens: int = 320
+    # A standalone question is one line; more than this means the model is answering, not rewriting.
+    rewrite_max_tokens: int = 64
 
 
 @dataclass
@@ -70,12 +81,16 @@ class Answerer:
         sink: InteractionSink,
         policy: AnswerPolicy,
         pseudonym_key: bytes,
+        verifier: Verifier | None = None,
+        conversations: ConversationStore | None = None,
     ) -> None:
         self._source = source
         self._engine = engine
         self._sink = sink
         self._policy = policy
         self._pseudonym_key = pseudonym_key
+        self._verifier = verifier
+        self._conversations = conversations
 
     def answer(
         self, principal: Principal, question: str, conversation_id: str, top_k: int
@@ -88,24 +103,33 @@ class Answerer:
                 f"question is {len(question)} characters; the limit is {self._policy.max_question_chars}"
             )
         timings = _Timings()
-        passages = self._source.search(principal.token, question, top_k or self._policy.default_top_k)
-        timings.retrieval_ms = timings.since_start_ms()
-        relevant = [p for p in passages if p.score >= self._policy.min_relevance]
         interaction_id = str(uuid.uuid4())
+        history = (
+            self._conversations.history(principal.subject, conversation_id)
+            if self._conversations is not None and conversation_id
+            else []
+        )
         conversation_id = conversation_id or interaction_id
+        # Retrieval sees one question at a time: "and for part-timers?" finds nothing on its own.
+        query = self._standalone(history, question) if history else question
+        searching = timings.since_start_ms()
+        passages = self._source.search(principal.token, query, top_k or self._policy.default_top_k)
+        timings.retrieval_ms = timings.since_start_ms() - searching
+        relevant = [p for p in passages if p.score >= self._policy.min_relevance]
 
         if not relevant:
             # Same words whether nothing matched or nothing matched that the caller may read,
             # so the answer never reveals that an unreadable document exists.
             yield AnswerDelta(REFUSAL)
             self._report(
-                interaction_id, principal, conversation_id, question, REFUSAL, [], [], True, 0, 0, timings
+                interaction_id, principal, conversation_id, question, REFUSAL, [], [], True, [], 0, 0, timings
             )
-            yield AnswerDone(interaction_id, REFUSAL, [], True, self._engine.model_name)
+            self._remember(principal, conversation_id, query, REFUSAL)
+            yield AnswerDone(interaction_id, REFUSAL, [], True, self._engine.model_name, conversation_id, [])
             return
 
         budget = self._engine.context_tokens - self._policy.answer_reserve_tokens
-        messages, kept = build_messages(question, relevant, self._engine.count_tokens, budget)
+        messages, kept = build_messages(question, relevant, self._engine.count_tokens, budget, history)
         given = relevant[:kept]
         parts: list[str] = []
         prompt_tokens = completion_tokens = 0
@@ -123,6 +147,7 @@ class Answerer:
         refused = not answer or (REFUSAL.lower().rstrip(".") in answer.lower() and not cited_numbers(answer))
         numbers = [] if refused else valid_citations(answer, len(given))
         citations = [(n, given[n - 1]) for n in numbers]
+        sentences = self._verifier.verify(answer, given) if self._verifier and not refused else []
         self._report(
             interaction_id,
             principal,
@@ -132,11 +157,36 @@ class Answerer:
             given,
             cited_numbers(answer),
             refused,
+            sentences,
             prompt_tokens,
             completion_tokens,
             timings,
         )
-        yield AnswerDone(interaction_id, answer, citations, refused, self._engine.model_name)
+        self._remember(principal, conversation_id, query, answer)
+        yield AnswerDone(
+            interaction_id, answer, citations, refused, self._engine.model_name, conversation_id, sentences
+        )
+
+    def _standalone(self, history: Sequence[Turn], question: str) -> str:
+        budget = self._engine.context_tokens - self._policy.answer_reserve_tokens
+        messages = build_rewrite_messages(history, question, self._engine.count_tokens, budget)
+        params = GenerationParams(max_tokens=self._policy.rewrite_max_tokens, temperature=0.0, stop=("\n",))
+        rewritten = "".join(
+            d.text
+            for d in self._engine.stream_chat(
+                [ChatMessage(m["role"], m["content"]) for m in messages], params
+            )
+        ).strip()
+        # An empty or rambling rewrite is worse for retrieval than the follow-up as asked.
+        if not rewritten or len(rewritten) > 3 * len(question):
+            return question
+        return rewritten
+
+    def _remember(self, principal: Principal, conversation_id: str, query: str, answer: str) -> None:
+        # The standalone form is kept: the next follow-up is rewritten against it, and it needs no
+        # earlier turn to be understood once those have been dropped.
+        if self._conversations is not None:
+            self._conversations.append(principal.subject, conversation_id, Turn(query, answer))
 
     def _report(
         self,
@@ -148,6 +198,7 @@ class Answerer:
         passages: Sequence[common_pb2.Passage],
         cited: list[int],
         refused: bool,
+        sentences: list[SentenceCheck],
         prompt_tokens: int,
         completion_tokens: int,
         timings: _Timings,
@@ -173,5 +224,14 @@ class Answerer:
                 retrieval_ms=timings.retrieval_ms,
                 first_token_ms=timings.first_token_ms,
                 total_ms=timings.since_start_ms(),
+                sentences=[
+                    events_pb2.SentenceSupport(
+                        text=s.text,
+                        cited=s.cited,
+                        support=s.support,
+                        verdict=events_pb2.SupportVerdict.Value(f"SUPPORT_VERDICT_{s.verdict.upper()}"),
+                    )
+                    for s in sentences
+                ],
             )
         )

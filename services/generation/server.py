@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from copilot.auth import TokenVerifier
+from copilot.embedding import OnnxMiniLmEmbedder
 from copilot.generation.v1 import generation_pb2_grpc
 from copilot.grpc_server import GrpcServer
 from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
 from copilot.logs import configure_logging
 from copilot.tracing import configure_tracing
 from services.generation.answerer import Answerer, AnswerPolicy
+from services.generation.conversations import ConversationStore
 from services.generation.deployment import RayServeEngine
 from services.generation.retrieval_client import GrpcPassageSource
 from services.generation.service import GenerationServicer
 from services.generation.settings import GenerationSettings
+from services.generation.verification import CitationVerifier
 
 
 def main() -> None:
@@ -50,6 +53,9 @@ def main() -> None:
         TopicPublisher(publisher, settings.kafka.interactions_topic, key=lambda e: e.conversation_id),
         policy,
         settings.pseudonym_key.get_secret_value().encode(),
+        # One thread: a handful of sentences per answer, and the model needs the cores more.
+        verifier=CitationVerifier(OnnxMiniLmEmbedder(intra_op_num_threads=1)),
+        conversations=ConversationStore(settings.max_conversations, settings.max_history_turns),
     )
     slot.fill(GenerationServicer(answerer))
     server.set_serving(True)

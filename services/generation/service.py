@@ -30,5 +30,17 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                     refused=piece.refused,
                     model=piece.model,
                     citations=[generation_pb2.Citation(number=n, passage=p) for n, p in piece.citations],
+                    sentences=[
+                        generation_pb2.SentenceCheck(
+                            text=s.text,
+                            cited=s.cited,
+                            support=s.support,
+                            verdict=generation_pb2.SupportVerdict.Value(
+                                f"SUPPORT_VERDICT_{s.verdict.upper()}"
+                            ),
+                        )
+                        for s in piece.sentences
+                    ],
+                    conversation_id=piece.conversation_id,
                 )
             )

@@ -28,3 +28,6 @@ class GenerationSettings(ServiceSettings):
     # Passages scoring below this cosine similarity are treated as not answering the question.
     min_relevance: float = 0.45
     max_question_chars: int = 4000
+    # Conversations kept in memory for follow-ups, least recently used dropped first, and turns kept of each.
+    max_conversations: int = 10_000
+    max_history_turns: int = 4

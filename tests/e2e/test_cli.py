@@ -115,6 +115,12 @@ def test_ingest_search_ask_flags(env: dict[str, str], stack: Stack) -> None:
     assert "412,000" in answer["answer"]
     assert answer["sources"], f"the answer should cite its source: {answer['answer']!r}"
     assert any(s["uri"].endswith("q3-2026-budget-memo.md") for s in answer["sources"])
+    assert answer["conversation_id"]
+    # Every sentence gets a verdict. Whether the small model cited the right chunk of the memo is what the
+    # verdict judges, not this test.
+    assert answer["sentences"] and all(
+        s["verdict"] != "SUPPORT_VERDICT_UNSPECIFIED" for s in answer["sentences"]
+    )
 
     bob = copilot(env, "ask", FINANCE_QUESTION, "--user", "bob", "--json")
     assert bob.returncode == 0, bob.stderr

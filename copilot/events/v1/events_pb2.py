@@ -26,17 +26,21 @@ from copilot.common.v1 import common_pb2 as copilot_dot_common_dot_v1_dot_common
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63opilot/events/v1/events.proto\x12\x11\x63opilot.events.v1\x1a\x1e\x63opilot/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x03\n\x10InteractionEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x06 \x01(\t\x12\x10\n\x08question\x18\x07 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x08 \x01(\t\x12,\n\x08passages\x18\t \x03(\x0b\x32\x1a.copilot.common.v1.Passage\x12\x15\n\rcited_sources\x18\n \x03(\x05\x12\x0f\n\x07refused\x18\x0b \x01(\x08\x12\r\n\x05model\x18\x0c \x01(\t\x12\x15\n\rprompt_tokens\x18\r \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x0e \x01(\x05\x12\x14\n\x0cretrieval_ms\x18\x0f \x01(\x01\x12\x16\n\x0e\x66irst_token_ms\x18\x10 \x01(\x01\x12\x10\n\x08total_ms\x18\x11 \x01(\x01\"\xfe\x01\n\rDocumentEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x0b\n\x03uri\x18\x04 \x01(\t\x12\x31\n\x06\x63hange\x18\x05 \x01(\x0e\x32!.copilot.events.v1.DocumentChange\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\x05\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x30\n\x06\x61\x63\x63\x65ss\x18\x08 \x01(\x0b\x32 .copilot.common.v1.AccessControl*\xa5\x01\n\x0e\x44ocumentChange\x12\x1f\n\x1b\x44OCUMENT_CHANGE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44OCUMENT_CHANGE_INGESTED\x10\x01\x12\x1b\n\x17\x44OCUMENT_CHANGE_UPDATED\x10\x02\x12\x1b\n\x17\x44OCUMENT_CHANGE_DELETED\x10\x03\x12\x1a\n\x16\x44OCUMENT_CHANGE_FAILED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63opilot/events/v1/events.proto\x12\x11\x63opilot.events.v1\x1a\x1e\x63opilot/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x03\n\x10InteractionEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x06 \x01(\t\x12\x10\n\x08question\x18\x07 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x08 \x01(\t\x12,\n\x08passages\x18\t \x03(\x0b\x32\x1a.copilot.common.v1.Passage\x12\x15\n\rcited_sources\x18\n \x03(\x05\x12\x0f\n\x07refused\x18\x0b \x01(\x08\x12\r\n\x05model\x18\x0c \x01(\t\x12\x15\n\rprompt_tokens\x18\r \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x0e \x01(\x05\x12\x14\n\x0cretrieval_ms\x18\x0f \x01(\x01\x12\x16\n\x0e\x66irst_token_ms\x18\x10 \x01(\x01\x12\x10\n\x08total_ms\x18\x11 \x01(\x01\x12\x35\n\tsentences\x18\x12 \x03(\x0b\x32\".copilot.events.v1.SentenceSupport\"s\n\x0fSentenceSupport\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05\x63ited\x18\x02 \x03(\x05\x12\x0f\n\x07support\x18\x03 \x01(\x02\x12\x32\n\x07verdict\x18\x04 \x01(\x0e\x32!.copilot.events.v1.SupportVerdict\"\xfe\x01\n\rDocumentEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x0b\n\x03uri\x18\x04 \x01(\t\x12\x31\n\x06\x63hange\x18\x05 \x01(\x0e\x32!.copilot.events.v1.DocumentChange\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\x05\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x30\n\x06\x61\x63\x63\x65ss\x18\x08 \x01(\x0b\x32 .copilot.common.v1.AccessControl*\xab\x01\n\x0eSupportVerdict\x12\x1f\n\x1bSUPPORT_VERDICT_UNSPECIFIED\x10\x00\x12\x1d\n\x19SUPPORT_VERDICT_SUPPORTED\x10\x01\x12\x1f\n\x1bSUPPORT_VERDICT_UNSUPPORTED\x10\x02\x12\x1b\n\x17SUPPORT_VERDICT_UNCITED\x10\x03\x12\x1b\n\x17SUPPORT_VERDICT_INVALID\x10\x04*\xa5\x01\n\x0e\x44ocumentChange\x12\x1f\n\x1b\x44OCUMENT_CHANGE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44OCUMENT_CHANGE_INGESTED\x10\x01\x12\x1b\n\x17\x44OCUMENT_CHANGE_UPDATED\x10\x02\x12\x1b\n\x17\x44OCUMENT_CHANGE_DELETED\x10\x03\x12\x1a\n\x16\x44OCUMENT_CHANGE_FAILED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'copilot.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DOCUMENTCHANGE']._serialized_start=787
-  _globals['_DOCUMENTCHANGE']._serialized_end=952
+  _globals['_SUPPORTVERDICT']._serialized_start=959
+  _globals['_SUPPORTVERDICT']._serialized_end=1130
+  _globals['_DOCUMENTCHANGE']._serialized_start=1133
+  _globals['_DOCUMENTCHANGE']._serialized_end=1298
   _globals['_INTERACTIONEVENT']._serialized_start=119
-  _globals['_INTERACTIONEVENT']._serialized_end=527
-  _globals['_DOCUMENTEVENT']._serialized_start=530
-  _globals['_DOCUMENTEVENT']._serialized_end=784
+  _globals['_INTERACTIONEVENT']._serialized_end=582
+  _globals['_SENTENCESUPPORT']._serialized_start=584
+  _globals['_SENTENCESUPPORT']._serialized_end=699
+  _globals['_DOCUMENTEVENT']._serialized_start=702
+  _globals['_DOCUMENTEVENT']._serialized_end=956
 # @@protoc_insertion_point(module_scope)

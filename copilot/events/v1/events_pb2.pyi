@@ -11,6 +11,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SupportVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUPPORT_VERDICT_UNSPECIFIED: _ClassVar[SupportVerdict]
+    SUPPORT_VERDICT_SUPPORTED: _ClassVar[SupportVerdict]
+    SUPPORT_VERDICT_UNSUPPORTED: _ClassVar[SupportVerdict]
+    SUPPORT_VERDICT_UNCITED: _ClassVar[SupportVerdict]
+    SUPPORT_VERDICT_INVALID: _ClassVar[SupportVerdict]
+
 class DocumentChange(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DOCUMENT_CHANGE_UNSPECIFIED: _ClassVar[DocumentChange]
@@ -18,6 +26,11 @@ class DocumentChange(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DOCUMENT_CHANGE_UPDATED: _ClassVar[DocumentChange]
     DOCUMENT_CHANGE_DELETED: _ClassVar[DocumentChange]
     DOCUMENT_CHANGE_FAILED: _ClassVar[DocumentChange]
+SUPPORT_VERDICT_UNSPECIFIED: SupportVerdict
+SUPPORT_VERDICT_SUPPORTED: SupportVerdict
+SUPPORT_VERDICT_UNSUPPORTED: SupportVerdict
+SUPPORT_VERDICT_UNCITED: SupportVerdict
+SUPPORT_VERDICT_INVALID: SupportVerdict
 DOCUMENT_CHANGE_UNSPECIFIED: DocumentChange
 DOCUMENT_CHANGE_INGESTED: DocumentChange
 DOCUMENT_CHANGE_UPDATED: DocumentChange
@@ -25,7 +38,7 @@ DOCUMENT_CHANGE_DELETED: DocumentChange
 DOCUMENT_CHANGE_FAILED: DocumentChange
 
 class InteractionEvent(_message.Message):
-    __slots__ = ("event_id", "occurred_at", "user_id", "groups", "tenant", "conversation_id", "question", "answer", "passages", "cited_sources", "refused", "model", "prompt_tokens", "completion_tokens", "retrieval_ms", "first_token_ms", "total_ms")
+    __slots__ = ("event_id", "occurred_at", "user_id", "groups", "tenant", "conversation_id", "question", "answer", "passages", "cited_sources", "refused", "model", "prompt_tokens", "completion_tokens", "retrieval_ms", "first_token_ms", "total_ms", "sentences")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +56,7 @@ class InteractionEvent(_message.Message):
     RETRIEVAL_MS_FIELD_NUMBER: _ClassVar[int]
     FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    SENTENCES_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     occurred_at: _timestamp_pb2.Timestamp
     user_id: str
@@ -60,7 +74,20 @@ class InteractionEvent(_message.Message):
     retrieval_ms: float
     first_token_ms: float
     total_ms: float
-    def __init__(self, event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., conversation_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ..., cited_sources: _Optional[_Iterable[int]] = ..., refused: _Optional[bool] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., retrieval_ms: _Optional[float] = ..., first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+    sentences: _containers.RepeatedCompositeFieldContainer[SentenceSupport]
+    def __init__(self, event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., conversation_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ..., cited_sources: _Optional[_Iterable[int]] = ..., refused: _Optional[bool] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., retrieval_ms: _Optional[float] = ..., first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., sentences: _Optional[_Iterable[_Union[SentenceSupport, _Mapping]]] = ...) -> None: ...
+
+class SentenceSupport(_message.Message):
+    __slots__ = ("text", "cited", "support", "verdict")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CITED_FIELD_NUMBER: _ClassVar[int]
+    SUPPORT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    cited: _containers.RepeatedScalarFieldContainer[int]
+    support: float
+    verdict: SupportVerdict
+    def __init__(self, text: _Optional[str] = ..., cited: _Optional[_Iterable[int]] = ..., support: _Optional[float] = ..., verdict: _Optional[_Union[SupportVerdict, str]] = ...) -> None: ...
 
 class DocumentEvent(_message.Message):
     __slots__ = ("event_id", "occurred_at", "document_id", "uri", "change", "chunk_count", "reason", "access")

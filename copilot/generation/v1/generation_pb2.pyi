@@ -1,11 +1,25 @@
 from copilot.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class SupportVerdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SUPPORT_VERDICT_UNSPECIFIED: _ClassVar[SupportVerdict]
+    SUPPORT_VERDICT_SUPPORTED: _ClassVar[SupportVerdict]
+    SUPPORT_VERDICT_UNSUPPORTED: _ClassVar[SupportVerdict]
+    SUPPORT_VERDICT_UNCITED: _ClassVar[SupportVerdict]
+    SUPPORT_VERDICT_INVALID: _ClassVar[SupportVerdict]
+SUPPORT_VERDICT_UNSPECIFIED: SupportVerdict
+SUPPORT_VERDICT_SUPPORTED: SupportVerdict
+SUPPORT_VERDICT_UNSUPPORTED: SupportVerdict
+SUPPORT_VERDICT_UNCITED: SupportVerdict
+SUPPORT_VERDICT_INVALID: SupportVerdict
 
 class AnswerRequest(_message.Message):
     __slots__ = ("question", "conversation_id", "top_k")
@@ -26,18 +40,22 @@ class AnswerResponse(_message.Message):
     def __init__(self, delta: _Optional[str] = ..., final: _Optional[_Union[AnswerFinal, _Mapping]] = ...) -> None: ...
 
 class AnswerFinal(_message.Message):
-    __slots__ = ("interaction_id", "answer", "citations", "refused", "model")
+    __slots__ = ("interaction_id", "answer", "citations", "refused", "model", "sentences", "conversation_id")
     INTERACTION_ID_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    SENTENCES_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     interaction_id: str
     answer: str
     citations: _containers.RepeatedCompositeFieldContainer[Citation]
     refused: bool
     model: str
-    def __init__(self, interaction_id: _Optional[str] = ..., answer: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., refused: _Optional[bool] = ..., model: _Optional[str] = ...) -> None: ...
+    sentences: _containers.RepeatedCompositeFieldContainer[SentenceCheck]
+    conversation_id: str
+    def __init__(self, interaction_id: _Optional[str] = ..., answer: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., refused: _Optional[bool] = ..., model: _Optional[str] = ..., sentences: _Optional[_Iterable[_Union[SentenceCheck, _Mapping]]] = ..., conversation_id: _Optional[str] = ...) -> None: ...
 
 class Citation(_message.Message):
     __slots__ = ("number", "passage")
@@ -46,3 +64,15 @@ class Citation(_message.Message):
     number: int
     passage: _common_pb2.Passage
     def __init__(self, number: _Optional[int] = ..., passage: _Optional[_Union[_common_pb2.Passage, _Mapping]] = ...) -> None: ...
+
+class SentenceCheck(_message.Message):
+    __slots__ = ("text", "cited", "support", "verdict")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CITED_FIELD_NUMBER: _ClassVar[int]
+    SUPPORT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    cited: _containers.RepeatedScalarFieldContainer[int]
+    support: float
+    verdict: SupportVerdict
+    def __init__(self, text: _Optional[str] = ..., cited: _Optional[_Iterable[int]] = ..., support: _Optional[float] = ..., verdict: _Optional[_Union[SupportVerdict, str]] = ...) -> None: ...

@@ -1,0 +1,75 @@
+from copilot.common.v1 import common_pb2
+from services.generation.conversations import Turn
+from services.generation.prompt import build_messages, build_rewrite_messages
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+PASSAGES = [
+    common_pb2.Passage(title=f"Doc {n}", text=" ".join(["fact"] * 50), heading_path=[f"Section {n}"])
+    for n in (1, 2, 3)
+]
+HISTORY = [Turn(f"old question {n} " + "word " * 20, f"old answer {n} " + "word " * 20) for n in (1, 2, 3)]
+
+
+def size(messages: list[dict[str, str]]) -> int:
+    return words("".join(m["content"] for m in messages))
+
+
+def earlier_turns(messages: list[dict[str, str]]) -> list[str]:
+    # System rule and the worked example come first; the question with its sources comes last.
+    return [m["content"].split(" ")[2] for m in messages[3:-1] if m["role"] == "user"]
+
+
+def test_everything_fits_in_a_large_budget() -> None:
+    messages, kept = build_messages("What now?", PASSAGES, words, 10_000, HISTORY)
+
+    assert kept == 3
+    assert earlier_turns(messages) == ["1", "2", "3"]
+    assert [m["role"] for m in messages[3:]] == ["user", "assistant"] * 3 + ["user"]
+    assert messages[-1]["content"].endswith("Question: What now?")
+    assert "[3] Doc 3 > Section 3" in messages[-1]["content"]
+
+
+def test_oldest_turns_are_dropped_before_any_source() -> None:
+    full, _ = build_messages("What now?", PASSAGES, words, 10_000, HISTORY)
+    budget = size(full) - 1  # one word short: the oldest turn must go, and nothing else
+
+    messages, kept = build_messages("What now?", PASSAGES, words, budget, HISTORY)
+
+    assert kept == 3
+    assert earlier_turns(messages) == ["2", "3"]
+    assert size(messages) <= budget
+
+
+def test_sources_are_dropped_lowest_ranked_first_once_history_is_gone() -> None:
+    no_history, _ = build_messages("What now?", PASSAGES, words, 10_000)
+    budget = size(no_history) - 1
+
+    messages, kept = build_messages("What now?", PASSAGES, words, budget, HISTORY)
+
+    assert kept == 2
+    assert earlier_turns(messages) == []
+    assert "[2] Doc 2" in messages[-1]["content"]
+    assert "Doc 3" not in messages[-1]["content"]
+
+
+def test_without_history_the_prompt_is_rules_example_and_question() -> None:
+    messages, kept = build_messages("What now?", PASSAGES, words, 10_000)
+
+    assert kept == 3
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+
+
+def test_rewrite_prompt_holds_the_conversation_and_drops_the_oldest_turns_first() -> None:
+    full = build_rewrite_messages(HISTORY, "And for part-timers?", words, 10_000)
+    assert "old question 1" in full[1]["content"]
+    assert full[1]["content"].endswith("Last question: And for part-timers?\n\nRewritten question:")
+
+    trimmed = build_rewrite_messages(HISTORY, "And for part-timers?", words, size(full) - 1)
+
+    assert "old question 1" not in trimmed[1]["content"]
+    assert "old question 2" in trimmed[1]["content"]
+    assert "old answer 3" in trimmed[1]["content"]
