@@ -452,6 +452,8 @@ class UngroundedDetector:
                 for number in invalid
             ]
 
+        if event.sentences:
+            return self._from_generation_checks(event)
         passage_words = [_content_words(f"{p.title} {p.text}") for p in event.passages]
         findings: list[Finding] = []
         for sentence in sentences:
@@ -465,6 +467,19 @@ class UngroundedDetector:
                     Finding(self.name, Severity.LOW, "sentence poorly supported by its citation", (sentence,))
                 )
         return findings
+
+    def _from_generation_checks(self, event: events_pb2.InteractionEvent) -> list[Finding]:
+        """Generation scored each sentence against its cited passages with embeddings and word overlap, a
+        better judge than the lexical fallback above; the monitor turns its verdicts into flags."""
+        unsupported = [
+            f"{s.text} (support {s.support:.2f})"
+            for s in event.sentences
+            if s.verdict == events_pb2.SUPPORT_VERDICT_UNSUPPORTED
+        ]
+        if not unsupported:
+            return []
+        reason = f"{len(unsupported)} sentence(s) not supported by the sources they cite"
+        return [Finding(self.name, Severity.MEDIUM, reason, tuple(unsupported))]
 
 
 # --- refusal -----------------------------------------------------------------------------------------------

@@ -445,3 +445,21 @@ def test_acl_anomaly_flags_a_passage_the_callers_groups_do_not_grant() -> None:
     assert "budget#0" in finding.evidence[0]
     e.groups.append("finance")
     assert AccessDetector().inspect(e) == []
+
+
+def test_ungrounded_uses_generations_sentence_verdicts_when_present() -> None:
+    e = event(answer="Economy airfare applies to flights under six hours [1]. Hotels are free [2].")
+    e.sentences.add(
+        text="Economy airfare applies to flights under six hours [1].",
+        cited=[1],
+        support=0.9,
+        verdict=events_pb2.SUPPORT_VERDICT_SUPPORTED,
+    )
+    e.sentences.add(
+        text="Hotels are free [2].", cited=[2], support=0.2, verdict=events_pb2.SUPPORT_VERDICT_UNSUPPORTED
+    )
+    [finding] = UngroundedDetector().inspect(e)
+    assert finding.severity is Severity.MEDIUM
+    assert finding.evidence == ("Hotels are free [2]. (support 0.20)",)
+    del e.sentences[1]
+    assert UngroundedDetector().inspect(e) == []
