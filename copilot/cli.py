@@ -266,6 +266,45 @@ def cmd_search(args: argparse.Namespace, settings: LauncherSettings) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace, settings: LauncherSettings) -> int:
+    stack = _stack(settings)
+    token = _token(stack, args.user, args.password)
+    target = stack.endpoint("retrieval")
+    stub = retrieval_pb2_grpc.RetrievalServiceStub(open_channel(target))
+    try:
+        reply = stub.ExplainAccess(
+            retrieval_pb2.ExplainAccessRequest(document_id=args.document_id, username=args.for_user or ""),
+            metadata=bearer(token),
+            timeout=30,
+        )
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, "retrieval", target) from exc
+    if args.json:
+        print(
+            json.dumps(
+                MessageToDict(
+                    reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+                ),
+                indent=2,
+            )
+        )
+        return 0
+    who = args.for_user or args.user
+    console.print(f"[bold]{reply.title}[/bold]  [dim]{reply.uri} ({reply.classification})[/dim]")
+    if reply.allowed:
+        console.print(f"[green]{who} may read it[/green], granted by: {', '.join(reply.granted_by)}")
+    else:
+        console.print(f"[red]{who} may not read it[/red]")
+    if reply.groups_unknown:
+        console.print(
+            f"[yellow]only user:{who} and everyone were checked; {who}'s groups come from the identity "
+            "provider and may still grant access[/yellow]"
+        )
+    if reply.acl:
+        console.print(f"document ACL: {', '.join(reply.acl)}")
+    return 0
+
+
 def _stream_answer(
     stub: generation_pb2_grpc.GenerationServiceStub,
     request: generation_pb2.AnswerRequest,
@@ -413,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     identity(p, None)
 
+    p = sub.add_parser("explain", help="why you (or, for auditors, another user) may read a document")
+    p.add_argument("document_id")
+    p.add_argument("--for", dest="for_user", default="", help="explain for this user (auditors only)")
+    p.add_argument("--json", action="store_true")
+    identity(p, None)
+
     p = sub.add_parser("ask", help="ask a question; streams a cited answer")
     p.add_argument("question")
     p.add_argument("--top-k", type=int, default=0)
@@ -434,6 +479,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, LauncherSettings], int]] = {
     "users": cmd_users,
     "ingest": cmd_ingest,
     "search": cmd_search,
+    "explain": cmd_explain,
     "ask": cmd_ask,
     "flags": cmd_flags,
 }

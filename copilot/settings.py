@@ -27,6 +27,7 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:9092"
     interactions_topic: str = "copilot.interactions.v1"
     documents_topic: str = "copilot.documents.v1"
+    ingest_requests_topic: str = "copilot.ingest-requests.v1"
     # Where events wait while the broker is unreachable; replayed in order when it returns.
     spool_dir: Path = Path(".copilot/spool")
 

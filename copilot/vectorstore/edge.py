@@ -31,11 +31,14 @@ from qdrant_edge import (
 
 from copilot.vectorstore.port import (
     DENSE_VECTOR,
+    DOCUMENT_ACCESS_FIELDS,
     INDEXED_FIELDS,
     ChunkStore,
+    DocumentAccess,
     ScoredChunk,
     StoredChunk,
     access_payload,
+    document_access_from_payload,
     hashes_from_payload,
     new_point_ids,
 )
@@ -89,6 +92,15 @@ class EdgeChunkStore(ChunkStore):
                 )
             )
         return hashes_from_payload(records[0].payload) if records else None
+
+    def document_access(self, document_id: str) -> DocumentAccess | None:
+        with self._lock:
+            records, _ = self._shard.scroll(
+                ScrollRequest(
+                    limit=1, filter=_document_filter(document_id), with_payload=DOCUMENT_ACCESS_FIELDS
+                )
+            )
+        return document_access_from_payload(records[0].payload) if records else None
 
     def update_access(
         self,

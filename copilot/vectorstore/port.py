@@ -31,6 +31,21 @@ class ScoredChunk:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class DocumentAccess:
+    """Who may read a document; every chunk of a document carries the same access fields."""
+
+    tenant: str
+    acl: tuple[str, ...]
+    classification: str
+    title: str
+    uri: str
+
+
+#: The payload keys ``DocumentAccess`` is read from.
+DOCUMENT_ACCESS_FIELDS = ["tenant", "acl", "classification", "title", "uri"]
+
+
 class ChunkStore(Protocol):
     def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
         """Upsert ``chunks``, then remove the document's other points; returns how many were removed.
@@ -50,6 +65,10 @@ class ChunkStore(Protocol):
         A hash missing from the payload reads as "" so that chunks stored before the hashes existed match
         no new hash and are re-ingested in full.
         """
+        ...
+
+    def document_access(self, document_id: str) -> DocumentAccess | None:
+        """The document's tenant, ACL, classification, title and uri, or None if it has no points."""
         ...
 
     def update_access(
@@ -99,6 +118,17 @@ def access_payload(
 def hashes_from_payload(payload: dict[str, Any] | None) -> tuple[str, str]:
     payload = payload or {}
     return str(payload.get("content_hash", "")), str(payload.get("access_hash", ""))
+
+
+def document_access_from_payload(payload: dict[str, Any] | None) -> DocumentAccess:
+    payload = payload or {}
+    return DocumentAccess(
+        tenant=str(payload.get("tenant", "")),
+        acl=tuple(str(entry) for entry in payload.get("acl", ())),
+        classification=str(payload.get("classification", "")),
+        title=str(payload.get("title", "")),
+        uri=str(payload.get("uri", "")),
+    )
 
 
 def point_id_for(document_id: str, chunk_index: int) -> str:

@@ -8,11 +8,14 @@ from qdrant_client import QdrantClient, models
 
 from copilot.vectorstore.port import (
     DENSE_VECTOR,
+    DOCUMENT_ACCESS_FIELDS,
     INDEXED_FIELDS,
     ChunkStore,
+    DocumentAccess,
     ScoredChunk,
     StoredChunk,
     access_payload,
+    document_access_from_payload,
     hashes_from_payload,
     new_point_ids,
 )
@@ -71,6 +74,16 @@ class QdrantServerChunkStore(ChunkStore):
             with_vectors=False,
         )
         return hashes_from_payload(records[0].payload) if records else None
+
+    def document_access(self, document_id: str) -> DocumentAccess | None:
+        records, _ = self._client.scroll(
+            self._collection,
+            scroll_filter=_document_filter(document_id),
+            limit=1,
+            with_payload=DOCUMENT_ACCESS_FIELDS,
+            with_vectors=False,
+        )
+        return document_access_from_payload(records[0].payload) if records else None
 
     def update_access(
         self,

@@ -13,7 +13,7 @@ import grpc
 from copilot.errors import DependencyUnavailable, InvalidInput
 from copilot.grpc_client import bearer, open_channel
 from copilot.store.v1 import store_pb2, store_pb2_grpc
-from copilot.vectorstore.port import ChunkStore, ScoredChunk, StoredChunk
+from copilot.vectorstore.port import ChunkStore, DocumentAccess, ScoredChunk, StoredChunk
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,21 @@ class RemoteChunkStore:
         )
         assert isinstance(response, store_pb2.GetDocumentHashesResponse)
         return (response.content_hash, response.access_hash) if response.stored else None
+
+    def document_access(self, document_id: str) -> DocumentAccess | None:
+        response = self._call(
+            "GetDocumentAccess", store_pb2.GetDocumentAccessRequest(document_id=document_id)
+        )
+        assert isinstance(response, store_pb2.GetDocumentAccessResponse)
+        if not response.stored:
+            return None
+        return DocumentAccess(
+            tenant=response.tenant,
+            acl=tuple(response.acl),
+            classification=response.classification,
+            title=response.title,
+            uri=response.uri,
+        )
 
     def update_access(
         self,
@@ -145,6 +160,21 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         content_hash, access_hash = hashes
         return store_pb2.GetDocumentHashesResponse(
             stored=True, content_hash=content_hash, access_hash=access_hash
+        )
+
+    def GetDocumentAccess(  # noqa: N802
+        self, request: store_pb2.GetDocumentAccessRequest, context: object
+    ) -> store_pb2.GetDocumentAccessResponse:
+        access = self._store.document_access(request.document_id)
+        if access is None:
+            return store_pb2.GetDocumentAccessResponse(stored=False)
+        return store_pb2.GetDocumentAccessResponse(
+            stored=True,
+            tenant=access.tenant,
+            acl=list(access.acl),
+            classification=access.classification,
+            title=access.title,
+            uri=access.uri,
         )
 
     def UpdateAccess(  # noqa: N802

@@ -162,6 +162,12 @@ class IngestPipeline:
         )
         return IngestResult(document_id, outcome, len(points), doc.title)
 
+    def refuse(self, uri: str, access: Access, reason: str) -> str:
+        """Reports a request refused before parsing (say, one with no readers) as a failed change."""
+        document_id = document_id_for(access.tenant, uri)
+        self._emit(document_id, uri, events_pb2.DOCUMENT_CHANGE_FAILED, 0, access, reason=reason)
+        return document_id
+
     def delete(self, tenant: str, uri: str) -> tuple[str, int]:
         document_id = document_id_for(tenant, uri)
         deleted = self._store.delete_document(document_id)

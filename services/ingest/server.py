@@ -11,6 +11,7 @@ from copilot.logs import configure_logging
 from copilot.tracing import configure_tracing
 from copilot.vectorstore.factory import open_store
 from services.ingest.pipeline import IngestPipeline
+from services.ingest.requests import IngestRequestConsumer
 from services.ingest.service import IngestServicer
 from services.ingest.settings import IngestSettings
 
@@ -36,9 +37,25 @@ def main() -> None:
         settings.chunk_overlap_tokens,
     )
     slot.fill(IngestServicer(pipeline, settings.ingest_role, settings.max_document_bytes))
+    consumer: IngestRequestConsumer | None = None
+    if settings.consume_requests:
+        topics = [settings.kafka.ingest_requests_topic, settings.dead_letter_topic]
+        ensure_topics(settings.kafka.bootstrap_servers, topics)
+        consumer = IngestRequestConsumer(
+            settings.kafka.bootstrap_servers,
+            settings.kafka.ingest_requests_topic,
+            settings.requests_group,
+            settings.dead_letter_topic,
+            pipeline,
+            settings.max_document_bytes,
+        )
+        consumer.start()
     server.set_serving(True)
 
     def close() -> None:
+        # Before the publisher and the store: the request in hand still writes chunks and events.
+        if consumer is not None:
+            consumer.stop()
         publisher.close()
         store.close()
 

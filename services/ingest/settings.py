@@ -17,3 +17,7 @@ class IngestSettings(ServiceSettings):
     embedding_threads: int = 1
     # Role a caller needs to write documents.
     ingest_role: str = "copilot-ingest"
+    # Also take ingest and delete requests from the ingest-requests topic, as one consumer group.
+    consume_requests: bool = True
+    requests_group: str = "copilot-ingest"
+    dead_letter_topic: str = "copilot.ingest-requests.dlq.v1"

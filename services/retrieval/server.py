@@ -9,6 +9,7 @@ from copilot.logs import configure_logging
 from copilot.retrieval.v1 import retrieval_pb2_grpc
 from copilot.tracing import configure_tracing
 from copilot.vectorstore.factory import open_store
+from services.retrieval.explain import AccessExplainer
 from services.retrieval.search import Searcher
 from services.retrieval.service import RetrievalServicer
 from services.retrieval.settings import RetrievalSettings
@@ -34,7 +35,8 @@ def main() -> None:
         role_groups=settings.role_groups,
         max_chunks_per_document=settings.max_chunks_per_document,
     )
-    slot.fill(RetrievalServicer(searcher))
+    explainer = AccessExplainer(store, role_groups=settings.role_groups, auditor_role=settings.auditor_role)
+    slot.fill(RetrievalServicer(searcher, explainer))
     server.set_serving(True)
     server.run_until_signal(on_stop=store.close)
 

@@ -20,5 +20,8 @@ class RetrievalSettings(ServiceSettings):
     # Realm role -> ACL groups its holders read as, e.g. {"auditor": ["finance", "legal"]}. A role grants
     # only the groups listed here, so no role (an admin one included) bypasses a document's ACL.
     role_groups: dict[str, list[str]] = Field(default_factory=dict)
+    # Holders of this realm role may read the full ACL of any document of their tenant and explain another
+    # user's access (ExplainAccess); it reads no document content, so it grants no search results.
+    auditor_role: str = "copilot-auditor"
     # Keeps one long document from filling every slot of the top-k; 0 keeps every chunk.
     max_chunks_per_document: int = Field(default=3, ge=0)

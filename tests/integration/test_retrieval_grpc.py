@@ -21,6 +21,7 @@ from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from copilot.settings import AuthSettings
 from copilot.vectorstore.edge import EdgeChunkStore
 from copilot.vectorstore.port import StoredChunk, point_id_for
+from services.retrieval.explain import AccessExplainer
 from services.retrieval.search import Searcher
 from services.retrieval.service import RetrievalServicer
 from services.retrieval.settings import RetrievalSettings
@@ -117,7 +118,8 @@ def retrieval(
         role_groups=settings.role_groups,
         max_chunks_per_document=settings.max_chunks_per_document,
     )
-    slot.fill(RetrievalServicer(searcher))
+    explainer = AccessExplainer(store, role_groups=settings.role_groups, auditor_role=settings.auditor_role)
+    slot.fill(RetrievalServicer(searcher, explainer))
     server.set_serving(True)
     yield f"127.0.0.1:{server.port}"
     server.stop(1)

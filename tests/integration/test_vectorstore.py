@@ -14,6 +14,7 @@ from copilot.settings import ServiceSettings
 from copilot.store.v1 import store_pb2_grpc
 from copilot.vectorstore import (
     ChunkStore,
+    DocumentAccess,
     EdgeChunkStore,
     QdrantServerChunkStore,
     StoredChunk,
@@ -97,6 +98,7 @@ def test_adapters_answer_queries_identically(tmp_path: Path) -> None:
             assert s.update_access("finance-q3", "acme", ["group:legal"], "confidential", "a2", "v1:a2") == 4
         assert edge.count() == server.count() == 13
         assert edge.document_hashes("finance-q3") == server.document_hashes("finance-q3") == ("v1", "a2")
+        assert edge.document_access("finance-q3") == server.document_access("finance-q3")
 
         principal_sets = [
             ["everyone"],
@@ -194,6 +196,24 @@ def test_document_hashes(store: ChunkStore) -> None:
         "doc", make_chunks(np.random.default_rng(4), "doc", "acme", ["everyone"], 2, "abc")
     )
     assert store.document_hashes("doc") == ("abc", "a1")
+
+
+def test_document_access(store: ChunkStore) -> None:
+    assert store.document_access("board-minutes") is None
+    load_corpus(store)
+    assert store.document_access("board-minutes") == DocumentAccess(
+        tenant="acme",
+        acl=("group:board", "user:carol"),
+        classification="internal",
+        title="Board Minutes",
+        uri="file:///board-minutes",
+    )
+    store.update_access("board-minutes", "acme", ["user:carol"], "confidential", "a2", "v1:a2")
+    access = store.document_access("board-minutes")
+    assert access is not None
+    assert (access.acl, access.classification) == (("user:carol",), "confidential")
+    store.delete_document("board-minutes")
+    assert store.document_access("board-minutes") is None
 
 
 def test_chunks_stored_without_hashes_read_as_empty_hashes(store: ChunkStore) -> None:
@@ -300,6 +320,10 @@ def test_remote_store_carries_hashes_and_access_updates_over_grpc(tmp_path: Path
         assert remote.update_access("finance-q3", "acme", ["group:legal"], "confidential", "a2", "v1:a2") == 4
 
         assert remote.document_hashes("finance-q3") == ("v1", "a2")
+        assert remote.document_access("finance-q3") == DocumentAccess(
+            "acme", ("group:legal",), "confidential", "Finance Q3", "file:///finance-q3"
+        )
+        assert remote.document_access("missing") is None
         assert remote.query([1.0] * DIM, "acme", ["group:finance"], limit=10) == []
         legal = remote.query([1.0] * DIM, "acme", ["group:legal"], limit=10)
         assert {h.payload["document_id"] for h in legal} == {"finance-q3"}

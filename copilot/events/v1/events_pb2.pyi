@@ -26,6 +26,12 @@ class DocumentChange(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DOCUMENT_CHANGE_UPDATED: _ClassVar[DocumentChange]
     DOCUMENT_CHANGE_DELETED: _ClassVar[DocumentChange]
     DOCUMENT_CHANGE_FAILED: _ClassVar[DocumentChange]
+
+class IngestAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INGEST_ACTION_UNSPECIFIED: _ClassVar[IngestAction]
+    INGEST_ACTION_INGEST: _ClassVar[IngestAction]
+    INGEST_ACTION_DELETE: _ClassVar[IngestAction]
 SUPPORT_VERDICT_UNSPECIFIED: SupportVerdict
 SUPPORT_VERDICT_SUPPORTED: SupportVerdict
 SUPPORT_VERDICT_UNSUPPORTED: SupportVerdict
@@ -36,6 +42,9 @@ DOCUMENT_CHANGE_INGESTED: DocumentChange
 DOCUMENT_CHANGE_UPDATED: DocumentChange
 DOCUMENT_CHANGE_DELETED: DocumentChange
 DOCUMENT_CHANGE_FAILED: DocumentChange
+INGEST_ACTION_UNSPECIFIED: IngestAction
+INGEST_ACTION_INGEST: IngestAction
+INGEST_ACTION_DELETE: IngestAction
 
 class InteractionEvent(_message.Message):
     __slots__ = ("event_id", "occurred_at", "user_id", "groups", "tenant", "conversation_id", "question", "answer", "passages", "cited_sources", "refused", "model", "prompt_tokens", "completion_tokens", "retrieval_ms", "first_token_ms", "total_ms", "sentences")
@@ -108,3 +117,23 @@ class DocumentEvent(_message.Message):
     reason: str
     access: _common_pb2.AccessControl
     def __init__(self, event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., document_id: _Optional[str] = ..., uri: _Optional[str] = ..., change: _Optional[_Union[DocumentChange, str]] = ..., chunk_count: _Optional[int] = ..., reason: _Optional[str] = ..., access: _Optional[_Union[_common_pb2.AccessControl, _Mapping]] = ...) -> None: ...
+
+class IngestRequestEvent(_message.Message):
+    __slots__ = ("event_id", "action", "uri", "filename", "content", "access", "tenant", "requested_by")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    action: IngestAction
+    uri: str
+    filename: str
+    content: bytes
+    access: _common_pb2.AccessControl
+    tenant: str
+    requested_by: str
+    def __init__(self, event_id: _Optional[str] = ..., action: _Optional[_Union[IngestAction, str]] = ..., uri: _Optional[str] = ..., filename: _Optional[str] = ..., content: _Optional[bytes] = ..., access: _Optional[_Union[_common_pb2.AccessControl, _Mapping]] = ..., tenant: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...

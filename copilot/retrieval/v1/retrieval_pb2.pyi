@@ -20,3 +20,29 @@ class SearchResponse(_message.Message):
     PASSAGES_FIELD_NUMBER: _ClassVar[int]
     passages: _containers.RepeatedCompositeFieldContainer[_common_pb2.Passage]
     def __init__(self, passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ...) -> None: ...
+
+class ExplainAccessRequest(_message.Message):
+    __slots__ = ("document_id", "username")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    username: str
+    def __init__(self, document_id: _Optional[str] = ..., username: _Optional[str] = ...) -> None: ...
+
+class ExplainAccessResponse(_message.Message):
+    __slots__ = ("allowed", "granted_by", "acl", "classification", "title", "uri", "groups_unknown")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_BY_FIELD_NUMBER: _ClassVar[int]
+    ACL_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    granted_by: _containers.RepeatedScalarFieldContainer[str]
+    acl: _containers.RepeatedScalarFieldContainer[str]
+    classification: str
+    title: str
+    uri: str
+    groups_unknown: bool
+    def __init__(self, allowed: _Optional[bool] = ..., granted_by: _Optional[_Iterable[str]] = ..., acl: _Optional[_Iterable[str]] = ..., classification: _Optional[str] = ..., title: _Optional[str] = ..., uri: _Optional[str] = ..., groups_unknown: _Optional[bool] = ...) -> None: ...

@@ -40,6 +40,11 @@ class RetrievalServiceStub:
                 request_serializer=copilot_dot_retrieval_dot_v1_dot_retrieval__pb2.SearchRequest.SerializeToString,
                 response_deserializer=copilot_dot_retrieval_dot_v1_dot_retrieval__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.ExplainAccess = channel.unary_unary(
+                '/copilot.retrieval.v1.RetrievalService/ExplainAccess',
+                request_serializer=copilot_dot_retrieval_dot_v1_dot_retrieval__pb2.ExplainAccessRequest.SerializeToString,
+                response_deserializer=copilot_dot_retrieval_dot_v1_dot_retrieval__pb2.ExplainAccessResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServiceServicer:
@@ -53,6 +58,14 @@ class RetrievalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainAccess(self, request, context):
+        """Explains why the caller (or, for auditors, another user of their tenant) may or may not read
+        one document. A document the caller may not learn about is NOT_FOUND, whether or not it exists.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +73,11 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=copilot_dot_retrieval_dot_v1_dot_retrieval__pb2.SearchRequest.FromString,
                     response_serializer=copilot_dot_retrieval_dot_v1_dot_retrieval__pb2.SearchResponse.SerializeToString,
+            ),
+            'ExplainAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainAccess,
+                    request_deserializer=copilot_dot_retrieval_dot_v1_dot_retrieval__pb2.ExplainAccessRequest.FromString,
+                    response_serializer=copilot_dot_retrieval_dot_v1_dot_retrieval__pb2.ExplainAccessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +108,33 @@ class RetrievalService:
             '/copilot.retrieval.v1.RetrievalService/Search',
             copilot_dot_retrieval_dot_v1_dot_retrieval__pb2.SearchRequest.SerializeToString,
             copilot_dot_retrieval_dot_v1_dot_retrieval__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.retrieval.v1.RetrievalService/ExplainAccess',
+            copilot_dot_retrieval_dot_v1_dot_retrieval__pb2.ExplainAccessRequest.SerializeToString,
+            copilot_dot_retrieval_dot_v1_dot_retrieval__pb2.ExplainAccessResponse.FromString,
             options,
             channel_credentials,
             insecure,

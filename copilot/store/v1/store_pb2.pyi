@@ -58,6 +58,28 @@ class GetDocumentHashesResponse(_message.Message):
     access_hash: str
     def __init__(self, stored: _Optional[bool] = ..., content_hash: _Optional[str] = ..., access_hash: _Optional[str] = ...) -> None: ...
 
+class GetDocumentAccessRequest(_message.Message):
+    __slots__ = ("document_id",)
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    def __init__(self, document_id: _Optional[str] = ...) -> None: ...
+
+class GetDocumentAccessResponse(_message.Message):
+    __slots__ = ("stored", "tenant", "acl", "classification", "title", "uri")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ACL_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    stored: bool
+    tenant: str
+    acl: _containers.RepeatedScalarFieldContainer[str]
+    classification: str
+    title: str
+    uri: str
+    def __init__(self, stored: _Optional[bool] = ..., tenant: _Optional[str] = ..., acl: _Optional[_Iterable[str]] = ..., classification: _Optional[str] = ..., title: _Optional[str] = ..., uri: _Optional[str] = ...) -> None: ...
+
 class UpdateAccessRequest(_message.Message):
     __slots__ = ("document_id", "tenant", "acl", "classification", "access_hash", "fingerprint")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]

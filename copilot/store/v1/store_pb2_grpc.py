@@ -50,6 +50,11 @@ class StoreServiceStub:
                 request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentHashesRequest.SerializeToString,
                 response_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentHashesResponse.FromString,
                 _registered_method=True)
+        self.GetDocumentAccess = channel.unary_unary(
+                '/copilot.store.v1.StoreService/GetDocumentAccess',
+                request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentAccessRequest.SerializeToString,
+                response_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentAccessResponse.FromString,
+                _registered_method=True)
         self.UpdateAccess = channel.unary_unary(
                 '/copilot.store.v1.StoreService/UpdateAccess',
                 request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessRequest.SerializeToString,
@@ -93,6 +98,13 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDocumentAccess(self, request, context):
+        """Returns who may read a document, as its chunks record it, to explain access to auditors.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateAccess(self, request, context):
         """Overwrites the access fields of every chunk of one document in place.
         """
@@ -131,6 +143,11 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.GetDocumentHashes,
                     request_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentHashesRequest.FromString,
                     response_serializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentHashesResponse.SerializeToString,
+            ),
+            'GetDocumentAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDocumentAccess,
+                    request_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentAccessRequest.FromString,
+                    response_serializer=copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentAccessResponse.SerializeToString,
             ),
             'UpdateAccess': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateAccess,
@@ -230,6 +247,33 @@ class StoreService:
             '/copilot.store.v1.StoreService/GetDocumentHashes',
             copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentHashesRequest.SerializeToString,
             copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentHashesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDocumentAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.store.v1.StoreService/GetDocumentAccess',
+            copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentAccessRequest.SerializeToString,
+            copilot_dot_store_dot_v1_dot_store__pb2.GetDocumentAccessResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,193 @@
+"""Takes ingest and delete requests from a Kafka topic and runs them through the pipeline.
+
+Records are handled one at a time and each offset is committed only once its outcome is durable: the
+chunks written, a failed-change event spooled, or the record dead-lettered. A crash therefore re-reads at
+most the record in hand, and the pipeline's content and access hashes make that re-read a no-op. A record
+that fails because a backing system is down is retried after a pause rather than given up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from google.protobuf.message import DecodeError
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from copilot.errors import DependencyUnavailable
+from copilot.events.v1 import events_pb2
+from copilot.logs import log_fields
+from copilot.tracing import extract_headers
+from services.ingest.access import Access
+from services.ingest.errors import IngestError
+from services.ingest.pipeline import IngestPipeline
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("copilot-ingest")
+
+DEAD_LETTER_REASON_HEADER = "dead-letter-reason"
+
+
+class _Retry(Exception):
+    """The record could not be handled for a reason outside it; read it again after a pause."""
+
+
+class IngestRequestConsumer:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        group: str,
+        dead_letter_topic: str,
+        pipeline: IngestPipeline,
+        max_document_bytes: int,
+        retry_after_s: float = 5.0,
+    ) -> None:
+        self._consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap_servers,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            # Embedding a large document takes a while; fetching more would only age in the buffer.
+            max_poll_records=1,
+        )
+        self._dead_letters = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+        self._dead_letter_topic = dead_letter_topic
+        self._pipeline = pipeline
+        self._max_bytes = max_document_bytes
+        self._retry_after_s = retry_after_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ingest-request-consumer", daemon=True)
+        self.handled = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        # The document in hand is finished first; the consumer is not thread-safe, so close it after.
+        self._thread.join(60)
+        self._consumer.close()
+        self._dead_letters.close(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for partition, records in self._consumer.poll(timeout_ms=500).items():
+                for record in records:
+                    try:
+                        self._handle(record)
+                    except _Retry as exc:
+                        log.warning(
+                            "ingest request %s/%d@%d not handled (%s); retrying in %.0f s",
+                            record.topic,
+                            record.partition,
+                            record.offset,
+                            exc,
+                            self._retry_after_s,
+                        )
+                        self._consumer.seek(partition, record.offset)
+                        self._stop.wait(self._retry_after_s)
+                        continue
+                    try:
+                        self._consumer.commit()
+                    except KafkaError as exc:
+                        # A rebalance took the partition away; its new owner re-reads the record harmlessly.
+                        log.warning("committing ingest request offsets failed: %s", exc)
+                    self.handled += 1
+
+    def _handle(self, record: ConsumerRecord) -> None:
+        token = otel_context.attach(extract_headers(record.headers))
+        try:
+            with tracer.start_as_current_span("ingest.request", kind=trace.SpanKind.CONSUMER):
+                request = events_pb2.IngestRequestEvent()
+                try:
+                    request.ParseFromString(record.value)
+                except DecodeError as exc:
+                    self._dead_letter(record, f"undecodable IngestRequestEvent: {exc}")
+                    return
+                problem = _malformed(request)
+                if problem:
+                    self._dead_letter(record, problem)
+                    return
+                try:
+                    self._apply(request)
+                except DependencyUnavailable as exc:
+                    raise _Retry(str(exc)) from exc
+                except Exception as exc:
+                    # A bug on one document must not block the partition; the dead letter keeps it.
+                    log.exception("ingest request for %s failed", request.uri)
+                    self._dead_letter(record, f"ingest failed unexpectedly: {exc!r}")
+        finally:
+            otel_context.detach(token)
+
+    def _apply(self, request: events_pb2.IngestRequestEvent) -> None:
+        about = {"request_id": request.event_id, "requested_by": request.requested_by, "uri": request.uri}
+        if request.action == events_pb2.INGEST_ACTION_DELETE:
+            document_id, deleted = self._pipeline.delete(request.tenant, request.uri)
+            log.info(
+                "deleted %s on request",
+                request.uri,
+                extra=log_fields(**about, document_id=document_id, deleted_chunks=deleted),
+            )
+            return
+        a = request.access
+        access = Access(
+            tenant=request.tenant,
+            groups=tuple(a.groups),
+            users=tuple(a.users),
+            public=a.public,
+            classification=a.classification or "internal",
+        )
+        refusal = ""
+        if a.tenant and a.tenant != request.tenant:
+            refusal = f"access names tenant {a.tenant!r} but the request is for tenant {request.tenant!r}"
+        elif access.is_empty():
+            refusal = "no readers given (groups, users or public); refusing a document nobody may read"
+        elif len(request.content) > self._max_bytes:
+            refusal = f"{len(request.content)} bytes is over the {self._max_bytes} limit"
+        if refusal:
+            self._pipeline.refuse(request.uri, access, refusal)
+            log.warning("refused ingest request for %s: %s", request.uri, refusal, extra=log_fields(**about))
+            return
+        try:
+            filename = request.filename or request.uri
+            result = self._pipeline.ingest(request.uri, filename, request.content, access)
+        except IngestError as exc:
+            # The pipeline has already published the failure with this reason.
+            log.warning("ingest request for %s failed: %s", request.uri, exc, extra=log_fields(**about))
+            return
+        log.info(
+            "ingest request for %s: %s",
+            request.uri,
+            result.outcome.value,
+            extra=log_fields(**about, document_id=result.document_id, chunks=result.chunk_count),
+        )
+
+    def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        log.warning("dead-lettering %s/%d@%d: %s", record.topic, record.partition, record.offset, reason)
+        headers = [*(record.headers or []), (DEAD_LETTER_REASON_HEADER, reason.encode())]
+        future = self._dead_letters.send(
+            self._dead_letter_topic, key=record.key, value=record.value, headers=headers
+        )
+        try:
+            future.get(timeout=30)
+        except KafkaError as exc:
+            raise _Retry(f"dead-letter topic unreachable: {exc}") from exc
+
+
+def _malformed(request: events_pb2.IngestRequestEvent) -> str:
+    """Why a request names no document to act on (and so has nobody to report a failure to), or ''."""
+    if request.action == events_pb2.INGEST_ACTION_UNSPECIFIED:
+        return "IngestRequestEvent without an action"
+    if not request.tenant:
+        return "IngestRequestEvent without a tenant"
+    if not request.uri:
+        return "IngestRequestEvent without a uri"
+    return ""
