@@ -14,10 +14,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from google.protobuf.message import Message
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from copilot.errors import DependencyUnavailable
@@ -26,6 +28,42 @@ from copilot.tracing import inject_headers
 log = logging.getLogger(__name__)
 
 EVENT_TYPE_HEADER = "copilot-event-type"
+DEAD_LETTER_REASON_HEADER = "dead-letter-reason"
+
+
+def group_consumer(bootstrap_servers: str, topic: str, group: str, max_poll_records: int) -> KafkaConsumer:
+    """A consumer-group member that commits by hand, after the work a record asks for is durable."""
+    return KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        # Short enough that a restarted member rejoins in seconds rather than half a minute.
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        max_poll_records=max_poll_records,
+    )
+
+
+class DeadLetters:
+    """Where records a consumer cannot use go, unchanged, with the reason in a header."""
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+        self._topic = topic
+
+    def send(self, record: ConsumerRecord, reason: str) -> Any:
+        """Returns the send's future; ``flush`` (or the future) says when the broker has it."""
+        log.warning("dead-lettering %s/%d@%d: %s", record.topic, record.partition, record.offset, reason)
+        headers = [*(record.headers or []), (DEAD_LETTER_REASON_HEADER, reason.encode())]
+        return self._producer.send(self._topic, key=record.key, value=record.value, headers=headers)
+
+    def flush(self, timeout_s: float = 30) -> None:
+        self._producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
 
 
 def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int = 3) -> None:

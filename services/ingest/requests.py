@@ -12,7 +12,6 @@ import logging
 import threading
 
 from google.protobuf.message import DecodeError
-from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from opentelemetry import context as otel_context
@@ -20,6 +19,7 @@ from opentelemetry import trace
 
 from copilot.errors import DependencyUnavailable
 from copilot.events.v1 import events_pb2
+from copilot.kafka import DeadLetters, group_consumer
 from copilot.logs import log_fields
 from copilot.tracing import extract_headers
 from services.ingest.access import Access
@@ -28,8 +28,6 @@ from services.ingest.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("copilot-ingest")
-
-DEAD_LETTER_REASON_HEADER = "dead-letter-reason"
 
 
 class _Retry(Exception):
@@ -47,19 +45,9 @@ class IngestRequestConsumer:
         max_document_bytes: int,
         retry_after_s: float = 5.0,
     ) -> None:
-        self._consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap_servers,
-            group_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1000,
-            # Embedding a large document takes a while; fetching more would only age in the buffer.
-            max_poll_records=1,
-        )
-        self._dead_letters = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
-        self._dead_letter_topic = dead_letter_topic
+        # Embedding a large document takes a while; fetching more would only age in the buffer.
+        self._consumer = group_consumer(bootstrap_servers, topic, group, max_poll_records=1)
+        self._dead_letters = DeadLetters(bootstrap_servers, dead_letter_topic)
         self._pipeline = pipeline
         self._max_bytes = max_document_bytes
         self._retry_after_s = retry_after_s
@@ -75,7 +63,7 @@ class IngestRequestConsumer:
         # The document in hand is finished first; the consumer is not thread-safe, so close it after.
         self._thread.join(60)
         self._consumer.close()
-        self._dead_letters.close(timeout=5)
+        self._dead_letters.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -171,13 +159,9 @@ class IngestRequestConsumer:
         )
 
     def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
-        log.warning("dead-lettering %s/%d@%d: %s", record.topic, record.partition, record.offset, reason)
-        headers = [*(record.headers or []), (DEAD_LETTER_REASON_HEADER, reason.encode())]
-        future = self._dead_letters.send(
-            self._dead_letter_topic, key=record.key, value=record.value, headers=headers
-        )
+        # Committed right after, so the broker must have the dead letter before we move on.
         try:
-            future.get(timeout=30)
+            self._dead_letters.send(record, reason).get(timeout=30)
         except KafkaError as exc:
             raise _Retry(f"dead-letter topic unreachable: {exc}") from exc
 

@@ -10,12 +10,12 @@ import logging
 import threading
 
 from google.protobuf.message import DecodeError
-from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from copilot.events.v1 import events_pb2
+from copilot.kafka import DeadLetters, group_consumer
 from copilot.logs import log_fields
 from copilot.tracing import extract_headers
 from services.monitor.detectors import Detector, run_detectors
@@ -35,18 +35,8 @@ class InteractionConsumer:
         store: FlagStore,
         detectors: list[Detector],
     ) -> None:
-        self._consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap_servers,
-            group_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1000,
-            max_poll_records=500,
-        )
-        self._dead_letters = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
-        self._dead_letter_topic = dead_letter_topic
+        self._consumer = group_consumer(bootstrap_servers, topic, group, max_poll_records=500)
+        self._dead_letters = DeadLetters(bootstrap_servers, dead_letter_topic)
         self._store = store
         self._detectors = detectors
         self._stop = threading.Event()
@@ -60,7 +50,7 @@ class InteractionConsumer:
         self._stop.set()
         self._thread.join(15)
         self._consumer.close()
-        self._dead_letters.close(timeout=5)
+        self._dead_letters.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -70,7 +60,7 @@ class InteractionConsumer:
             for records in batches.values():
                 for record in records:
                     self._handle(record)
-            self._dead_letters.flush(timeout=30)
+            self._dead_letters.flush()
             self._consumer.commit()
 
     def _handle(self, record: ConsumerRecord) -> None:
@@ -81,10 +71,10 @@ class InteractionConsumer:
                 try:
                     event.ParseFromString(record.value)
                 except DecodeError as exc:
-                    self._dead_letter(record, f"undecodable InteractionEvent: {exc}")
+                    self._dead_letters.send(record, f"undecodable InteractionEvent: {exc}")
                     return
                 if not event.event_id:
-                    self._dead_letter(record, "InteractionEvent without event_id")
+                    self._dead_letters.send(record, "InteractionEvent without event_id")
                     return
                 findings = run_detectors(self._detectors, event)
                 if self._store.record(event, findings):
@@ -95,8 +85,3 @@ class InteractionConsumer:
                     )
         finally:
             otel_context.detach(token)
-
-    def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
-        log.warning("dead-lettering %s/%d@%d: %s", record.topic, record.partition, record.offset, reason)
-        headers = [*(record.headers or []), ("dead-letter-reason", reason.encode())]
-        self._dead_letters.send(self._dead_letter_topic, key=record.key, value=record.value, headers=headers)

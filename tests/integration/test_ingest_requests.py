@@ -14,10 +14,10 @@ from kafka.consumer.fetcher import ConsumerRecord
 from copilot.common.v1 import common_pb2
 from copilot.embedding import OnnxMiniLmEmbedder
 from copilot.events.v1 import events_pb2
-from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
+from copilot.kafka import DEAD_LETTER_REASON_HEADER, EventPublisher, TopicPublisher, ensure_topics
 from copilot.vectorstore.edge import EdgeChunkStore
 from services.ingest.pipeline import IngestPipeline
-from services.ingest.requests import DEAD_LETTER_REASON_HEADER, IngestRequestConsumer
+from services.ingest.requests import IngestRequestConsumer
 
 MEMO = b"""# Travel budget
 
