@@ -45,3 +45,9 @@ class Passage(_message.Message):
     char_end: int
     access_reason: str
     def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., title: _Optional[str] = ..., uri: _Optional[str] = ..., text: _Optional[str] = ..., score: _Optional[float] = ..., heading_path: _Optional[_Iterable[str]] = ..., page: _Optional[int] = ..., char_start: _Optional[int] = ..., char_end: _Optional[int] = ..., access_reason: _Optional[str] = ...) -> None: ...
+
+class Audience(_message.Message):
+    __slots__ = ("acl_entries",)
+    ACL_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    acl_entries: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, acl_entries: _Optional[_Iterable[str]] = ...) -> None: ...

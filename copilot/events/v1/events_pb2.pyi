@@ -32,6 +32,13 @@ class IngestAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INGEST_ACTION_UNSPECIFIED: _ClassVar[IngestAction]
     INGEST_ACTION_INGEST: _ClassVar[IngestAction]
     INGEST_ACTION_DELETE: _ClassVar[IngestAction]
+
+class FeedbackRating(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEEDBACK_RATING_UNSPECIFIED: _ClassVar[FeedbackRating]
+    FEEDBACK_RATING_POSITIVE: _ClassVar[FeedbackRating]
+    FEEDBACK_RATING_NEGATIVE: _ClassVar[FeedbackRating]
+    FEEDBACK_RATING_REPORTED: _ClassVar[FeedbackRating]
 SUPPORT_VERDICT_UNSPECIFIED: SupportVerdict
 SUPPORT_VERDICT_SUPPORTED: SupportVerdict
 SUPPORT_VERDICT_UNSUPPORTED: SupportVerdict
@@ -45,6 +52,10 @@ DOCUMENT_CHANGE_FAILED: DocumentChange
 INGEST_ACTION_UNSPECIFIED: IngestAction
 INGEST_ACTION_INGEST: IngestAction
 INGEST_ACTION_DELETE: IngestAction
+FEEDBACK_RATING_UNSPECIFIED: FeedbackRating
+FEEDBACK_RATING_POSITIVE: FeedbackRating
+FEEDBACK_RATING_NEGATIVE: FeedbackRating
+FEEDBACK_RATING_REPORTED: FeedbackRating
 
 class InteractionEvent(_message.Message):
     __slots__ = ("event_id", "occurred_at", "user_id", "groups", "tenant", "conversation_id", "question", "answer", "passages", "cited_sources", "refused", "model", "prompt_tokens", "completion_tokens", "retrieval_ms", "first_token_ms", "total_ms", "sentences")
@@ -137,3 +148,21 @@ class IngestRequestEvent(_message.Message):
     tenant: str
     requested_by: str
     def __init__(self, event_id: _Optional[str] = ..., action: _Optional[_Union[IngestAction, str]] = ..., uri: _Optional[str] = ..., filename: _Optional[str] = ..., content: _Optional[bytes] = ..., access: _Optional[_Union[_common_pb2.AccessControl, _Mapping]] = ..., tenant: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+
+class FeedbackEvent(_message.Message):
+    __slots__ = ("event_id", "occurred_at", "interaction_id", "user_id", "rating", "comment", "channel")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    INTERACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    occurred_at: _timestamp_pb2.Timestamp
+    interaction_id: str
+    user_id: str
+    rating: FeedbackRating
+    comment: str
+    channel: str
+    def __init__(self, event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interaction_id: _Optional[str] = ..., user_id: _Optional[str] = ..., rating: _Optional[_Union[FeedbackRating, str]] = ..., comment: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...

@@ -22,14 +22,18 @@ SUPPORT_VERDICT_UNCITED: SupportVerdict
 SUPPORT_VERDICT_INVALID: SupportVerdict
 
 class AnswerRequest(_message.Message):
-    __slots__ = ("question", "conversation_id", "top_k")
+    __slots__ = ("question", "conversation_id", "top_k", "model", "audience")
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
     question: str
     conversation_id: str
     top_k: int
-    def __init__(self, question: _Optional[str] = ..., conversation_id: _Optional[str] = ..., top_k: _Optional[int] = ...) -> None: ...
+    model: str
+    audience: _containers.RepeatedCompositeFieldContainer[_common_pb2.Audience]
+    def __init__(self, question: _Optional[str] = ..., conversation_id: _Optional[str] = ..., top_k: _Optional[int] = ..., model: _Optional[str] = ..., audience: _Optional[_Iterable[_Union[_common_pb2.Audience, _Mapping]]] = ...) -> None: ...
 
 class AnswerResponse(_message.Message):
     __slots__ = ("delta", "final")

@@ -23,23 +23,28 @@ _sym_db = _symbol_database.Default()
 
 
 from copilot.common.v1 import common_pb2 as copilot_dot_common_dot_v1_dot_common__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$copilot/retrieval/v1/retrieval.proto\x12\x14\x63opilot.retrieval.v1\x1a\x1e\x63opilot/common/v1/common.proto\"-\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05top_k\x18\x02 \x01(\x05\">\n\x0eSearchResponse\x12,\n\x08passages\x18\x01 \x03(\x0b\x32\x1a.copilot.common.v1.Passage\"=\n\x14\x45xplainAccessRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\"\x95\x01\n\x15\x45xplainAccessResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x12\n\ngranted_by\x18\x02 \x03(\t\x12\x0b\n\x03\x61\x63l\x18\x03 \x03(\t\x12\x16\n\x0e\x63lassification\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\x0b\n\x03uri\x18\x06 \x01(\t\x12\x16\n\x0egroups_unknown\x18\x07 \x01(\x08\x32\xd1\x01\n\x10RetrievalService\x12S\n\x06Search\x12#.copilot.retrieval.v1.SearchRequest\x1a$.copilot.retrieval.v1.SearchResponse\x12h\n\rExplainAccess\x12*.copilot.retrieval.v1.ExplainAccessRequest\x1a+.copilot.retrieval.v1.ExplainAccessResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$copilot/retrieval/v1/retrieval.proto\x12\x14\x63opilot.retrieval.v1\x1a\x1e\x63opilot/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xec\x01\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\x34\n\x07\x66ilters\x18\x03 \x01(\x0b\x32#.copilot.retrieval.v1.SearchFilters\x12-\n\x08\x61udience\x18\x04 \x03(\x0b\x32\x1b.copilot.common.v1.Audience\x12.\n\x04mode\x18\x05 \x01(\x0e\x32 .copilot.retrieval.v1.SearchMode\x12\x0e\n\x06rerank\x18\x06 \x01(\x08\x12\x18\n\x10max_per_document\x18\x07 \x01(\x05\"\xa6\x01\n\rSearchFilters\x12\x14\n\x0curi_prefixes\x18\x01 \x03(\t\x12\x16\n\x0e\x64ocument_types\x18\x02 \x03(\t\x12\x32\n\x0emodified_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fmodified_before\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x0eSearchResponse\x12,\n\x08passages\x18\x01 \x03(\x0b\x32\x1a.copilot.common.v1.Passage\"=\n\x14\x45xplainAccessRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\"\x95\x01\n\x15\x45xplainAccessResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x12\n\ngranted_by\x18\x02 \x03(\t\x12\x0b\n\x03\x61\x63l\x18\x03 \x03(\t\x12\x16\n\x0e\x63lassification\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\x0b\n\x03uri\x18\x06 \x01(\t\x12\x16\n\x0egroups_unknown\x18\x07 \x01(\x08*p\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SEARCH_MODE_DENSE\x10\x01\x12\x16\n\x12SEARCH_MODE_SPARSE\x10\x02\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x03\x32\xd1\x01\n\x10RetrievalService\x12S\n\x06Search\x12#.copilot.retrieval.v1.SearchRequest\x1a$.copilot.retrieval.v1.SearchResponse\x12h\n\rExplainAccess\x12*.copilot.retrieval.v1.ExplainAccessRequest\x1a+.copilot.retrieval.v1.ExplainAccessResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'copilot.retrieval.v1.retrieval_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEARCHREQUEST']._serialized_start=94
-  _globals['_SEARCHREQUEST']._serialized_end=139
-  _globals['_SEARCHRESPONSE']._serialized_start=141
-  _globals['_SEARCHRESPONSE']._serialized_end=203
-  _globals['_EXPLAINACCESSREQUEST']._serialized_start=205
-  _globals['_EXPLAINACCESSREQUEST']._serialized_end=266
-  _globals['_EXPLAINACCESSRESPONSE']._serialized_start=269
-  _globals['_EXPLAINACCESSRESPONSE']._serialized_end=418
-  _globals['_RETRIEVALSERVICE']._serialized_start=421
-  _globals['_RETRIEVALSERVICE']._serialized_end=630
+  _globals['_SEARCHMODE']._serialized_start=814
+  _globals['_SEARCHMODE']._serialized_end=926
+  _globals['_SEARCHREQUEST']._serialized_start=128
+  _globals['_SEARCHREQUEST']._serialized_end=364
+  _globals['_SEARCHFILTERS']._serialized_start=367
+  _globals['_SEARCHFILTERS']._serialized_end=533
+  _globals['_SEARCHRESPONSE']._serialized_start=535
+  _globals['_SEARCHRESPONSE']._serialized_end=597
+  _globals['_EXPLAINACCESSREQUEST']._serialized_start=599
+  _globals['_EXPLAINACCESSREQUEST']._serialized_end=660
+  _globals['_EXPLAINACCESSRESPONSE']._serialized_start=663
+  _globals['_EXPLAINACCESSRESPONSE']._serialized_end=812
+  _globals['_RETRIEVALSERVICE']._serialized_start=929
+  _globals['_RETRIEVALSERVICE']._serialized_end=1138
 # @@protoc_insertion_point(module_scope)
