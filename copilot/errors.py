@@ -29,3 +29,7 @@ class DependencyUnavailable(CopilotError):
 
 class ResourceExhausted(CopilotError):
     pass
+
+
+class FailedPrecondition(CopilotError):
+    """The request is valid but this deployment cannot serve it as configured (say, a missing model)."""

@@ -16,31 +16,42 @@ from qdrant_edge import (
     Distance,
     EdgeConfig,
     EdgeShard,
+    EdgeSparseVectorParams,
     EdgeVectorParams,
     FieldCondition,
     Filter,
     MatchAny,
     MatchValue,
+    Modifier,
     PayloadSchemaType,
     Point,
     Query,
     QueryRequest,
+    RangeFloat,
     ScrollRequest,
     UpdateOperation,
 )
+from qdrant_edge import SparseVector as EdgeSparseVector
 
+from copilot.lexical import SparseVector
 from copilot.vectorstore.port import (
     DENSE_VECTOR,
     DOCUMENT_ACCESS_FIELDS,
     INDEXED_FIELDS,
+    LEXICAL_VECTOR,
+    NO_NARROWING,
+    RANGE_FIELDS,
     ChunkStore,
+    Condition,
     DocumentAccess,
+    Narrowing,
     ScoredChunk,
     StoredChunk,
     access_payload,
     document_access_from_payload,
     hashes_from_payload,
     new_point_ids,
+    query_conditions,
 )
 
 if TYPE_CHECKING:
@@ -52,11 +63,18 @@ _SCROLL_PAGE = 256
 class EdgeChunkStore(ChunkStore):
     def __init__(self, path: Path, dimension: int) -> None:
         config = EdgeConfig(
-            vectors={DENSE_VECTOR: EdgeVectorParams(size=dimension, distance=Distance.Cosine)}
+            vectors={DENSE_VECTOR: EdgeVectorParams(size=dimension, distance=Distance.Cosine)},
+            sparse_vectors={LEXICAL_VECTOR: EdgeSparseVectorParams(modifier=Modifier.Idf)},
         )
         # Passing the config on load makes the engine reject a shard built for another dimension.
         if path.exists():
-            self._shard = EdgeShard.load(str(path), config)
+            try:
+                self._shard = EdgeShard.load(str(path), config)
+            except Exception as exc:
+                raise ValueError(
+                    f"the chunk store at {path} was made by an older version or for another embedding "
+                    f"model ({exc}); remove it and ingest again"
+                ) from exc
         else:
             self._shard = EdgeShard.create(str(path), config)
         # The engine's own thread safety is undocumented; one lock also makes replace_document atomic.
@@ -65,13 +83,16 @@ class EdgeChunkStore(ChunkStore):
         for field in INDEXED_FIELDS:
             if field not in indexed:
                 self._shard.update(UpdateOperation.create_field_index(field, PayloadSchemaType.Keyword))
+        for field in RANGE_FIELDS:
+            if field not in indexed:
+                self._shard.update(UpdateOperation.create_field_index(field, PayloadSchemaType.Float))
         self._shard.flush()
 
     def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
         keep = new_point_ids(document_id, chunks)
         with self._lock:
             if chunks:
-                points = [Point(c.point_id, {DENSE_VECTOR: list(c.vector)}, dict(c.payload)) for c in chunks]
+                points = [Point(c.point_id, _vectors(c), dict(c.payload)) for c in chunks]
                 self._shard.update(UpdateOperation.upsert_points(points))
             stale: list[PointId] = [pid for pid in self._point_ids(document_id) if pid not in keep]
             if stale:
@@ -122,25 +143,41 @@ class EdgeChunkStore(ChunkStore):
             return touched
 
     def query(
-        self, vector: Sequence[float], tenant: str, principals: Sequence[str], limit: int
+        self,
+        vector: Sequence[float] | SparseVector,
+        tenant: str,
+        principals: Sequence[str],
+        limit: int,
+        *,
+        narrow: Narrowing = NO_NARROWING,
+        with_vector: bool = False,
     ) -> list[ScoredChunk]:
-        if not tenant or not principals:
+        conditions = query_conditions(tenant, principals, narrow)
+        if conditions is None:
             return []
-        permitted = Filter(
-            must=[
-                FieldCondition(key="tenant", match=MatchValue(tenant)),
-                FieldCondition(key="acl", match=MatchAny(list(principals))),
-            ]
-        )
+        if isinstance(vector, SparseVector):
+            if not vector:
+                return []
+            nearest = Query.Nearest(
+                EdgeSparseVector(list(vector.indices), list(vector.values)), using=LEXICAL_VECTOR
+            )
+        else:
+            nearest = Query.Nearest(list(vector), using=DENSE_VECTOR)
         request = QueryRequest(
             limit=limit,
-            query=Query.Nearest(list(vector), using=DENSE_VECTOR),
-            filter=permitted,
+            query=nearest,
+            filter=Filter(must=[_condition(c) for c in conditions]),
             with_payload=True,
+            with_vector=[DENSE_VECTOR] if with_vector else False,
         )
         with self._lock:
             hits = self._shard.query(request)
-        return [ScoredChunk(str(hit.id), hit.score, dict(hit.payload or {})) for hit in hits]
+        return [
+            ScoredChunk(
+                str(hit.id), hit.score, dict(hit.payload or {}), _dense(hit.vector) if with_vector else ()
+            )
+            for hit in hits
+        ]
 
     def count(self) -> int:
         with self._lock:
@@ -167,6 +204,27 @@ class EdgeChunkStore(ChunkStore):
             ids.extend(str(r.id) for r in records)
             if offset is None:
                 return ids
+
+
+_NamedVector = list[float] | EdgeSparseVector | list[list[float]]
+
+
+def _vectors(chunk: StoredChunk) -> dict[str, _NamedVector]:
+    vectors: dict[str, _NamedVector] = {DENSE_VECTOR: list(chunk.vector)}
+    if chunk.lexical:
+        lexical = chunk.lexical
+        vectors[LEXICAL_VECTOR] = EdgeSparseVector(list(lexical.indices), list(lexical.values))
+    return vectors
+
+
+def _dense(vector: object) -> tuple[float, ...]:
+    return tuple(vector[DENSE_VECTOR]) if isinstance(vector, dict) and DENSE_VECTOR in vector else ()
+
+
+def _condition(condition: Condition) -> FieldCondition:
+    if condition.any_of:
+        return FieldCondition(key=condition.key, match=MatchAny(list(condition.any_of)))
+    return FieldCondition(key=condition.key, range=RangeFloat(gte=condition.at_least, lt=condition.below))
 
 
 def _document_filter(document_id: str) -> Filter:

@@ -7,14 +7,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from copilot.lexical import SparseVector
+
 #: Fixed so that re-ingesting a document yields the same point ids in every process and on every host.
 POINT_ID_NAMESPACE = uuid.UUID("6f1d3c2e-8b4a-5e7f-9a0b-1c2d3e4f5a6b")
 
-#: The named vector both adapters store chunks under.
+#: The named vectors both adapters store chunks under: the embedding and the BM25-style term weights.
 DENSE_VECTOR = "dense"
+LEXICAL_VECTOR = "lexical"
 
 #: Payload fields the adapters filter on, and therefore index.
-INDEXED_FIELDS = ("document_id", "tenant", "acl")
+INDEXED_FIELDS = ("document_id", "tenant", "acl", "doc_type", "uri_ancestors")
+#: Numeric payload fields filtered by range: seconds since the epoch.
+RANGE_FIELDS = ("modified_at",)
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,78 @@ class StoredChunk:
     point_id: str
     vector: list[float]
     payload: dict[str, Any]
+    lexical: SparseVector = SparseVector((), ())
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """Conditions a query adds to the caller's permissions; each can only remove results.
+
+    ``audience`` lists the ACL entries of other people who will see the results: a chunk must be readable
+    by each of them as well. ``uri_prefixes`` match whole path segments (see ``uri_ancestors``).
+    """
+
+    audience: tuple[tuple[str, ...], ...] = ()
+    uri_prefixes: tuple[str, ...] = ()
+    document_types: tuple[str, ...] = ()
+    modified_after: float | None = None
+    modified_before: float | None = None
+
+
+NO_NARROWING = Narrowing()
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One must-condition of a query's filter, in a form each adapter translates to its engine's types."""
+
+    key: str
+    any_of: tuple[str, ...] = ()
+    at_least: float | None = None
+    below: float | None = None
+
+
+def query_conditions(tenant: str, principals: Sequence[str], narrow: Narrowing) -> list[Condition] | None:
+    """Every condition a chunk must meet to be returned, or None when nothing may be returned.
+
+    The one place that turns identity into a filter, so the adapters cannot disagree on who reads what.
+    Missing identity, and an audience member with no entries, match nothing rather than everything.
+    """
+    if not tenant or not principals or any(not member for member in narrow.audience):
+        return None
+    conditions = [Condition("tenant", (tenant,)), Condition("acl", tuple(principals))]
+    conditions += [Condition("acl", tuple(member)) for member in narrow.audience]
+    if narrow.uri_prefixes:
+        conditions.append(
+            Condition("uri_ancestors", tuple(_normalise_prefix(p) for p in narrow.uri_prefixes))
+        )
+    if narrow.document_types:
+        conditions.append(Condition("doc_type", tuple(t.lower().lstrip(".") for t in narrow.document_types)))
+    if narrow.modified_after is not None or narrow.modified_before is not None:
+        conditions.append(
+            Condition("modified_at", at_least=narrow.modified_after, below=narrow.modified_before)
+        )
+    return conditions
+
+
+def _normalise_prefix(prefix: str) -> str:
+    return prefix.rstrip("/") or "/"
+
+
+def uri_ancestors(uri: str) -> list[str]:
+    """The uri and each of its parents at path-segment boundaries: what ``uri_prefixes`` matches against.
+
+    ``/docs/hr/policy.md`` gives ``/``, ``/docs``, ``/docs/hr`` and itself, so the prefix ``/docs/h`` matches
+    nothing: a prefix names a folder or a document, never half of a name.
+    """
+    scheme, sep, rest = uri.partition("://")
+    head, path = (f"{scheme}://", rest) if sep else ("", uri)
+    parts = [p for p in path.split("/") if p]
+    root = "/" if path.startswith("/") else ""
+    ancestors = [head + root] if head + root else []
+    for i in range(1, len(parts) + 1):
+        ancestors.append(head + root + "/".join(parts[:i]))
+    return ancestors
 
 
 @dataclass(frozen=True)
@@ -29,6 +106,8 @@ class ScoredChunk:
     point_id: str
     score: float
     payload: dict[str, Any]
+    # The chunk's dense vector, when the query asked for it (to score lexical hits semantically too).
+    vector: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,12 +167,21 @@ class ChunkStore(Protocol):
         ...
 
     def query(
-        self, vector: Sequence[float], tenant: str, principals: Sequence[str], limit: int
+        self,
+        vector: Sequence[float] | SparseVector,
+        tenant: str,
+        principals: Sequence[str],
+        limit: int,
+        *,
+        narrow: Narrowing = NO_NARROWING,
+        with_vector: bool = False,
     ) -> list[ScoredChunk]:
-        """Nearest chunks by cosine among those of ``tenant`` whose ``acl`` names any of ``principals``.
+        """Best chunks among those of ``tenant`` whose ``acl`` names any of ``principals``.
 
-        The permission filter runs inside the engine so that ``limit`` counts only visible chunks.
-        An empty tenant or empty principals returns nothing: missing identity must never widen access.
+        A dense ``vector`` ranks by cosine similarity, a ``SparseVector`` by BM25 (term weights times the
+        engine's IDF). The permission filter and ``narrow`` run inside the engine so that ``limit`` counts
+        only visible chunks. See ``query_conditions`` for what matches nothing. ``with_vector`` returns each
+        chunk's dense vector as well.
         """
         ...
 

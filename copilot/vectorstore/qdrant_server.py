@@ -6,18 +6,25 @@ from collections.abc import Sequence
 
 from qdrant_client import QdrantClient, models
 
+from copilot.lexical import SparseVector
 from copilot.vectorstore.port import (
     DENSE_VECTOR,
     DOCUMENT_ACCESS_FIELDS,
     INDEXED_FIELDS,
+    LEXICAL_VECTOR,
+    NO_NARROWING,
+    RANGE_FIELDS,
     ChunkStore,
+    Condition,
     DocumentAccess,
+    Narrowing,
     ScoredChunk,
     StoredChunk,
     access_payload,
     document_access_from_payload,
     hashes_from_payload,
     new_point_ids,
+    query_conditions,
 )
 
 _SCROLL_PAGE = 256
@@ -31,28 +38,36 @@ class QdrantServerChunkStore(ChunkStore):
         self._collection = collection
         if not client.collection_exists(collection):
             dense = models.VectorParams(size=dimension, distance=models.Distance.COSINE)
-            client.create_collection(collection, vectors_config={DENSE_VECTOR: dense})
+            lexical = models.SparseVectorParams(modifier=models.Modifier.IDF)
+            client.create_collection(
+                collection,
+                vectors_config={DENSE_VECTOR: dense},
+                sparse_vectors_config={LEXICAL_VECTOR: lexical},
+            )
         info = client.get_collection(collection)
         vectors = info.config.params.vectors
         existing = vectors.get(DENSE_VECTOR) if isinstance(vectors, dict) else None
+        sparse = (info.config.params.sparse_vectors or {}).get(LEXICAL_VECTOR)
         # Qdrant would only reject the mismatch at the first upsert or query; fail at startup instead.
         if existing is None or existing.size != dimension or existing.distance != models.Distance.COSINE:
             raise ValueError(
                 f"collection {collection!r} has no cosine vector {DENSE_VECTOR!r} "
                 f"of size {dimension}: {vectors}"
             )
+        if sparse is None or sparse.modifier != models.Modifier.IDF:
+            raise ValueError(f"collection {collection!r} has no IDF sparse vector {LEXICAL_VECTOR!r}")
         for field in INDEXED_FIELDS:
             if field not in info.payload_schema:
                 client.create_payload_index(collection, field, field_schema=models.PayloadSchemaType.KEYWORD)
+        for field in RANGE_FIELDS:
+            if field not in info.payload_schema:
+                client.create_payload_index(collection, field, field_schema=models.PayloadSchemaType.FLOAT)
 
     def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
         keep = new_point_ids(document_id, chunks)
         if chunks:
             points = [
-                models.PointStruct(
-                    id=c.point_id, vector={DENSE_VECTOR: list(c.vector)}, payload=dict(c.payload)
-                )
-                for c in chunks
+                models.PointStruct(id=c.point_id, vector=_vectors(c), payload=dict(c.payload)) for c in chunks
             ]
             self._client.upsert(self._collection, points=points, wait=True)
         stale: list[models.ExtendedPointId] = [pid for pid in self._point_ids(document_id) if pid not in keep]
@@ -108,25 +123,41 @@ class QdrantServerChunkStore(ChunkStore):
         return touched
 
     def query(
-        self, vector: Sequence[float], tenant: str, principals: Sequence[str], limit: int
+        self,
+        vector: Sequence[float] | SparseVector,
+        tenant: str,
+        principals: Sequence[str],
+        limit: int,
+        *,
+        narrow: Narrowing = NO_NARROWING,
+        with_vector: bool = False,
     ) -> list[ScoredChunk]:
-        if not tenant or not principals:
+        conditions = query_conditions(tenant, principals, narrow)
+        if conditions is None:
             return []
-        permitted = models.Filter(
-            must=[
-                models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant)),
-                models.FieldCondition(key="acl", match=models.MatchAny(any=list(principals))),
-            ]
-        )
+        query: list[float] | models.SparseVector
+        if isinstance(vector, SparseVector):
+            if not vector:
+                return []
+            query, using = (
+                models.SparseVector(indices=list(vector.indices), values=list(vector.values)),
+                LEXICAL_VECTOR,
+            )
+        else:
+            query, using = list(vector), DENSE_VECTOR
         response = self._client.query_points(
             self._collection,
-            query=list(vector),
-            using=DENSE_VECTOR,
-            query_filter=permitted,
+            query=query,
+            using=using,
+            query_filter=models.Filter(must=[_condition(c) for c in conditions]),
             limit=limit,
             with_payload=True,
+            with_vectors=[DENSE_VECTOR] if with_vector else False,
         )
-        return [ScoredChunk(str(p.id), p.score, dict(p.payload or {})) for p in response.points]
+        return [
+            ScoredChunk(str(p.id), p.score, dict(p.payload or {}), _dense(p.vector) if with_vector else ())
+            for p in response.points
+        ]
 
     def count(self) -> int:
         return self._client.count(self._collection, exact=True).count
@@ -149,6 +180,28 @@ class QdrantServerChunkStore(ChunkStore):
             ids.extend(str(r.id) for r in records)
             if offset is None:
                 return ids
+
+
+def _vectors(chunk: StoredChunk) -> models.VectorStruct:
+    vectors: dict[str, models.Vector] = {DENSE_VECTOR: list(chunk.vector)}
+    if chunk.lexical:
+        vectors[LEXICAL_VECTOR] = models.SparseVector(
+            indices=list(chunk.lexical.indices), values=list(chunk.lexical.values)
+        )
+    return vectors
+
+
+def _dense(vector: object) -> tuple[float, ...]:
+    dense = vector.get(DENSE_VECTOR) if isinstance(vector, dict) else None
+    return tuple(float(x) for x in dense) if isinstance(dense, list) else ()
+
+
+def _condition(condition: Condition) -> models.FieldCondition:
+    if condition.any_of:
+        return models.FieldCondition(key=condition.key, match=models.MatchAny(any=list(condition.any_of)))
+    return models.FieldCondition(
+        key=condition.key, range=models.Range(gte=condition.at_least, lt=condition.below)
+    )
 
 
 def _document_filter(document_id: str) -> models.Filter:

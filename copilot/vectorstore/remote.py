@@ -12,8 +12,17 @@ import grpc
 
 from copilot.errors import DependencyUnavailable, InvalidInput
 from copilot.grpc_client import bearer, open_channel
+from copilot.lexical import SparseVector
 from copilot.store.v1 import store_pb2, store_pb2_grpc
-from copilot.vectorstore.port import ChunkStore, DocumentAccess, ScoredChunk, StoredChunk
+from copilot.vectorstore.port import (
+    NO_NARROWING,
+    ChunkStore,
+    DocumentAccess,
+    Narrowing,
+    ScoredChunk,
+    StoredChunk,
+    query_conditions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +54,10 @@ class RemoteChunkStore:
             document_id=document_id,
             chunks=[
                 store_pb2.StoredChunk(
-                    point_id=c.point_id, vector=c.vector, payload_json=json.dumps(c.payload)
+                    point_id=c.point_id,
+                    vector=c.vector,
+                    payload_json=json.dumps(c.payload),
+                    lexical=_sparse_proto(c.lexical),
                 )
                 for c in chunks
             ],
@@ -103,18 +115,42 @@ class RemoteChunkStore:
         return response.updated
 
     def query(
-        self, vector: Sequence[float], tenant: str, principals: Sequence[str], limit: int
+        self,
+        vector: Sequence[float] | SparseVector,
+        tenant: str,
+        principals: Sequence[str],
+        limit: int,
+        *,
+        narrow: Narrowing = NO_NARROWING,
+        with_vector: bool = False,
     ) -> list[ScoredChunk]:
-        if not tenant or not principals:
+        if query_conditions(tenant, principals, narrow) is None:
             return []
-        response = self._call(
-            "Query",
-            store_pb2.QueryRequest(
-                vector=list(vector), tenant=tenant, principals=list(principals), limit=limit
-            ),
+        request = store_pb2.QueryRequest(
+            tenant=tenant,
+            principals=list(principals),
+            limit=limit,
+            audience=[store_pb2.Principals(entries=list(member)) for member in narrow.audience],
+            uri_prefixes=list(narrow.uri_prefixes),
+            document_types=list(narrow.document_types),
+            with_vector=with_vector,
         )
+        if isinstance(vector, SparseVector):
+            if not vector:
+                return []
+            request.lexical.CopyFrom(_sparse_proto(vector))
+        else:
+            request.vector.extend(vector)
+        if narrow.modified_after is not None:
+            request.modified_after = narrow.modified_after
+        if narrow.modified_before is not None:
+            request.modified_before = narrow.modified_before
+        response = self._call("Query", request)
         assert isinstance(response, store_pb2.QueryResponse)
-        return [ScoredChunk(c.point_id, c.score, json.loads(c.payload_json)) for c in response.chunks]
+        return [
+            ScoredChunk(c.point_id, c.score, json.loads(c.payload_json), tuple(c.vector))
+            for c in response.chunks
+        ]
 
     def count(self) -> int:
         response = self._call("CountChunks", store_pb2.CountChunksRequest())
@@ -136,7 +172,13 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     ) -> store_pb2.ReplaceDocumentResponse:  # noqa: N802,E501
         try:
             chunks = [
-                StoredChunk(c.point_id, list(c.vector), json.loads(c.payload_json)) for c in request.chunks
+                StoredChunk(
+                    c.point_id,
+                    list(c.vector),
+                    json.loads(c.payload_json),
+                    SparseVector(tuple(c.lexical.indices), tuple(c.lexical.values)),
+                )
+                for c in request.chunks
             ]
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"chunk payload is not JSON: {exc}") from exc
@@ -193,12 +235,35 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     def Query(self, request: store_pb2.QueryRequest, context: object) -> store_pb2.QueryResponse:  # noqa: N802
         if request.limit <= 0:
             raise InvalidInput("limit must be positive")
+        if request.vector and request.lexical.indices:
+            raise InvalidInput("a query is dense or lexical, not both")
+        if len(request.lexical.indices) != len(request.lexical.values):
+            raise InvalidInput("lexical query has different numbers of indices and values")
+        vector: list[float] | SparseVector = (
+            SparseVector(tuple(request.lexical.indices), tuple(request.lexical.values))
+            if request.lexical.indices
+            else list(request.vector)
+        )
+        narrow = Narrowing(
+            audience=tuple(tuple(member.entries) for member in request.audience),
+            uri_prefixes=tuple(request.uri_prefixes),
+            document_types=tuple(request.document_types),
+            modified_after=request.modified_after if request.HasField("modified_after") else None,
+            modified_before=request.modified_before if request.HasField("modified_before") else None,
+        )
         hits = self._store.query(
-            list(request.vector), request.tenant, list(request.principals), request.limit
+            vector,
+            request.tenant,
+            list(request.principals),
+            request.limit,
+            narrow=narrow,
+            with_vector=request.with_vector,
         )
         return store_pb2.QueryResponse(
             chunks=[
-                store_pb2.ScoredChunk(point_id=h.point_id, score=h.score, payload_json=json.dumps(h.payload))
+                store_pb2.ScoredChunk(
+                    point_id=h.point_id, score=h.score, payload_json=json.dumps(h.payload), vector=h.vector
+                )
                 for h in hits
             ]
         )
@@ -207,3 +272,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         self, request: store_pb2.CountChunksRequest, context: object
     ) -> store_pb2.CountChunksResponse:  # noqa: N802,E501
         return store_pb2.CountChunksResponse(count=self._store.count())
+
+
+def _sparse_proto(vector: SparseVector) -> store_pb2.SparseVector:
+    return store_pb2.SparseVector(indices=list(vector.indices), values=list(vector.values))

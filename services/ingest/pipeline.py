@@ -6,6 +6,7 @@ import enum
 import hashlib
 import json
 import logging
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -15,8 +16,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from copilot.common.v1 import common_pb2
 from copilot.embedding import Embedder
 from copilot.events.v1 import events_pb2
+from copilot.lexical import encode_document
 from copilot.logs import log_fields
-from copilot.vectorstore.port import ChunkStore, StoredChunk, access_payload, point_id_for
+from copilot.vectorstore.port import ChunkStore, StoredChunk, access_payload, point_id_for, uri_ancestors
 from services.ingest.access import Access
 from services.ingest.chunking import chunk
 from services.ingest.errors import IngestError
@@ -27,7 +29,8 @@ log = logging.getLogger(__name__)
 
 # Part of every content hash: a change to how chunks are made must re-ingest unchanged files.
 # 2: chunks carry the injection-hygiene and hidden-text fields.
-PIPELINE_VERSION = "2"
+# 3: BM25 term vectors, title and headings in what is embedded, uri_ancestors and modified_at for filters.
+PIPELINE_VERSION = "3"
 
 
 class Outcome(enum.Enum):
@@ -64,6 +67,16 @@ def _access_proto(access: Access) -> common_pb2.AccessControl:
         public=access.public,
         classification=access.classification,
     )
+
+
+def searchable_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
+    """What is embedded and indexed for a chunk: its text under the document title and headings.
+
+    A chunk deep in a page rarely repeats what the page is about ("Parameters", "Notes"); the heading
+    line puts it back, for the embedding and for BM25 alike.
+    """
+    context = list(dict.fromkeys(part.strip() for part in (title, *heading_path) if part.strip()))
+    return f"{' > '.join(context)}\n\n{text}" if context else text
 
 
 class IngestPipeline:
@@ -122,9 +135,12 @@ class IngestPipeline:
                 return IngestResult(document_id, Outcome.UPDATED, updated, "")
         doc = parse(filename, content)
         chunks = chunk(doc, self._chunk_tokens, self._overlap_tokens)
-        vectors = self._embedder.embed([c.text for c in chunks]) if chunks else []
+        searchable = [searchable_text(doc.title, c.heading_path, c.text) for c in chunks]
+        vectors = self._embedder.embed(searchable) if chunks else []
+        modified_at = time.time()
+        ancestors = uri_ancestors(uri)
         points = []
-        for c, vector in zip(chunks, vectors, strict=True):
+        for c, vector, text in zip(chunks, vectors, searchable, strict=True):
             reasons = suspicion(c.text)
             payload = {
                 "document_id": document_id,
@@ -137,13 +153,17 @@ class IngestPipeline:
                 "char_start": c.char_start,
                 "char_end": c.char_end,
                 "doc_type": doc.doc_type,
+                "uri_ancestors": ancestors,
+                "modified_at": modified_at,
                 "content_hash": content_hash,
                 "suspicious": bool(reasons),
                 "suspicion": reasons,
                 "hidden_text_dropped": doc.hidden_text_dropped,
                 **access_payload(access.tenant, acl, access.classification, access_hash, fingerprint),
             }
-            points.append(StoredChunk(point_id_for(document_id, c.index), list(vector), payload))
+            points.append(
+                StoredChunk(point_id_for(document_id, c.index), list(vector), payload, encode_document(text))
+            )
         removed = self._store.replace_document(document_id, points)
         outcome = Outcome.CREATED if stored is None else Outcome.UPDATED
         change = events_pb2.DOCUMENT_CHANGE_INGESTED if stored is None else events_pb2.DOCUMENT_CHANGE_UPDATED

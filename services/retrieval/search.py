@@ -1,19 +1,55 @@
-"""Permission-aware search: the caller's identity becomes a filter inside the vector query."""
+"""Permission-aware hybrid search: the caller's identity becomes a filter inside every engine query.
+
+Dense (embedding) and lexical (BM25) candidates are fetched under the same filter and fused by reciprocal
+rank; each passage's score stays its cosine similarity to the query, so callers can judge relevance the
+same way whatever the ranking mode.
+"""
 
 from __future__ import annotations
 
+import enum
+import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from copilot.auth import Principal
 from copilot.embedding import Embedder
-from copilot.errors import InvalidInput
-from copilot.vectorstore.port import ChunkStore, ScoredChunk
+from copilot.errors import FailedPrecondition, InvalidInput
+from copilot.lexical import encode_query
+from copilot.vectorstore.port import NO_NARROWING, ChunkStore, Narrowing, ScoredChunk
 
-#: How many more candidates than requested the engine returns when chunks per document are capped, so
-#: that a capped top-k is usually still full.
-OVERFETCH = 3
+#: How many more candidates than requested each ranking fetches, so that capping chunks per document and
+#: fusing two rankings still leave a full top-k.
+OVERFETCH = 4
+#: Fewest candidates per ranking: fusion needs some depth to reward chunks both rankings like.
+MIN_CANDIDATES = 20
+#: An ACL entry as ingest writes them.
+_ENTRY = re.compile(r"^(everyone|user:[^\s]+|group:[^\s]+)$")
+
+
+class Mode(enum.Enum):
+    DENSE = "dense"
+    LEXICAL = "lexical"
+    HYBRID = "hybrid"
+
+
+class Reranker(Protocol):
+    def score(self, query: str, passages: Sequence[str]) -> list[float]:
+        """Relevance of each passage to the query, higher is better."""
+        ...
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    top_k: int = 0
+    mode: Mode | None = None
+    rerank: bool = False
+    # 0: the server default; negative: no cap.
+    max_per_document: int = 0
+    narrow: Narrowing = field(default=NO_NARROWING)
 
 
 @dataclass(frozen=True)
@@ -29,6 +65,9 @@ class Hit:
     char_start: int
     char_end: int
     access_reason: str
+    chunk_index: int = 0
+    # Index of the last chunk merged into this hit; equals chunk_index for a single chunk.
+    last_chunk_index: int = 0
 
 
 def access_reason(acl: list[str], held: list[str]) -> str:
@@ -70,20 +109,81 @@ def cap_per_document(chunks: Sequence[ScoredChunk], per_document: int, limit: in
     return kept
 
 
-def _hit(chunk: ScoredChunk, held: list[str]) -> Hit:
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[str]], weights: Sequence[float], k: float
+) -> list[str]:
+    """Ids ordered by the weighted sum of 1 / (k + rank) over the rankings that hold them (rank from 1).
+
+    Ties keep the order of first appearance, so the result is deterministic.
+    """
+    fused: dict[str, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        for rank, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + weight / (k + rank)
+    order = {item: i for i, item in enumerate(dict.fromkeys(i for r in rankings for i in r))}
+    return sorted(fused, key=lambda item: (-fused[item], order[item]))
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+def merge_adjacent(hits: Sequence[Hit]) -> list[Hit]:
+    """Joins hits that are neighbouring chunks of one document into one passage, in the better one's place.
+
+    Neighbours overlap (the chunker repeats a sentence or two), so the later text is appended from where
+    the earlier one ends. Chunks of different sections are not contiguous text and stay apart.
+    """
+    merged: list[Hit] = []
+    for hit in hits:
+        for i, kept in enumerate(merged):
+            joined = _join(kept, hit)
+            if joined is not None:
+                merged[i] = joined
+                break
+        else:
+            merged.append(hit)
+    # A merge can make a passage the neighbour of one kept earlier; repeat until nothing joins.
+    return merged if len(merged) == len(hits) else merge_adjacent(merged)
+
+
+def _join(a: Hit, b: Hit) -> Hit | None:
+    if a.document_id != b.document_id:
+        return None
+    first, second = (a, b) if a.chunk_index < b.chunk_index else (b, a)
+    if second.chunk_index != first.last_chunk_index + 1 or second.char_start > first.char_end:
+        return None
+    text = first.text + second.text[max(0, first.char_end - second.char_start) :]
+    return replace(
+        first,
+        text=text,
+        score=max(a.score, b.score),
+        char_end=max(first.char_end, second.char_end),
+        last_chunk_index=second.last_chunk_index,
+        # The passage is shown where the better of the two ranked.
+        chunk_id=a.chunk_id if a.score >= b.score else b.chunk_id,
+    )
+
+
+def _hit(chunk: ScoredChunk, held: list[str], score: float) -> Hit:
     p = chunk.payload
+    index = int(p.get("chunk_index", 0))
     return Hit(
         chunk_id=chunk.point_id,
         document_id=p["document_id"],
         title=p.get("title", ""),
         uri=p.get("uri", ""),
         text=p.get("text", ""),
-        score=chunk.score,
+        score=score,
         heading_path=tuple(p.get("heading_path", ())),
         page=int(p.get("page", 0)),
         char_start=int(p.get("char_start", 0)),
         char_end=int(p.get("char_end", 0)),
         access_reason=access_reason(list(p.get("acl", [])), held),
+        chunk_index=index,
+        last_chunk_index=index,
     )
 
 
@@ -98,6 +198,14 @@ class Searcher:
         *,
         role_groups: Mapping[str, Sequence[str]],
         max_chunks_per_document: int,
+        default_mode: Mode = Mode.HYBRID,
+        dense_weight: float = 1.0,
+        lexical_weight: float = 1.0,
+        rrf_k: float = 60.0,
+        merge_adjacent_chunks: bool = True,
+        max_audience: int = 500,
+        reranker: Reranker | None = None,
+        rerank_candidates: int = 20,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -106,19 +214,93 @@ class Searcher:
         self._max_query_chars = max_query_chars
         self._role_groups = role_groups
         self._max_chunks_per_document = max_chunks_per_document
+        self._default_mode = default_mode
+        self._weights = (dense_weight, lexical_weight)
+        self._rrf_k = rrf_k
+        self._merge = merge_adjacent_chunks
+        self._max_audience = max_audience
+        self._reranker = reranker
+        self._rerank_candidates = rerank_candidates
 
-    def search(self, principal: Principal, query: str, top_k: int) -> list[Hit]:
+    def search(self, principal: Principal, query: str, options: SearchOptions | None = None) -> list[Hit]:
+        options = options or SearchOptions()
         query = query.strip()
+        self._validate(query, options)
+        limit = options.top_k or self._default_top_k
+        per_document = options.max_per_document or self._max_chunks_per_document
+        per_document = max(per_document, 0)
+        held = held_entries(principal, self._role_groups)
+        mode = options.mode or self._default_mode
+        if options.rerank and self._reranker is None:
+            raise FailedPrecondition("reranking was asked for, but this server has no reranker model")
+        depth = max(min(limit, self._max_top_k) * OVERFETCH, MIN_CANDIDATES)
+        if options.rerank:
+            depth = max(depth, self._rerank_candidates)
+
+        [vector] = self._embedder.embed([query])
+        rankings: list[list[ScoredChunk]] = []
+        weights: list[float] = []
+        if mode in (Mode.DENSE, Mode.HYBRID):
+            rankings.append(self._store.query(vector, principal.tenant, held, depth, narrow=options.narrow))
+            weights.append(self._weights[0])
+        if mode in (Mode.LEXICAL, Mode.HYBRID):
+            terms = encode_query(query)
+            lexical = (
+                self._store.query(
+                    terms, principal.tenant, held, depth, narrow=options.narrow, with_vector=True
+                )
+                if terms
+                else []
+            )
+            rankings.append(lexical)
+            weights.append(self._weights[1])
+
+        by_id: dict[str, ScoredChunk] = {}
+        similarity: dict[str, float] = {}
+        for ranking in rankings:
+            for chunk in ranking:
+                by_id.setdefault(chunk.point_id, chunk)
+                if chunk.vector:
+                    similarity.setdefault(chunk.point_id, cosine(vector, chunk.vector))
+        if mode is not Mode.LEXICAL and rankings:
+            # Dense hits come scored by cosine already; they win over the recomputed value.
+            similarity.update({c.point_id: c.score for c in rankings[0]})
+        order = reciprocal_rank_fusion([[c.point_id for c in r] for r in rankings], weights, self._rrf_k)
+        ranked = [by_id[i] for i in order]
+        if options.rerank and self._reranker is not None:
+            ranked = self._reranked(query, ranked[: self._rerank_candidates])
+        kept = cap_per_document(ranked, per_document, limit)
+        hits = [_hit(c, held, similarity.get(c.point_id, 0.0)) for c in kept]
+        return merge_adjacent(hits) if self._merge else hits
+
+    def _reranked(self, query: str, chunks: list[ScoredChunk]) -> list[ScoredChunk]:
+        assert self._reranker is not None
+        scores = self._reranker.score(query, [str(c.payload.get("text", "")) for c in chunks])
+        return [c for _, c in sorted(zip(scores, chunks, strict=True), key=lambda pair: -pair[0])]
+
+    def _validate(self, query: str, options: SearchOptions) -> None:
         if not query:
             raise InvalidInput("query is empty")
         if len(query) > self._max_query_chars:
             raise InvalidInput(f"query is {len(query)} characters; the limit is {self._max_query_chars}")
-        if top_k < 0 or top_k > self._max_top_k:
+        if options.top_k < 0 or options.top_k > self._max_top_k:
             raise InvalidInput(f"top_k must be between 1 and {self._max_top_k} (0 for the default)")
-        limit = top_k or self._default_top_k
-        held = held_entries(principal, self._role_groups)
-        # Bounded by max_top_k even when an operator sets default_top_k above it.
-        fetch = min(limit, self._max_top_k) * OVERFETCH if self._max_chunks_per_document else limit
-        [vector] = self._embedder.embed([query])
-        chunks = self._store.query(vector, principal.tenant, held, fetch)
-        return [_hit(c, held) for c in cap_per_document(chunks, self._max_chunks_per_document, limit)]
+        audience = options.narrow.audience
+        if len(audience) > self._max_audience:
+            raise InvalidInput(f"audience has {len(audience)} members; the limit is {self._max_audience}")
+        for i, member in enumerate(audience):
+            if not member:
+                raise InvalidInput(f"audience member {i} has no ACL entries")
+            bad = [e for e in member if not _ENTRY.match(e)]
+            if bad:
+                raise InvalidInput(
+                    f"audience member {i} has malformed entries {bad[:3]}; "
+                    "expected 'everyone', 'user:NAME' or 'group:NAME'"
+                )
+        n = options.narrow
+        if (
+            n.modified_after is not None
+            and n.modified_before is not None
+            and n.modified_after >= n.modified_before
+        ):
+            raise InvalidInput("modified_after must be earlier than modified_before")

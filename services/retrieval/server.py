@@ -6,6 +6,7 @@ from copilot.auth import TokenVerifier
 from copilot.embedding import OnnxMiniLmEmbedder
 from copilot.grpc_server import GrpcServer
 from copilot.logs import configure_logging
+from copilot.reranker import OnnxCrossEncoder
 from copilot.retrieval.v1 import retrieval_pb2_grpc
 from copilot.tracing import configure_tracing
 from copilot.vectorstore.factory import open_store
@@ -34,6 +35,14 @@ def main() -> None:
         settings.max_query_chars,
         role_groups=settings.role_groups,
         max_chunks_per_document=settings.max_chunks_per_document,
+        default_mode=settings.default_mode,
+        dense_weight=settings.dense_weight,
+        lexical_weight=settings.lexical_weight,
+        rrf_k=settings.rrf_k,
+        merge_adjacent_chunks=settings.merge_adjacent_chunks,
+        max_audience=settings.max_audience,
+        reranker=OnnxCrossEncoder(settings.rerank_threads) if settings.reranker == "cross-encoder" else None,
+        rerank_candidates=settings.rerank_candidates,
     )
     explainer = AccessExplainer(store, role_groups=settings.role_groups, auditor_role=settings.auditor_role)
     slot.fill(RetrievalServicer(searcher, explainer))

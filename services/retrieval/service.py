@@ -1,12 +1,22 @@
 from __future__ import annotations
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 from copilot.auth import current_principal
 from copilot.common.v1 import common_pb2
+from copilot.errors import InvalidInput
 from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from copilot.vectorstore.port import Narrowing
 from services.retrieval.explain import AccessExplainer
-from services.retrieval.search import Hit, Searcher
+from services.retrieval.search import Hit, Mode, Searcher, SearchOptions
+
+_MODES = {
+    retrieval_pb2.SEARCH_MODE_UNSPECIFIED: None,
+    retrieval_pb2.SEARCH_MODE_DENSE: Mode.DENSE,
+    retrieval_pb2.SEARCH_MODE_SPARSE: Mode.LEXICAL,
+    retrieval_pb2.SEARCH_MODE_HYBRID: Mode.HYBRID,
+}
 
 
 def passage_proto(hit: Hit) -> common_pb2.Passage:
@@ -25,6 +35,29 @@ def passage_proto(hit: Hit) -> common_pb2.Passage:
     )
 
 
+def search_options(request: retrieval_pb2.SearchRequest) -> SearchOptions:
+    if request.mode not in _MODES:
+        raise InvalidInput(f"unknown search mode {request.mode}")
+    f = request.filters
+    return SearchOptions(
+        top_k=request.top_k,
+        mode=_MODES[request.mode],
+        rerank=request.rerank,
+        max_per_document=request.max_per_document,
+        narrow=Narrowing(
+            audience=tuple(tuple(member.acl_entries) for member in request.audience),
+            uri_prefixes=tuple(f.uri_prefixes),
+            document_types=tuple(f.document_types),
+            modified_after=_seconds(f.modified_after) if f.HasField("modified_after") else None,
+            modified_before=_seconds(f.modified_before) if f.HasField("modified_before") else None,
+        ),
+    )
+
+
+def _seconds(ts: timestamp_pb2.Timestamp) -> float:
+    return ts.seconds + ts.nanos / 1e9
+
+
 class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     def __init__(self, searcher: Searcher, explainer: AccessExplainer) -> None:
         self._searcher = searcher
@@ -33,7 +66,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     def Search(
         self, request: retrieval_pb2.SearchRequest, context: grpc.ServicerContext
     ) -> retrieval_pb2.SearchResponse:  # noqa: N802,E501
-        hits = self._searcher.search(current_principal(), request.query, request.top_k)
+        hits = self._searcher.search(current_principal(), request.query, search_options(request))
         return retrieval_pb2.SearchResponse(passages=[passage_proto(h) for h in hits])
 
     def ExplainAccess(  # noqa: N802

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from copilot.settings import ServiceSettings, StoreSettings
+from services.retrieval.search import Mode
 
 
 class RetrievalSettings(ServiceSettings):
@@ -25,3 +28,18 @@ class RetrievalSettings(ServiceSettings):
     auditor_role: str = "copilot-auditor"
     # Keeps one long document from filling every slot of the top-k; 0 keeps every chunk.
     max_chunks_per_document: int = Field(default=3, ge=0)
+    # Ranking when the request does not say: dense, lexical (BM25) or hybrid (both, fused by reciprocal rank).
+    default_mode: Mode = Mode.HYBRID
+    # Reciprocal rank fusion: each ranking adds weight / (rrf_k + rank).
+    dense_weight: float = Field(default=1.0, ge=0)
+    lexical_weight: float = Field(default=1.0, ge=0)
+    rrf_k: float = Field(default=60.0, gt=0)
+    # Neighbouring chunks of one document in the results are joined into one passage.
+    merge_adjacent_chunks: bool = True
+    # Most audience members (say, a shared channel's) one search may be narrowed to.
+    max_audience: int = Field(default=500, ge=0)
+    # The cross-encoder that reorders candidates when a request asks for reranking; "none" refuses such
+    # requests. It costs about 80 ms per candidate per core, hence few candidates.
+    reranker: Literal["cross-encoder", "none"] = "cross-encoder"
+    rerank_candidates: int = Field(default=12, ge=1, le=100)
+    rerank_threads: int = Field(default=1, ge=1)

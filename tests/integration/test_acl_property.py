@@ -13,9 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from copilot.auth import Principal
+from copilot.embedding import OnnxMiniLmEmbedder
+from copilot.lexical import encode_document
 from copilot.vectorstore.edge import EdgeChunkStore
-from copilot.vectorstore.port import StoredChunk, point_id_for
-from services.retrieval.search import held_entries
+from copilot.vectorstore.port import Narrowing, StoredChunk, point_id_for
+from services.retrieval.search import Mode, Searcher, SearchOptions, held_entries
 
 DIMENSION = 16
 TENANTS = ["acme", "globex", "initech"]
@@ -136,3 +138,86 @@ def test_engine_returns_the_brute_force_top_k_of_readable_chunks(corpus: Corpus)
 
     check()
     assert cases >= EXAMPLES
+
+
+WORDS = [
+    "vacuum",
+    "index",
+    "backup",
+    "replica",
+    "budget",
+    "travel",
+    "leave",
+    "contract",
+    "salary",
+    "merger",
+    "audit",
+    "incident",
+]
+HYBRID_EXAMPLES = 1_000
+
+
+@pytest.fixture(scope="module")
+def searcher_and_acls(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Searcher, dict[str, tuple[str, frozenset[str]]]]]:
+    """Documents with text and BM25 vectors, searched through the Searcher in every ranking mode."""
+    embedder = OnnxMiniLmEmbedder()
+    rng = np.random.default_rng(4242)
+    store = EdgeChunkStore(Path(tmp_path_factory.mktemp("hybrid-edge")), embedder.dimension)
+    access: dict[str, tuple[str, frozenset[str]]] = {}
+    for doc in range(60):
+        document_id = f"doc-{doc}"
+        tenant, acl = str(rng.choice(TENANTS)), _random_acl(rng)
+        access[document_id] = (tenant, frozenset(acl))
+        texts = [
+            " ".join(rng.choice(WORDS, size=int(rng.integers(3, 12)))) for _ in range(int(rng.integers(1, 5)))
+        ]
+        chunks = [
+            StoredChunk(
+                point_id_for(document_id, i),
+                vector,
+                {"document_id": document_id, "chunk_index": i, "tenant": tenant, "acl": acl, "text": text},
+                encode_document(text),
+            )
+            for i, (text, vector) in enumerate(zip(texts, embedder.embed(texts), strict=True))
+        ]
+        store.replace_document(document_id, chunks)
+    searcher = Searcher(store, embedder, 5, 50, 2000, role_groups=ROLE_GROUPS, max_chunks_per_document=2)
+    yield searcher, access
+    store.close()
+
+
+entries = st.sampled_from(["everyone", *(f"user:{n}" for n in NAMES), *(f"group:{n}" for n in NAMES)])
+
+
+def test_hybrid_search_with_an_audience_returns_only_what_everyone_present_may_read(
+    searcher_and_acls: tuple[Searcher, dict[str, tuple[str, frozenset[str]]]],
+) -> None:
+    searcher, access = searcher_and_acls
+    cases = 0
+
+    @settings(max_examples=HYBRID_EXAMPLES, deadline=None, derandomize=True)
+    @given(
+        principal=principals,
+        words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=4),
+        audience=st.lists(st.lists(entries, min_size=1, max_size=4, unique=True).map(tuple), max_size=3),
+        mode=st.sampled_from(list(Mode)),
+        top_k=st.integers(1, 20),
+    )
+    def check(
+        principal: Principal, words: list[str], audience: list[tuple[str, ...]], mode: Mode, top_k: int
+    ) -> None:
+        nonlocal cases
+        cases += 1
+        held = set(held_entries(principal, ROLE_GROUPS))
+        options = SearchOptions(top_k=top_k, mode=mode, narrow=Narrowing(audience=tuple(audience)))
+        for hit in searcher.search(principal, " ".join(words), options):
+            tenant, acl = access[hit.document_id]
+            assert tenant == principal.tenant
+            assert acl & held
+            for member in audience:
+                assert acl & set(member)
+
+    check()
+    assert cases >= HYBRID_EXAMPLES

@@ -10,6 +10,7 @@ from qdrant_client import QdrantClient
 from copilot.auth import ApiKeyVerifier
 from copilot.errors import DependencyUnavailable
 from copilot.grpc_server import GrpcServer
+from copilot.lexical import encode_document, encode_query
 from copilot.settings import ServiceSettings
 from copilot.store.v1 import store_pb2_grpc
 from copilot.vectorstore import (
@@ -20,6 +21,7 @@ from copilot.vectorstore import (
     StoredChunk,
     point_id_for,
 )
+from copilot.vectorstore.port import Narrowing, ScoredChunk, uri_ancestors
 from copilot.vectorstore.remote import RemoteChunkStore, StoreServicer
 
 # qdrant-client's local mode accepts payload indexes but warns that it ignores them; the server honours them.
@@ -332,5 +334,164 @@ def test_remote_store_carries_hashes_and_access_updates_over_grpc(tmp_path: Path
     finally:
         remote.close()
         intruder.close()
+        server.stop(1)
+        edge.close()
+
+
+# Texts with known word overlap, so lexical rankings are predictable.
+TEXTS = {
+    "vacuum": "vacuum reclaims storage occupied by dead tuples; autovacuum runs vacuum automatically",
+    "index": "create index builds an index; concurrently avoids locking out writes",
+    "backup": "pg_dump writes a logical backup of one database; pg_dumpall covers the cluster",
+    "wal": "write ahead log segments are archived for point in time recovery",
+    "roles": "roles own objects and hold privileges granted by grant",
+}
+# (document_id, acl, uri, doc_type, modified_at)
+DOCS = [
+    ("vacuum", ["everyone"], "/manual/admin/vacuum.html", "html", 100.0),
+    ("index", ["group:dev"], "/manual/sql/index.html", "html", 200.0),
+    ("backup", ["group:dba", "user:erin"], "/manual/admin/backup.pdf", "pdf", 300.0),
+    ("wal", ["group:dba"], "/manual/admin/wal.md", "markdown", 400.0),
+    ("roles", ["group:dev", "group:dba"], "/wiki/roles.md", "markdown", 500.0),
+]
+
+
+def load_texts(store: ChunkStore) -> None:
+    rng = np.random.default_rng(13)
+    for document_id, acl, uri, doc_type, modified_at in DOCS:
+        [chunk] = make_chunks(rng, document_id, "acme", acl, 1)
+        payload = {
+            **chunk.payload,
+            "text": TEXTS[document_id],
+            "uri": uri,
+            "doc_type": doc_type,
+            "uri_ancestors": uri_ancestors(uri),
+            "modified_at": modified_at,
+        }
+        store.replace_document(
+            document_id,
+            [StoredChunk(chunk.point_id, chunk.vector, payload, encode_document(TEXTS[document_id]))],
+        )
+
+
+def docs(hits: list[ScoredChunk]) -> list[str]:
+    return [h.payload["document_id"] for h in hits]
+
+
+EVERYONE = ["everyone", "group:dev", "group:dba", "user:erin"]
+
+
+def test_lexical_query_ranks_by_bm25_within_permissions(store: ChunkStore) -> None:
+    load_texts(store)
+
+    assert docs(store.query(encode_query("vacuum dead tuples"), "acme", EVERYONE, 5)) == ["vacuum"]
+    assert docs(store.query(encode_query("pg_dump backup"), "acme", EVERYONE, 5)) == ["backup"]
+    # Same words, but erin alone may not read the index page.
+    assert store.query(encode_query("create index concurrently"), "acme", ["user:erin"], 5) == []
+    assert store.query(encode_query("the of and"), "acme", EVERYONE, 5) == []
+
+
+def test_audience_keeps_only_what_every_member_may_read(store: ChunkStore) -> None:
+    load_texts(store)
+    vector = [1.0] * DIM
+
+    def visible(audience: tuple[tuple[str, ...], ...]) -> set[str]:
+        return set(docs(store.query(vector, "acme", EVERYONE, 10, narrow=Narrowing(audience=audience))))
+
+    assert visible(()) == {"vacuum", "index", "backup", "wal", "roles"}
+    assert visible((("group:dev", "everyone"),)) == {"vacuum", "index", "roles"}
+    assert visible((("group:dev", "everyone"), ("group:dba", "everyone"))) == {"vacuum", "roles"}
+    assert visible((("user:erin", "everyone"),)) == {"vacuum", "backup"}
+    assert visible((("everyone",),)) == {"vacuum"}
+    # Entries are taken as given: a member without "everyone" does not read public documents.
+    assert visible((("group:dev",),)) == {"index", "roles"}
+    assert visible((("group:dev", "everyone"), ())) == set()
+
+
+def test_metadata_filters_narrow_by_folder_type_and_time(store: ChunkStore) -> None:
+    load_texts(store)
+    vector = [1.0] * DIM
+
+    def found(**narrow: object) -> set[str]:
+        return set(docs(store.query(vector, "acme", EVERYONE, 10, narrow=Narrowing(**narrow))))  # type: ignore[arg-type]
+
+    assert found(uri_prefixes=("/manual/admin",)) == {"vacuum", "backup", "wal"}
+    assert found(uri_prefixes=("/manual/admin/",)) == {"vacuum", "backup", "wal"}
+    assert found(uri_prefixes=("/manual/adm",)) == set()
+    assert found(uri_prefixes=("/wiki", "/manual/sql")) == {"roles", "index"}
+    assert found(document_types=("markdown",)) == {"wal", "roles"}
+    assert found(document_types=("PDF", "html")) == {"vacuum", "index", "backup"}
+    assert found(modified_after=200.0, modified_before=400.0) == {"index", "backup"}
+    assert found(modified_after=450.0) == {"roles"}
+    assert found(uri_prefixes=("/manual",), document_types=("markdown",), modified_before=450.0) == {"wal"}
+
+
+def test_lexical_query_can_return_dense_vectors(store: ChunkStore) -> None:
+    load_texts(store)
+
+    [hit] = store.query(encode_query("write ahead log"), "acme", EVERYONE, 1, with_vector=True)
+
+    assert hit.payload["document_id"] == "wal"
+    assert len(hit.vector) == DIM
+    assert store.query(encode_query("write ahead log"), "acme", EVERYONE, 1)[0].vector == ()
+
+
+def test_adapters_agree_on_lexical_and_narrowed_queries(tmp_path: Path) -> None:
+    edge, server = open_store("edge", tmp_path), open_store("qdrant", tmp_path)
+    try:
+        for s in (edge, server):
+            load_texts(s)
+        queries = [
+            "vacuum",
+            "index writes",
+            "backup of the cluster",
+            "log recovery",
+            "privileges roles grant",
+        ]
+        narrowings = [
+            Narrowing(),
+            Narrowing(audience=(("group:dev",),)),
+            Narrowing(uri_prefixes=("/manual",), document_types=("html", "pdf")),
+            Narrowing(modified_after=150.0, modified_before=450.0),
+        ]
+        for text in queries:
+            for narrow in narrowings:
+                for principals in (EVERYONE, ["group:dba"], ["everyone"]):
+                    a = edge.query(encode_query(text), "acme", principals, 5, narrow=narrow)
+                    b = server.query(encode_query(text), "acme", principals, 5, narrow=narrow)
+                    assert docs(a) == docs(b), (text, narrow, principals)
+                    for x, y in zip(a, b, strict=True):
+                        assert x.score == pytest.approx(y.score, rel=1e-4)
+    finally:
+        edge.close()
+        server.close()
+
+
+def test_remote_store_carries_lexical_queries_and_narrowing(tmp_path: Path) -> None:
+    edge = EdgeChunkStore(tmp_path / "shard", DIM)
+    key = "a-store-key-for-this-test-only"
+    server = GrpcServer("store", ServiceSettings(port=0), ApiKeyVerifier(SecretStr(key)))
+    slot = server.add_service(
+        store_pb2_grpc.add_StoreServiceServicer_to_server, "copilot.store.v1.StoreService"
+    )
+    server.start()
+    slot.fill(StoreServicer(edge))
+    server.set_serving(True)
+    remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
+    try:
+        remote.wait_ready(10)
+        load_texts(remote)
+        narrow = Narrowing(audience=(("group:dba",),), uri_prefixes=("/manual/admin",), modified_after=150.0)
+        lexical = remote.query(
+            encode_query("backup log"), "acme", EVERYONE, 5, narrow=narrow, with_vector=True
+        )
+        assert docs(lexical) == docs(
+            edge.query(encode_query("backup log"), "acme", EVERYONE, 5, narrow=narrow)
+        )
+        assert set(docs(lexical)) == {"backup", "wal"}
+        assert all(len(h.vector) == DIM for h in lexical)
+        assert remote.query([1.0] * DIM, "acme", EVERYONE, 5, narrow=Narrowing(audience=((),))) == []
+    finally:
+        remote.close()
         server.stop(1)
         edge.close()

@@ -7,14 +7,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StoredChunk(_message.Message):
-    __slots__ = ("point_id", "vector", "payload_json")
+    __slots__ = ("point_id", "vector", "payload_json", "lexical")
     POINT_ID_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_FIELD_NUMBER: _ClassVar[int]
     point_id: str
     vector: _containers.RepeatedScalarFieldContainer[float]
     payload_json: str
-    def __init__(self, point_id: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ..., payload_json: _Optional[str] = ...) -> None: ...
+    lexical: SparseVector
+    def __init__(self, point_id: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ..., payload_json: _Optional[str] = ..., lexical: _Optional[_Union[SparseVector, _Mapping]] = ...) -> None: ...
+
+class SparseVector(_message.Message):
+    __slots__ = ("indices", "values")
+    INDICES_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    indices: _containers.RepeatedScalarFieldContainer[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, indices: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ReplaceDocumentRequest(_message.Message):
     __slots__ = ("document_id", "chunks")
@@ -103,16 +113,36 @@ class UpdateAccessResponse(_message.Message):
     def __init__(self, updated: _Optional[int] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("vector", "tenant", "principals", "limit")
+    __slots__ = ("vector", "tenant", "principals", "limit", "lexical", "audience", "uri_prefixes", "document_types", "modified_after", "modified_before", "with_vector")
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     PRINCIPALS_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    URI_PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
     vector: _containers.RepeatedScalarFieldContainer[float]
     tenant: str
     principals: _containers.RepeatedScalarFieldContainer[str]
     limit: int
-    def __init__(self, vector: _Optional[_Iterable[float]] = ..., tenant: _Optional[str] = ..., principals: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ...) -> None: ...
+    lexical: SparseVector
+    audience: _containers.RepeatedCompositeFieldContainer[Principals]
+    uri_prefixes: _containers.RepeatedScalarFieldContainer[str]
+    document_types: _containers.RepeatedScalarFieldContainer[str]
+    modified_after: float
+    modified_before: float
+    with_vector: bool
+    def __init__(self, vector: _Optional[_Iterable[float]] = ..., tenant: _Optional[str] = ..., principals: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., lexical: _Optional[_Union[SparseVector, _Mapping]] = ..., audience: _Optional[_Iterable[_Union[Principals, _Mapping]]] = ..., uri_prefixes: _Optional[_Iterable[str]] = ..., document_types: _Optional[_Iterable[str]] = ..., modified_after: _Optional[float] = ..., modified_before: _Optional[float] = ..., with_vector: _Optional[bool] = ...) -> None: ...
+
+class Principals(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, entries: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
     __slots__ = ("chunks",)
@@ -121,14 +151,16 @@ class QueryResponse(_message.Message):
     def __init__(self, chunks: _Optional[_Iterable[_Union[ScoredChunk, _Mapping]]] = ...) -> None: ...
 
 class ScoredChunk(_message.Message):
-    __slots__ = ("point_id", "score", "payload_json")
+    __slots__ = ("point_id", "score", "payload_json", "vector")
     POINT_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
     point_id: str
     score: float
     payload_json: str
-    def __init__(self, point_id: _Optional[str] = ..., score: _Optional[float] = ..., payload_json: _Optional[str] = ...) -> None: ...
+    vector: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, point_id: _Optional[str] = ..., score: _Optional[float] = ..., payload_json: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class CountChunksRequest(_message.Message):
     __slots__ = ()
