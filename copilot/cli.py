@@ -120,6 +120,8 @@ def cmd_status(args: argparse.Namespace, settings: LauncherSettings) -> int:
         )
         table.add_row(c.name, str(c.pid), f"127.0.0.1:{c.port}", state)
     console.print(table)
+    if any(c.name == "monitor" for c in stack.components):
+        console.print(f"review page: http://127.0.0.1:{settings.review_port}/")
     return 0 if healthy else 1
 
 
@@ -310,6 +312,7 @@ def _stream_answer(
     request: generation_pb2.AnswerRequest,
     token: str,
     on_delta: Callable[[str], None],
+    on_tool: Callable[[generation_pb2.ToolCall], None] = lambda _call: None,
 ) -> generation_pb2.AnswerFinal:
     final = None
     responses: Iterator[generation_pb2.AnswerResponse] = stub.Answer(
@@ -318,6 +321,8 @@ def _stream_answer(
     for response in responses:
         if response.HasField("final"):
             final = response.final
+        elif response.HasField("tool_call"):
+            on_tool(response.tool_call)
         else:
             on_delta(response.delta)
     if final is None:
@@ -333,16 +338,29 @@ def cmd_ask(args: argparse.Namespace, settings: LauncherSettings) -> int:
     target = stack.endpoint("generation")
     stub = generation_pb2_grpc.GenerationServiceStub(open_channel(target))
     request = generation_pb2.AnswerRequest(
-        question=args.question, conversation_id=args.conversation or "", top_k=args.top_k
+        question=args.question,
+        conversation_id=args.conversation or "",
+        top_k=args.top_k,
+        model=args.model,
+        use_tools=args.tools,
     )
+    tool_calls: list[generation_pb2.ToolCall] = []
 
     def echo(delta: str) -> None:
         if not args.json:
             sys.stdout.write(delta)
             sys.stdout.flush()
 
+    def show_tool(call: generation_pb2.ToolCall) -> None:
+        from rich.markup import escape
+
+        tool_calls.append(call)
+        if not args.json:
+            mark = "[red]failed:[/red] " if call.failed else ""
+            err.print(f"[dim]tool {call.name} {escape(call.arguments)}: {mark}{escape(call.result)}[/dim]")
+
     try:
-        final = _stream_answer(stub, request, token, echo)
+        final = _stream_answer(stub, request, token, echo, show_tool)
     except grpc.RpcError as exc:
         raise _rpc_error(exc, "generation", target) from exc
     if args.json:
@@ -355,6 +373,7 @@ def cmd_ask(args: argparse.Namespace, settings: LauncherSettings) -> int:
                     "model": final.model,
                     "sources": [{"number": c.number, **_passage_dict(c.passage)} for c in final.citations],
                     "conversation_id": final.conversation_id,
+                    "tool_calls": [MessageToDict(c, preserving_proto_field_name=True) for c in tool_calls],
                     "sentences": [
                         MessageToDict(c, preserving_proto_field_name=True) for c in final.sentences
                     ],
@@ -425,6 +444,75 @@ def cmd_flags(args: argparse.Namespace, settings: LauncherSettings) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace, settings: LauncherSettings) -> int:
+    from services.evaluation.cli import run
+
+    return run(args, settings)
+
+
+def cmd_review(args: argparse.Namespace, settings: LauncherSettings) -> int:
+    if args.action == "export" and not args.out:
+        raise CliError("review export needs --out FILE")
+    stack = _stack(settings)
+    token = _token(stack, args.user, args.password)
+    target = stack.endpoint("monitor")
+    stub = monitor_pb2_grpc.MonitorServiceStub(open_channel(target))
+    try:
+        if args.action == "export":
+            reply = stub.ExportAdjudicated(
+                monitor_pb2.ExportAdjudicatedRequest(detector=args.detector, batch=args.batch),
+                metadata=bearer(token),
+                timeout=120,
+            )
+        else:
+            listed = stub.ListReviewItems(
+                monitor_pb2.ListReviewItemsRequest(
+                    detector=args.detector, batch=args.batch, limit=args.limit, overdue_only=args.overdue
+                ),
+                metadata=bearer(token),
+                timeout=30,
+            )
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, "monitor", target) from exc
+    if args.action == "export":
+        lines = [json.dumps(_regression_case(c), ensure_ascii=False) for c in reply.cases]
+        try:
+            Path(args.out).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot write {args.out}: {exc.strerror}") from exc
+        err.print(f"wrote {len(lines)} regression cases to {args.out}")
+        return 0
+    table = Table("due", "state", "detector", "severity", "question", "item")
+    for item in listed.items:
+        state = monitor_pb2.ReviewState.Name(item.state).removeprefix("REVIEW_STATE_").lower()
+        due = item.due_at.ToDatetime().strftime("%m-%d %H:%M")
+        if item.overdue:
+            due += " [red]overdue[/red]"
+        severity = SEVERITY.get(item.severity, "-")
+        table.add_row(due, state, item.detector, severity, item.question[:60], item.item_id)
+    console.print(table)
+    console.print(f"{len(listed.items)} of {listed.total} items")
+    return 0
+
+
+def _regression_case(case: monitor_pb2.RegressionCase) -> dict[str, Any]:
+    verdict = monitor_pb2.ReviewVerdict.Name(case.final_verdict).removeprefix("REVIEW_VERDICT_").lower()
+    return {
+        "question": case.question,
+        "answer": case.answer,
+        "passages": [_passage_dict(p) for p in case.passages],
+        "detector": case.detector,
+        "final_verdict": verdict,
+        "reviewer_notes": list(case.reviewer_notes),
+        "item_id": case.item_id,
+        "interaction_id": case.interaction_id,
+        "batch": case.batch,
+        "criteria": case.criteria,
+        "reason": case.reason,
+        "resolved_at": case.resolved_at.ToJsonString(),
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="copilot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -462,6 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--conversation", default="")
+    p.add_argument("--model", default="", help="answer with this model (default: the server's)")
+    p.add_argument(
+        "--tools", action="store_true", help="let the model search documents and query the database first"
+    )
     p.add_argument("--json", action="store_true")
     identity(p, None)
 
@@ -469,6 +561,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true")
     identity(p, "ops")
+
+    p = sub.add_parser("review", help="the review queue: list items, export adjudicated regression cases")
+    p.add_argument("action", choices=["list", "export"])
+    p.add_argument("--out", help="JSONL file for export")
+    p.add_argument("--detector", default="")
+    p.add_argument("--batch", default="", help="evaluation batch")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--overdue", action="store_true", help="only items past their due time")
+    identity(p, "ops")
+
+    from services.evaluation.cli import add_arguments as add_eval_arguments
+
+    p = sub.add_parser("eval", help="evaluate answers per role, compare variants, gate regressions")
+    add_eval_arguments(p)
     return parser
 
 
@@ -482,6 +588,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, LauncherSettings], int]] = {
     "explain": cmd_explain,
     "ask": cmd_ask,
     "flags": cmd_flags,
+    "review": cmd_review,
+    "eval": cmd_eval,
 }
 
 

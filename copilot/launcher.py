@@ -30,6 +30,8 @@ class LauncherSettings(BaseSettings):
     home: Path = Path(".copilot")
     kafka_port: int = 19092
     issuer_port: int = 18180
+    # The monitor's review web page.
+    review_port: int = 8080
     base_port: int = 50050
     realm: str = "copilot"
     audience: str = "copilot"
@@ -209,6 +211,7 @@ def up(
             {
                 **_service_env("COPILOT_MONITOR_", ports["monitor"], s, issuer, home, store_key),
                 "COPILOT_MONITOR_DATABASE": str(home / "data" / "monitor.sqlite"),
+                "COPILOT_MONITOR_HTTP_PORT": str(s.review_port),
             },
             ports["monitor"],
             "grpc",

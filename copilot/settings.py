@@ -28,6 +28,7 @@ class KafkaSettings(BaseModel):
     interactions_topic: str = "copilot.interactions.v1"
     documents_topic: str = "copilot.documents.v1"
     ingest_requests_topic: str = "copilot.ingest-requests.v1"
+    feedback_topic: str = "copilot.feedback.v1"
     # Where events wait while the broker is unreachable; replayed in order when it returns.
     spool_dir: Path = Path(".copilot/spool")
 

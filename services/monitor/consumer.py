@@ -1,13 +1,16 @@
-"""Reads interaction events from Kafka, runs the detectors and stores flags.
+"""Reads interaction and feedback events from Kafka as one consumer group and stores flags.
 
-Offsets are committed only after the flag store has written the batch, and the store ignores event ids
-it already has, so a crash or a replay neither loses nor duplicates flags.
+Interactions go through the detectors; negative or reported feedback becomes a flag on its interaction.
+Offsets are committed only after the flag store has written the batch, and the store ignores event ids it
+already has, so a crash or a replay neither loses nor duplicates flags. A record that cannot be decoded goes
+to the dead-letter topic with the reason; a store failure rewinds the batch and retries it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 from kafka.consumer.fetcher import ConsumerRecord
@@ -18,29 +21,47 @@ from copilot.events.v1 import events_pb2
 from copilot.kafka import DeadLetters, group_consumer
 from copilot.logs import log_fields
 from copilot.tracing import extract_headers
-from services.monitor.detectors import Detector, run_detectors
+from services.monitor.detectors import Detector, SampledRunner, Tier, run_detectors
 from services.monitor.flagstore import FlagStore
+from services.monitor.metrics import MonitorMetrics
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("copilot-monitor")
 
+_RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
-class InteractionConsumer:
+
+class MonitorConsumer:
     def __init__(
         self,
         bootstrap_servers: str,
-        topic: str,
+        interactions_topic: str,
+        feedback_topic: str,
         group: str,
         dead_letter_topic: str,
         store: FlagStore,
         detectors: list[Detector],
+        metrics: MonitorMetrics | None = None,
+        sampled: SampledRunner | None = None,
     ) -> None:
-        self._consumer = group_consumer(bootstrap_servers, topic, group, max_poll_records=500)
+        """``detectors`` run inline on every interaction; ``sampled``, when given, gets each newly stored
+        interaction once its batch is committed, for the expensive detectors that report to the store
+        later (``FlagStore.add_findings``)."""
+        self._consumer = group_consumer(bootstrap_servers, interactions_topic, group, max_poll_records=500)
+        self._consumer.subscribe([interactions_topic, feedback_topic])
         self._dead_letters = DeadLetters(bootstrap_servers, dead_letter_topic)
+        self._handlers: dict[str, Callable[[ConsumerRecord], str]] = {
+            interactions_topic: self._interaction,
+            feedback_topic: self._feedback,
+        }
         self._store = store
         self._detectors = detectors
+        self._metrics = metrics or MonitorMetrics()
+        self._sampled = sampled
+        # Interactions stored in the current batch, handed to the sampled tier after the commit.
+        self._stored: list[events_pb2.InteractionEvent] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="interaction-consumer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="monitor-consumer", daemon=True)
         self.processed = 0
 
     def start(self) -> None:
@@ -53,35 +74,89 @@ class InteractionConsumer:
         self._dead_letters.close()
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             batches = self._consumer.poll(timeout_ms=500)
             if not batches:
                 continue
-            for records in batches.values():
-                for record in records:
-                    self._handle(record)
-            self._dead_letters.flush()
-            self._consumer.commit()
+            try:
+                with self._store.batch():
+                    self._stored = []
+                    outcomes = [self._handle(record) for records in batches.values() for record in records]
+                self._dead_letters.flush()
+                self._consumer.commit()
+                failures = 0
+            except Exception:
+                # Kafka has no offset of this batch; a retry skips as duplicates whatever the store did
+                # commit (when only the offset commit failed).
+                backoff = _RETRY_BACKOFF_S[min(failures, len(_RETRY_BACKOFF_S) - 1)]
+                failures += 1
+                log.exception("storing a batch failed; retrying it in %.1f s", backoff)
+                for partition, records in batches.items():
+                    self._consumer.seek(partition, records[0].offset)
+                self._stop.wait(backoff)
+                continue
+            for topic, outcome in outcomes:
+                self._metrics.event(topic, outcome)
+            if self._sampled is not None:
+                for event in self._stored:
+                    self._sampled.submit(event)
+            self._report_lag()
 
-    def _handle(self, record: ConsumerRecord) -> None:
+    def _report_lag(self) -> None:
+        for partition in self._consumer.assignment():
+            highwater = self._consumer.highwater(partition)
+            if highwater is not None:
+                lag = max(highwater - self._consumer.position(partition), 0)
+                self._metrics.lag(partition.topic, partition.partition, lag)
+
+    def _handle(self, record: ConsumerRecord) -> tuple[str, str]:
+        """Returns the record's topic and what became of it, for the metrics once the batch is committed."""
         token = otel_context.attach(extract_headers(record.headers))
         try:
             with tracer.start_as_current_span("monitor.inspect", kind=trace.SpanKind.CONSUMER):
-                event = events_pb2.InteractionEvent()
-                try:
-                    event.ParseFromString(record.value)
-                except DecodeError as exc:
-                    self._dead_letters.send(record, f"undecodable InteractionEvent: {exc}")
-                    return
-                if not event.event_id:
-                    self._dead_letters.send(record, "InteractionEvent without event_id")
-                    return
-                findings = run_detectors(self._detectors, event)
-                if self._store.record(event, findings):
-                    self.processed += 1
-                    log.info(
-                        "inspected interaction",
-                        extra=log_fields(interaction_id=event.event_id, flags=[f.detector for f in findings]),
-                    )
+                return record.topic, self._handlers[record.topic](record)
         finally:
             otel_context.detach(token)
+
+    def _dead_letter(self, record: ConsumerRecord, reason: str) -> str:
+        self._dead_letters.send(record, reason)
+        return "dead_lettered"
+
+    def _interaction(self, record: ConsumerRecord) -> str:
+        event = events_pb2.InteractionEvent()
+        try:
+            event.ParseFromString(record.value)
+        except DecodeError as exc:
+            return self._dead_letter(record, f"undecodable InteractionEvent: {exc}")
+        if not event.event_id:
+            return self._dead_letter(record, "InteractionEvent without event_id")
+        findings = run_detectors(self._detectors, event, Tier.INLINE)
+        if not self._store.record(event, findings):
+            return "duplicate"
+        self._stored.append(event)
+        self.processed += 1
+        log.info(
+            "inspected interaction",
+            extra=log_fields(interaction_id=event.event_id, flags=[f.detector for f in findings]),
+        )
+        return "stored"
+
+    def _feedback(self, record: ConsumerRecord) -> str:
+        event = events_pb2.FeedbackEvent()
+        try:
+            event.ParseFromString(record.value)
+        except DecodeError as exc:
+            return self._dead_letter(record, f"undecodable FeedbackEvent: {exc}")
+        if not event.event_id:
+            return self._dead_letter(record, "FeedbackEvent without event_id")
+        if not event.interaction_id:
+            return self._dead_letter(record, "FeedbackEvent without interaction_id")
+        if not self._store.record_feedback(event):
+            return "duplicate"
+        self.processed += 1
+        log.info(
+            "stored feedback",
+            extra=log_fields(interaction_id=event.interaction_id, feedback_id=event.event_id),
+        )
+        return "stored"

@@ -1,59 +1,57 @@
-"""SQLite store of the interactions the monitor consumed and the flags its detectors raised."""
+"""The monitor's store: consumed interactions, user feedback, the flags raised on them and the review queue.
+
+SQLite by default (a file, or ``:memory:`` in tests), PostgreSQL in production (a
+``postgresql+psycopg://`` URL), through SQLAlchemy Core. Alembic migrations run when the store opens. Every
+write is one transaction keyed on the event id, so a replayed Kafka message changes nothing.
+"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.pool import StaticPool
 
 from copilot.events.v1 import events_pb2
 from services.monitor.detectors import Finding, Severity
+from services.monitor.metrics import MonitorMetrics
+from services.monitor.review import ItemKind, NewItem, ReviewPolicy, open_items
+from services.monitor.schema import (
+    feedback,
+    flags,
+    from_us,
+    insert_ignoring_duplicates,
+    interactions,
+    now_us,
+)
 
 # Fixed so that flag ids stay the same across processes and replays.
 _FLAG_NAMESPACE = uuid.UUID("6f0d7c52-3b0e-4f4e-9a51-1f6a2f0c8e37")
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The revision of the hand-written SQLite schema (PRAGMA user_version 1) that Alembic took over.
+_LEGACY_REVISION = "0001"
 
-# Index i holds the script that takes the schema from version i to i + 1; append, never edit.
-_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE interactions (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        interaction_id TEXT NOT NULL UNIQUE,
-        user_id TEXT NOT NULL,
-        question TEXT NOT NULL,
-        answer TEXT NOT NULL,
-        refused INTEGER NOT NULL,
-        occurred_at_us INTEGER NOT NULL,
-        recorded_at_us INTEGER NOT NULL,
-        event BLOB NOT NULL
-    );
-    CREATE INDEX interactions_newest ON interactions (occurred_at_us DESC, seq DESC);
-    CREATE TABLE flags (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        flag_id TEXT NOT NULL UNIQUE,
-        interaction_id TEXT NOT NULL REFERENCES interactions (interaction_id),
-        detector TEXT NOT NULL,
-        severity INTEGER NOT NULL,
-        reason TEXT NOT NULL,
-        evidence TEXT NOT NULL,
-        created_at_us INTEGER NOT NULL
-    );
-    CREATE INDEX flags_newest ON flags (created_at_us DESC, seq DESC);
-    CREATE INDEX flags_by_interaction ON flags (interaction_id, created_at_us DESC, seq DESC);
-    """,
-)
-
-_FLAG_COLUMNS = """
-    f.flag_id, f.interaction_id, f.detector, f.severity, f.reason, f.evidence, f.created_at_us,
-    i.user_id, i.question
-    FROM flags f JOIN interactions i ON i.interaction_id = f.interaction_id
-"""
+FEEDBACK_DETECTOR = "feedback"
+_FEEDBACK_SEVERITY = {
+    events_pb2.FEEDBACK_RATING_NEGATIVE: Severity.MEDIUM,
+    events_pb2.FEEDBACK_RATING_REPORTED: Severity.HIGH,
+}
+_FEEDBACK_REASON = {
+    events_pb2.FEEDBACK_RATING_NEGATIVE: "the user rated the answer negatively",
+    events_pb2.FEEDBACK_RATING_REPORTED: "the user reported the answer",
+}
 
 
 @dataclass(frozen=True)
@@ -80,139 +78,368 @@ class StoredInteraction:
     occurred_at: datetime
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-# Integer microseconds: exact, and they sort in SQL without parsing.
-def _now_us() -> int:
-    return time.time_ns() // 1_000
-
-
-def _from_us(microseconds: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=microseconds)
-
-
 def _flag_id(event_id: str, detector: str, index: int) -> str:
     """The id of the index-th flag a detector raised on an event. The unit separator appears in neither event
     ids nor detector names, so no two triples join to the same name."""
     return str(uuid.uuid5(_FLAG_NAMESPACE, f"{event_id}\x1f{detector}\x1f{index}"))
 
 
-class FlagStore:
-    """Thread-safe: one connection behind a lock. WAL lets other processes read while the monitor writes."""
+def _feedback_flag_id(feedback_id: str) -> str:
+    # Two fields, where detector flags have three, so the two kinds never share a name.
+    return str(uuid.uuid5(_FLAG_NAMESPACE, f"{FEEDBACK_DETECTOR}\x1f{feedback_id}"))
 
-    def __init__(self, path: Path | str) -> None:
-        self._lock = threading.Lock()
-        # Autocommit mode, so every transaction is an explicit BEGIN ... COMMIT below.
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+
+def _flag_rows(event_id: str, findings: Sequence[Finding], now: int) -> list[dict[str, Any]]:
+    per_detector: dict[str, int] = {}
+    rows = []
+    for finding in findings:
+        index = per_detector.get(finding.detector, 0)
+        per_detector[finding.detector] = index + 1
+        rows.append(
+            {
+                "flag_id": _flag_id(event_id, finding.detector, index),
+                "interaction_id": event_id,
+                "detector": finding.detector,
+                "severity": int(finding.severity),
+                "reason": finding.reason,
+                "evidence": json.dumps(list(finding.evidence), ensure_ascii=False),
+                "created_at_us": now,
+            }
+        )
+    return rows
+
+
+def _lock_interaction(conn: sa.Connection, interaction_id: str) -> None:
+    """Serialises writes about one interaction across monitor replicas sharing a PostgreSQL database until
+    the transaction ends. Without it an interaction and its feedback, stored at once by two replicas, would
+    each miss the other and the feedback would never become a flag. SQLite has one writer at a time anyway."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(interaction_id, 0))))
+
+
+def database_url(database: Path | str) -> str:
+    """A SQLAlchemy URL for a URL, a SQLite file path or ``:memory:``."""
+    text = str(database)
+    if "://" in text:
+        return text
+    return "sqlite://" if text == ":memory:" else f"sqlite:///{text}"
+
+
+def _engine(url: str) -> sa.Engine:
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+    engine = sa.create_engine(
+        url,
+        connect_args={"check_same_thread": False},
+        # One shared connection, or each pooled connection would see its own empty in-memory database.
+        poolclass=StaticPool if memory else None,
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's own transaction handling is off, so the "begin" hook below decides how to begin.
+        dbapi_connection.isolation_level = None
+        if not memory:
+            dbapi_connection.execute("PRAGMA journal_mode = WAL")
+        dbapi_connection.execute("PRAGMA foreign_keys = ON")
+        # Another process (a backup, a second reader) may hold the write lock for a moment.
+        dbapi_connection.execute("PRAGMA busy_timeout = 5000")
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # A writer takes the write lock up front: upgrading a read lock later can fail without waiting.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("writer") else "BEGIN")
+
+    return engine
+
+
+def _alembic_config(connection: sa.Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Brings the schema to the newest revision; refuses a database made by newer code."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(writer=True)
+        with conn.begin():
+            config = _alembic_config(conn)
+            known = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
+            current = set(MigrationContext.configure(conn).get_current_heads())
+            if current - known:
+                found = ", ".join(sorted(current - known))
+                raise RuntimeError(
+                    f"the monitor database has schema revision {found}; this code knows {known}"
+                )
+            legacy = (
+                not current
+                and conn.dialect.name == "sqlite"
+                and conn.exec_driver_sql("PRAGMA user_version").scalar() == 1
+            )
+            if legacy:
+                command.stamp(config, _LEGACY_REVISION)
+            command.upgrade(config, "head")
+
+
+class FlagStore:
+    """Thread-safe. Writes in this process take turns behind one lock; readers never wait for them."""
+
+    def __init__(
+        self,
+        database: Path | str,
+        review_policy: ReviewPolicy | None = None,
+        metrics: MonitorMetrics | None = None,
+    ) -> None:
+        self.url = database_url(database)
+        self.review_policy = review_policy or ReviewPolicy()
+        self._metrics = metrics
+        self._write_lock = threading.Lock()
+        self._batch = threading.local()
+        # An in-memory database is one shared connection, which must not run two transactions at once.
+        self._read_lock: AbstractContextManager[Any] = (
+            self._write_lock if self.url in ("sqlite://", "sqlite:///:memory:") else nullcontext()
+        )
+        self._engine = _engine(self.url)
         try:
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            # Another process (a reviewer's CLI, a backup) may hold the write lock for a moment.
-            self._conn.execute("PRAGMA busy_timeout = 5000")
-            self._migrate(str(path))
+            migrate(self._engine)
         except BaseException:
-            self._conn.close()
+            self._engine.dispose()
             raise
 
-    def _migrate(self, path: str) -> None:
-        version: int = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(_MIGRATIONS):
-            known = len(_MIGRATIONS)
-            raise RuntimeError(f"{path} has schema version {version}; this code knows up to {known}")
-        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-            # executescript runs outside the connection's transaction handling, so the script carries its own.
-            try:
-                self._conn.executescript(f"BEGIN IMMEDIATE; {script} PRAGMA user_version = {number}; COMMIT;")
-            except sqlite3.Error:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+    @contextmanager
+    def reading(self) -> Iterator[sa.Connection]:
+        """A read-only transaction."""
+        with self._read_lock, self._engine.connect() as conn, conn.begin():
+            yield conn
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+    def writing(self) -> Iterator[sa.Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises. Inside ``batch`` it
+        is the batch's transaction."""
+        current: sa.Connection | None = getattr(self._batch, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with self._write_lock, self._engine.connect() as conn:
+            conn = conn.execution_options(writer=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Makes every write of this thread inside the block one transaction: a consumer stores a whole
+        Kafka batch with one disk sync instead of one per event. All or nothing, like a single write."""
+        reports: list[tuple[list[str], float | None]] = []
+        with self.writing() as conn:
+            self._batch.conn, self._batch.reports = conn, reports
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                yield
+            finally:
+                self._batch.conn = self._batch.reports = None
+        for detectors, delay_s in reports:
+            self._report_now(detectors, delay_s)
 
     def record(self, event: events_pb2.InteractionEvent, findings: Sequence[Finding]) -> bool:
-        """Stores the interaction and its flags in one transaction. Returns False, writing nothing, when the
-        event was stored before, so a replayed Kafka message never duplicates flags."""
+        """Stores the interaction, its flags, their review items and the flags of feedback that arrived before
+        it, in one transaction. Returns False, writing nothing, when the event was stored before, so a
+        replayed Kafka message never duplicates flags."""
         if not event.event_id:
             raise ValueError("event has no event_id to deduplicate on")
-        now_us = _now_us()
-        occurred_us = event.occurred_at.ToMicroseconds() if event.HasField("occurred_at") else now_us
-        per_detector: dict[str, int] = {}
-        flag_rows = []
-        for finding in findings:
-            index = per_detector.get(finding.detector, 0)
-            per_detector[finding.detector] = index + 1
-            flag_rows.append(
-                (
-                    _flag_id(event.event_id, finding.detector, index),
-                    event.event_id,
-                    finding.detector,
-                    int(finding.severity),
-                    finding.reason,
-                    json.dumps(list(finding.evidence), ensure_ascii=False),
-                    now_us,
-                )
+        now = now_us()
+        occurred = event.occurred_at.ToMicroseconds() if event.HasField("occurred_at") else now
+        flag_rows = _flag_rows(event.event_id, findings, now)
+        with self.writing() as conn:
+            _lock_interaction(conn, event.event_id)
+            inserted = insert_ignoring_duplicates(
+                conn,
+                interactions,
+                "interaction_id",
+                {
+                    "interaction_id": event.event_id,
+                    "user_id": event.user_id,
+                    "question": event.question,
+                    "answer": event.answer,
+                    "refused": event.refused,
+                    "occurred_at_us": occurred,
+                    "recorded_at_us": now,
+                    "event": event.SerializeToString(),
+                },
             )
-        with self._transaction() as conn:
-            inserted = conn.execute(
-                "INSERT INTO interactions (interaction_id, user_id, question, answer, refused,"
-                " occurred_at_us, recorded_at_us, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (interaction_id) DO NOTHING",
-                (
-                    event.event_id,
-                    event.user_id,
-                    event.question,
-                    event.answer,
-                    int(event.refused),
-                    occurred_us,
-                    now_us,
-                    event.SerializeToString(),
-                ),
-            ).rowcount
             if not inserted:
                 return False
-            conn.executemany(
-                "INSERT INTO flags (flag_id, interaction_id, detector, severity, reason, evidence,"
-                " created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                flag_rows,
-            )
+            waiting = conn.execute(
+                sa.select(feedback).where(
+                    feedback.c.interaction_id == event.event_id,
+                    feedback.c.flag_id.is_(None),
+                    feedback.c.rating.in_(list(_FEEDBACK_SEVERITY)),
+                )
+            ).all()
+            flag_rows.extend(self._feedback_flag(conn, event.event_id, row, now) for row in waiting)
+            if flag_rows:
+                conn.execute(flags.insert(), flag_rows)
+            self._queue(conn, event, flag_rows, now)
+        self._report(flag_rows, (now - occurred) / 1e6)
         return True
+
+    def add_findings(self, event: events_pb2.InteractionEvent, findings: Sequence[Finding]) -> int:
+        """Adds flags to an interaction stored before, such as those of the sampled detectors that run after
+        it was recorded; returns how many were new. Their ids come from the event id, detector and position,
+        so a replay adds nothing. Detectors that also ran in ``record`` must not report here: their ids
+        would collide."""
+        now = now_us()
+        with self.writing() as conn:
+            stored = conn.execute(
+                sa.select(interactions.c.interaction_id).where(
+                    interactions.c.interaction_id == event.event_id
+                )
+            ).first()
+            if stored is None:
+                raise ValueError(f"interaction {event.event_id!r} is not stored")
+            new_rows = [
+                row
+                for row in _flag_rows(event.event_id, findings, now)
+                if insert_ignoring_duplicates(conn, flags, "flag_id", row)
+            ]
+            self._queue(conn, event, new_rows, now)
+        self._report(new_rows, None)
+        return len(new_rows)
+
+    def record_feedback(self, event: events_pb2.FeedbackEvent) -> bool:
+        """Stores a user's feedback. Negative or reported feedback becomes a flag on its interaction, now if
+        the interaction is stored, else when it arrives. Returns False when the feedback was stored before."""
+        if not event.event_id or not event.interaction_id:
+            raise ValueError("feedback needs an event_id and an interaction_id")
+        now = now_us()
+        row = {
+            "feedback_id": event.event_id,
+            "interaction_id": event.interaction_id,
+            "user_id": event.user_id,
+            "rating": int(event.rating),
+            "comment": event.comment,
+            "channel": event.channel,
+            "occurred_at_us": event.occurred_at.ToMicroseconds() if event.HasField("occurred_at") else now,
+            "recorded_at_us": now,
+            "flag_id": None,
+        }
+        flag_rows = []
+        with self.writing() as conn:
+            _lock_interaction(conn, event.interaction_id)
+            if not insert_ignoring_duplicates(conn, feedback, "feedback_id", row):
+                return False
+            stored = conn.execute(
+                sa.select(interactions.c.event).where(interactions.c.interaction_id == event.interaction_id)
+            ).first()
+            if stored is not None and event.rating in _FEEDBACK_SEVERITY:
+                saved = conn.execute(
+                    sa.select(feedback).where(feedback.c.feedback_id == event.event_id)
+                ).one()
+                flag_rows.append(self._feedback_flag(conn, event.interaction_id, saved, now))
+                conn.execute(flags.insert(), flag_rows)
+                self._queue(conn, events_pb2.InteractionEvent.FromString(stored.event), flag_rows, now)
+        self._report(flag_rows, None)
+        return True
+
+    @staticmethod
+    def _feedback_flag(
+        conn: sa.Connection, interaction_id: str, row: sa.Row[Any], now: int
+    ) -> dict[str, Any]:
+        flag_id = _feedback_flag_id(row.feedback_id)
+        conn.execute(
+            feedback.update().where(feedback.c.feedback_id == row.feedback_id).values(flag_id=flag_id)
+        )
+        evidence = [f"{row.channel or 'feedback'}: {row.comment}"] if row.comment else []
+        return {
+            "flag_id": flag_id,
+            "interaction_id": interaction_id,
+            "detector": FEEDBACK_DETECTOR,
+            "severity": int(_FEEDBACK_SEVERITY[row.rating]),
+            "reason": _FEEDBACK_REASON[row.rating],
+            "evidence": json.dumps(evidence, ensure_ascii=False),
+            "created_at_us": now,
+        }
+
+    def _queue(
+        self,
+        conn: sa.Connection,
+        event: events_pb2.InteractionEvent,
+        flag_rows: Sequence[dict[str, Any]],
+        now: int,
+    ) -> None:
+        open_items(
+            conn,
+            [
+                NewItem(
+                    item_id=flag["flag_id"],
+                    kind=ItemKind.FLAG,
+                    detector=flag["detector"],
+                    severity=Severity(flag["severity"]),
+                    question=event.question,
+                    answer=event.answer,
+                    passages=list(event.passages),
+                    reason=flag["reason"],
+                    evidence=json.loads(flag["evidence"]),
+                    interaction_id=event.event_id,
+                    user_id=event.user_id,
+                )
+                for flag in flag_rows
+            ],
+            self.review_policy,
+            now,
+        )
+
+    def _report(self, flag_rows: Sequence[dict[str, Any]], delay_s: float | None) -> None:
+        """Counts what was stored, once it is committed."""
+        detectors = [flag["detector"] for flag in flag_rows]
+        pending: list[tuple[list[str], float | None]] | None = getattr(self._batch, "reports", None)
+        if pending is not None:
+            pending.append((detectors, delay_s))
+        else:
+            self._report_now(detectors, delay_s)
+
+    def _report_now(self, detectors: list[str], delay_s: float | None) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.flags(detectors)
+        if delay_s is not None:
+            self._metrics.delay(delay_s)
 
     def list_flags(self, limit: int = 50, interaction_id: str | None = None) -> list[StoredFlag]:
         """Flags, newest first; only those of one interaction when interaction_id is given."""
         _check_limit(limit)
-        with self._lock:
-            if interaction_id is None:
-                rows = self._conn.execute(
-                    f"SELECT {_FLAG_COLUMNS} ORDER BY f.created_at_us DESC, f.seq DESC LIMIT ?", (limit,)
-                ).fetchall()
-            else:
-                rows = self._conn.execute(
-                    f"SELECT {_FLAG_COLUMNS} WHERE f.interaction_id = ?"
-                    " ORDER BY f.created_at_us DESC, f.seq DESC LIMIT ?",
-                    (interaction_id, limit),
-                ).fetchall()
+        query = (
+            sa.select(
+                flags.c.flag_id,
+                flags.c.interaction_id,
+                flags.c.detector,
+                flags.c.severity,
+                flags.c.reason,
+                flags.c.evidence,
+                flags.c.created_at_us,
+                interactions.c.user_id,
+                interactions.c.question,
+            )
+            .join(interactions, interactions.c.interaction_id == flags.c.interaction_id)
+            .order_by(flags.c.created_at_us.desc(), flags.c.seq.desc())
+            .limit(limit)
+        )
+        if interaction_id is not None:
+            query = query.where(flags.c.interaction_id == interaction_id)
+        with self.reading() as conn:
+            rows = conn.execute(query).all()
         return [
             StoredFlag(
-                flag_id=row[0],
-                interaction_id=row[1],
-                detector=row[2],
-                severity=Severity(row[3]),
-                reason=row[4],
-                evidence=tuple(json.loads(row[5])),
-                created_at=_from_us(row[6]),
-                user_id=row[7],
-                question=row[8],
+                flag_id=row.flag_id,
+                interaction_id=row.interaction_id,
+                detector=row.detector,
+                severity=Severity(row.severity),
+                reason=row.reason,
+                evidence=tuple(json.loads(row.evidence)),
+                created_at=from_us(row.created_at_us),
+                user_id=row.user_id,
+                question=row.question,
             )
             for row in rows
         ]
@@ -220,29 +447,40 @@ class FlagStore:
     def list_interactions(self, limit: int = 50) -> list[StoredInteraction]:
         """Interactions, newest first by when they happened."""
         _check_limit(limit)
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT i.interaction_id, i.user_id, i.question, i.answer, i.refused, i.occurred_at_us,"
-                " (SELECT COUNT(*) FROM flags f WHERE f.interaction_id = i.interaction_id)"
-                " FROM interactions i ORDER BY i.occurred_at_us DESC, i.seq DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
+        flag_count = (
+            sa.select(sa.func.count())
+            .where(flags.c.interaction_id == interactions.c.interaction_id)
+            .scalar_subquery()
+        )
+        with self.reading() as conn:
+            rows = conn.execute(
+                sa.select(
+                    interactions.c.interaction_id,
+                    interactions.c.user_id,
+                    interactions.c.question,
+                    interactions.c.answer,
+                    interactions.c.refused,
+                    interactions.c.occurred_at_us,
+                    flag_count.label("flag_count"),
+                )
+                .order_by(interactions.c.occurred_at_us.desc(), interactions.c.seq.desc())
+                .limit(limit)
+            ).all()
         return [
             StoredInteraction(
-                interaction_id=row[0],
-                user_id=row[1],
-                question=row[2],
-                answer=row[3],
-                refused=bool(row[4]),
-                flag_count=row[6],
-                occurred_at=_from_us(row[5]),
+                interaction_id=row.interaction_id,
+                user_id=row.user_id,
+                question=row.question,
+                answer=row.answer,
+                refused=bool(row.refused),
+                flag_count=int(row.flag_count),
+                occurred_at=from_us(row.occurred_at_us),
             )
             for row in rows
         ]
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._engine.dispose()
 
 
 def _check_limit(limit: int) -> None:

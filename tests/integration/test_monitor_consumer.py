@@ -1,20 +1,56 @@
-"""The monitor's consumer against the real broker: flags stored, bad messages dead-lettered, no duplicates
-after a restart that re-reads uncommitted messages."""
+"""The monitor's consumer against the real broker: flags stored, feedback attached, bad messages
+dead-lettered, no duplicates after a restart that re-reads uncommitted messages, and a monitor process
+killed with SIGKILL mid-stream that loses nothing and duplicates nothing when it comes back."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import TopicPartition
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from copilot.common.v1 import common_pb2
+from copilot.devissuer import DevIssuer
 from copilot.events.v1 import events_pb2
 from copilot.kafka import ensure_topics
-from services.monitor.consumer import InteractionConsumer
-from services.monitor.detectors import default_detectors
+from services.monitor.consumer import MonitorConsumer
+from services.monitor.detectors import (
+    Finding,
+    SampledRunner,
+    Severity,
+    Tier,
+    default_detectors,
+    run_detectors,
+)
 from services.monitor.flagstore import FlagStore
+from services.monitor.metrics import MonitorMetrics
+from services.monitor.review import ItemFilter, ReviewQueue
+from tests.conftest import REPO, free_port
+
+STATELESS = {"pii", "secret", "prompt_injection", "ungrounded", "refusal", "acl_anomaly"}
+
+
+class EveryAnswer:
+    """A sampled-tier detector that flags every interaction it is given."""
+
+    name = "every_answer"
+    tier = Tier.SAMPLED
+    sample_rate = 1.0
+
+    def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
+        return [Finding(self.name, Severity.LOW, "inspected by the sampled tier", ())]
 
 
 def _event(i: int, answer: str) -> events_pb2.InteractionEvent:
@@ -28,58 +64,126 @@ def _event(i: int, answer: str) -> events_pb2.InteractionEvent:
     )
 
 
-def _wait(predicate: object, timeout_s: float = 30) -> bool:
+def _feedback(feedback_id: str, interaction_id: str, rating: int) -> events_pb2.FeedbackEvent:
+    return events_pb2.FeedbackEvent(
+        event_id=feedback_id,
+        interaction_id=interaction_id,
+        rating=rating,
+        comment="wrong",
+        channel="slack",  # type: ignore[arg-type]
+    )
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = 30) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
-        time.sleep(0.1)
+        time.sleep(0.05)
     return False
 
 
-def test_consumer_flags_dead_letters_and_never_duplicates(kafka_bootstrap: str, tmp_path: Path) -> None:
+def _topics() -> tuple[str, str, str, str]:
     suffix = uuid.uuid4().hex[:8]
-    topic, dlq, group = f"interactions-{suffix}", f"dlq-{suffix}", f"monitor-{suffix}"
-    ensure_topics(kafka_bootstrap, [topic, dlq], partitions=1)
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    producer.send(topic, _event(1, "The travel budget is 412,000 USD [1].").SerializeToString())
-    producer.send(topic, _event(2, "Call me at +1 415 555 0100 or hr-help@acme.example.").SerializeToString())
-    producer.send(topic, b"\xff\xfe not a protobuf")
-    producer.flush()
+    return f"interactions-{suffix}", f"feedback-{suffix}", f"dlq-{suffix}", f"monitor-{suffix}"
 
-    store = FlagStore(tmp_path / "monitor.sqlite")
-    consumer = InteractionConsumer(kafka_bootstrap, topic, group, dlq, store, default_detectors())
-    consumer.start()
-    assert _wait(lambda: len(store.list_interactions()) == 2), "both interactions should be stored"
-    consumer.stop()
-    flags = store.list_flags()
-    pii = [f for f in flags if f.detector == "pii"]
-    assert pii and pii[0].interaction_id == "evt-2"
-    assert all(f.interaction_id != "evt-1" or f.detector != "pii" for f in flags)
 
+def _dead_letters(bootstrap: str, dlq: str, expected: int) -> list[tuple[bytes, str]]:
     dead = KafkaConsumer(
         dlq,
-        bootstrap_servers=kafka_bootstrap,
+        bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         consumer_timeout_ms=15_000,
-        group_id=f"dlq-reader-{suffix}",
+        group_id=f"dlq-reader-{uuid.uuid4().hex[:8]}",
         session_timeout_ms=6000,
         heartbeat_interval_ms=1000,
     )
     records = []
     for record in dead:
-        records.append(record)
-        break
+        records.append((record.value, dict(record.headers)["dead-letter-reason"].decode()))
+        if len(records) == expected:
+            break
     dead.close()
-    assert records and records[0].value == b"\xff\xfe not a protobuf"
-    assert b"undecodable" in dict(records[0].headers)["dead-letter-reason"]
+    return records
+
+
+def test_consumer_flags_dead_letters_and_never_duplicates(kafka_bootstrap: str, tmp_path: Path) -> None:
+    topic, feedback_topic, dlq, group = _topics()
+    ensure_topics(kafka_bootstrap, [topic, feedback_topic, dlq], partitions=1)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer.send(topic, _event(1, "The travel budget is 412,000 USD [1].").SerializeToString())
+    producer.send(topic, _event(2, "Call me at +1 415 555 0100 or hr-help@acme.example.").SerializeToString())
+    producer.send(topic, b"\xff\xfe not a protobuf")
+    # Feedback on an interaction that has not arrived yet waits for it; feedback without its ids cannot.
+    producer.send(
+        feedback_topic, _feedback("fb-1", "evt-3", events_pb2.FEEDBACK_RATING_REPORTED).SerializeToString()
+    )
+    producer.send(
+        feedback_topic, _feedback("fb-2", "", events_pb2.FEEDBACK_RATING_NEGATIVE).SerializeToString()
+    )
+    producer.flush()
+
+    reader = InMemoryMetricReader()
+    metrics = MonitorMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    store = FlagStore(tmp_path / "monitor.sqlite", metrics=metrics)
+    sampled = SampledRunner([EveryAnswer()], store.add_findings)
+    sampled.start()
+    consumer = MonitorConsumer(
+        kafka_bootstrap, topic, feedback_topic, group, dlq, store, default_detectors(), metrics, sampled
+    )
+    consumer.start()
+    assert _wait(lambda: len(store.list_interactions()) == 2 and consumer.processed == 3), (
+        "2 events, 1 feedback"
+    )
+    consumer.stop()
+    sampled.stop()
+    # The sampled tier saw each stored interaction once, after its batch was committed.
+    assert sorted(f.interaction_id for f in store.list_flags() if f.detector == "every_answer") == [
+        "evt-1",
+        "evt-2",
+    ]
+    points = {
+        metric.name: metric.data.data_points
+        for resource in reader.get_metrics_data().resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    consumed = {
+        (p.attributes["topic"], p.attributes["outcome"]): p.value
+        for p in points["copilot.monitor.events_consumed"]
+    }
+    assert consumed == {
+        (topic, "stored"): 2,
+        (topic, "dead_lettered"): 1,
+        (feedback_topic, "stored"): 1,
+        (feedback_topic, "dead_lettered"): 1,
+    }
+    # Everything on the broker was read: no lag left on either topic.
+    assert {(p.attributes["topic"], p.value) for p in points["copilot.monitor.consumer_lag"]} == {
+        (topic, 0),
+        (feedback_topic, 0),
+    }
+    flags = store.list_flags()
+    pii = [f for f in flags if f.detector == "pii"]
+    assert pii and pii[0].interaction_id == "evt-2"
+    assert all(f.interaction_id != "evt-1" or f.detector != "pii" for f in flags)
+    assert not [f for f in flags if f.detector == "feedback"]
+
+    dead = _dead_letters(kafka_bootstrap, dlq, 2)
+    assert sorted(reason.split(":")[0] for _, reason in dead) == [
+        "FeedbackEvent without interaction_id",
+        "undecodable InteractionEvent",
+    ]
+    assert b"\xff\xfe not a protobuf" in [value for value, _ in dead]
 
     # A replay of an already-stored event (as after a crash before commit) must not add flags.
     flag_count = len(store.list_flags(limit=1000))
     producer.send(topic, _event(2, "Call me at +1 415 555 0100 or hr-help@acme.example.").SerializeToString())
     producer.send(topic, _event(3, "No sources needed.").SerializeToString())
     producer.flush()
-    restarted = InteractionConsumer(kafka_bootstrap, topic, group, dlq, store, default_detectors())
+    restarted = MonitorConsumer(
+        kafka_bootstrap, topic, feedback_topic, group, dlq, store, default_detectors()
+    )
     restarted.start()
     assert _wait(lambda: len(store.list_interactions()) == 3), "the new event after restart should be stored"
     restarted.stop()
@@ -88,5 +192,143 @@ def test_consumer_flags_dead_letters_and_never_duplicates(kafka_bootstrap: str, 
         [f for f in flags if f.interaction_id == "evt-2"]
     )
     assert len(new_flags) > flag_count
+    # The reported feedback became a HIGH flag and a review item once evt-3 arrived.
+    [reported] = [f for f in new_flags if f.detector == "feedback"]
+    assert (reported.interaction_id, reported.severity.name) == ("evt-3", "HIGH")
+    assert ReviewQueue(store).list_items(ItemFilter(detector="feedback"))[1] == 1
     producer.close()
     store.close()
+
+
+def _counts(path: Path) -> tuple[int, int, int]:
+    """Interactions, flags and review items, read as another process would."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+            return tuple(  # type: ignore[return-value]
+                conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in ("interactions", "flags", "review_items")
+            )
+    except sqlite3.OperationalError:
+        return (0, 0, 0)
+
+
+def _flags_by_detector(path: Path) -> Counter[str]:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+            return Counter(
+                dict(conn.execute("SELECT detector, COUNT(*) FROM flags GROUP BY detector").fetchall())
+            )
+    except sqlite3.OperationalError:
+        return Counter()
+
+
+def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return sum(reader.committed(TopicPartition(topic, p)) or 0 for p in range(partitions))
+    finally:
+        reader.close()
+
+
+def test_monitor_killed_mid_stream_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, issuer: DevIssuer, tmp_path: Path
+) -> None:
+    topic, feedback_topic, dlq, group = _topics()
+    ensure_topics(kafka_bootstrap, [topic, feedback_topic, dlq], partitions=3)
+    answers = [
+        "The travel budget is 412,000 USD [1].",
+        "Write to jane.doe@acme-corp.com or call +1 415 867 5309.",
+        "I could not find this in the documents you may read.",
+        "Use api_key = sk_live_4eC39HqLyjWDarjtT1zdp7dc to call it.",
+    ]
+    events = [_event(i, answers[i % len(answers)]) for i in range(1200)]
+    # Detectors that judge each event on its own; the statistical ones (latency, length) depend on what came
+    # before, which a restart resets, so their counts are not compared.
+    per_event = Counter(
+        f.detector for e in events for f in run_detectors(default_detectors(), e) if f.detector in STATELESS
+    )
+    negative = [
+        _feedback(f"fb-{i}", f"evt-{i}", events_pb2.FEEDBACK_RATING_NEGATIVE) for i in range(0, 1200, 40)
+    ]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=5)
+    for e in events[:900]:
+        producer.send(topic, key=e.event_id.encode(), value=e.SerializeToString())
+    producer.flush()
+
+    database = tmp_path / "monitor.sqlite"
+    env = {
+        **os.environ,
+        "COPILOT_MONITOR_PORT": str(free_port()),
+        "COPILOT_MONITOR_LOG_FORMAT": "text",
+        "COPILOT_MONITOR_DATABASE": str(database),
+        "COPILOT_MONITOR_CONSUMER_GROUP": group,
+        "COPILOT_MONITOR_DEAD_LETTER_TOPIC": dlq,
+        "COPILOT_MONITOR_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "COPILOT_MONITOR_KAFKA__INTERACTIONS_TOPIC": topic,
+        "COPILOT_MONITOR_KAFKA__FEEDBACK_TOPIC": feedback_topic,
+        "COPILOT_MONITOR_AUTH__ISSUER": issuer.issuer,
+        "COPILOT_MONITOR_AUTH__AUDIENCE": issuer.audience,
+        "COPILOT_MONITOR_HTTP_PORT": str(free_port()),
+    }
+
+    def start(log_name: str) -> subprocess.Popen[bytes]:
+        log = (tmp_path / log_name).open("wb")
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.monitor.server"],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    first = start("first.log")
+    try:
+        assert _wait(lambda: _counts(database)[0] >= 100, 60), (tmp_path / "first.log").read_text()[-3000:]
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    stored_at_kill = _counts(database)[0]
+    committed_at_kill = _committed(kafka_bootstrap, group, topic, 3)
+    assert stored_at_kill < 900, "the monitor should have been killed mid-stream"
+    # Offsets are committed only after the store has the events: what Kafka skips, the store has.
+    assert committed_at_kill <= stored_at_kill
+
+    # Events and feedback keep coming while the monitor is down.
+    for e in events[900:]:
+        producer.send(topic, key=e.event_id.encode(), value=e.SerializeToString())
+    for f in negative:
+        producer.send(feedback_topic, key=f.interaction_id.encode(), value=f.SerializeToString())
+    producer.flush()
+    producer.close()
+
+    second = start("second.log")
+    try:
+        done = _wait(
+            lambda: (
+                _counts(database)[0] == 1200 and _flags_by_detector(database)["feedback"] == len(negative)
+            ),
+            90,
+        )
+        assert done, f"{_counts(database)}; " + (tmp_path / "second.log").read_text()[-3000:]
+        # The same process serves the review page.
+        page = f"http://127.0.0.1:{env['COPILOT_MONITOR_HTTP_PORT']}"
+        assert httpx.get(f"{page}/healthz").text == "ok"
+        assert (
+            httpx.get(f"{page}/", headers={"authorization": f"Bearer {issuer.mint('ops')}"}).status_code
+            == 200
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.wait(30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+    interactions, flags, review_items = _counts(database)
+    assert interactions == 1200
+    # Each event's flags were stored exactly once, and each flag has its one review item.
+    by_detector = _flags_by_detector(database)
+    assert {d: n for d, n in by_detector.items() if d in STATELESS} == dict(per_event)
+    assert by_detector["feedback"] == len(negative)
+    assert flags == review_items == sum(by_detector.values())

@@ -7,11 +7,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from copilot.events.v1 import events_pb2
 from services.monitor.detectors import Finding, Severity
-from services.monitor.flagstore import FlagStore
+from services.monitor.flagstore import FlagStore, migrate
+from services.monitor.metrics import MonitorMetrics
+from services.monitor.review import ReviewQueue
+from services.monitor.schema import metadata
+
+HEAD = "0002"
 
 PII = Finding("pii", Severity.HIGH, "answer contains an IBAN", ("GB** **** **** **** **54 32",))
 PII_EMAIL = Finding("pii", Severity.MEDIUM, "answer contains an email address", ("jane@acme-corp.com",))
@@ -124,7 +134,7 @@ def test_file_store_keeps_data_and_the_raw_event(tmp_path: Path) -> None:
     reopened.close()
 
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         [(raw,)] = conn.execute("SELECT event FROM interactions").fetchall()
     assert events_pb2.InteractionEvent.FromString(raw) == original
@@ -133,11 +143,65 @@ def test_file_store_keeps_data_and_the_raw_event(tmp_path: Path) -> None:
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "monitor.db"
+    FlagStore(path).close()
     with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 2")
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
     conn.close()
-    with pytest.raises(RuntimeError, match="schema version 2"):
+    with pytest.raises(RuntimeError, match="schema revision 9999"):
         FlagStore(path)
+
+
+# The schema the hand-written migration list made before Alembic took over (PRAGMA user_version 1).
+LEGACY_SCHEMA = """
+    CREATE TABLE interactions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, interaction_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,
+        question TEXT NOT NULL, answer TEXT NOT NULL, refused INTEGER NOT NULL,
+        occurred_at_us INTEGER NOT NULL, recorded_at_us INTEGER NOT NULL, event BLOB NOT NULL
+    );
+    CREATE INDEX interactions_newest ON interactions (occurred_at_us DESC, seq DESC);
+    CREATE TABLE flags (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, flag_id TEXT NOT NULL UNIQUE,
+        interaction_id TEXT NOT NULL REFERENCES interactions (interaction_id), detector TEXT NOT NULL,
+        severity INTEGER NOT NULL, reason TEXT NOT NULL, evidence TEXT NOT NULL,
+        created_at_us INTEGER NOT NULL
+    );
+    CREATE INDEX flags_newest ON flags (created_at_us DESC, seq DESC);
+    CREATE INDEX flags_by_interaction ON flags (interaction_id, created_at_us DESC, seq DESC);
+    PRAGMA user_version = 1;
+"""
+
+
+def test_a_database_of_the_hand_written_migrations_is_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(LEGACY_SCHEMA)
+        conn.execute(
+            "INSERT INTO interactions (interaction_id, user_id, question, answer, refused, occurred_at_us,"
+            " recorded_at_us, event) VALUES ('old', 'u', 'q', 'a', 0, 1, 1, x'')"
+        )
+        conn.execute(
+            "INSERT INTO flags (flag_id, interaction_id, detector, severity, reason, evidence, created_at_us)"
+            " VALUES ('f-old', 'old', 'pii', 3, 'answer contains an IBAN', '[]', 1)"
+        )
+    conn.close()
+    store = FlagStore(path)
+    assert [f.flag_id for f in store.list_flags()] == ["f-old"]
+    assert store.record(event("old", 0), [PII]) is False
+    assert store.record(event("e1", 5), [PII]) is True
+    store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
+    conn.close()
+
+
+def test_migrations_build_the_schema_the_code_uses() -> None:
+    """Alembic's autogenerate comparison of the migrated database with schema.py finds no difference."""
+    engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool)
+    migrate(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    assert diff == []
 
 
 def test_concurrent_records_and_replays_store_each_event_once(tmp_path: Path) -> None:
@@ -154,3 +218,99 @@ def test_concurrent_records_and_replays_store_each_event_once(tmp_path: Path) ->
     assert len(flag_store.list_flags(limit=1_000)) == 2 * len(events)
     assert {i.flag_count for i in flag_store.list_interactions(limit=1_000)} == {2}
     flag_store.close()
+
+
+def feedback(
+    feedback_id: str, interaction_id: str, rating: int, comment: str = ""
+) -> events_pb2.FeedbackEvent:
+    return events_pb2.FeedbackEvent(
+        event_id=feedback_id,
+        interaction_id=interaction_id,
+        user_id="u-feedback",
+        rating=rating,  # type: ignore[arg-type]
+        comment=comment,
+        channel="slack",
+    )
+
+
+def test_negative_and_reported_feedback_become_flags(store: FlagStore) -> None:
+    store.record(event("e1", 0), [])
+    assert store.record_feedback(feedback("fb1", "e1", events_pb2.FEEDBACK_RATING_NEGATIVE, "wrong amount"))
+    assert store.record_feedback(feedback("fb2", "e1", events_pb2.FEEDBACK_RATING_REPORTED))
+    assert store.record_feedback(feedback("fb3", "e1", events_pb2.FEEDBACK_RATING_POSITIVE))
+    # A redelivered feedback event changes nothing.
+    assert not store.record_feedback(
+        feedback("fb1", "e1", events_pb2.FEEDBACK_RATING_NEGATIVE, "wrong amount")
+    )
+    flags = store.list_flags(interaction_id="e1")
+    assert sorted((f.detector, f.severity, f.evidence) for f in flags) == [
+        ("feedback", Severity.MEDIUM, ("slack: wrong amount",)),
+        ("feedback", Severity.HIGH, ()),
+    ]
+    assert [i.flag_count for i in store.list_interactions()] == [2]
+
+
+def test_feedback_that_arrives_before_its_interaction_waits_for_it(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.db"
+    first = FlagStore(path)
+    assert first.record_feedback(feedback("fb1", "later", events_pb2.FEEDBACK_RATING_REPORTED, "unsafe"))
+    assert first.list_flags() == []
+    first.close()
+    # The monitor restarted in between: the waiting feedback is on disk, not in memory.
+    second = FlagStore(path)
+    assert second.record(event("later", 0), [PII]) is True
+    assert sorted(f.detector for f in second.list_flags()) == ["feedback", "pii"]
+    assert second.record(event("later", 0), [PII]) is False
+    assert len(second.list_flags()) == 2
+    second.close()
+
+
+def test_feedback_flag_ids_are_deterministic(tmp_path: Path) -> None:
+    ids = []
+    for name in ("a.db", "b.db"):
+        flag_store = FlagStore(tmp_path / name)
+        flag_store.record_feedback(feedback("fb1", "e1", events_pb2.FEEDBACK_RATING_NEGATIVE))
+        flag_store.record(event("e1", 0), [PII])
+        ids.append(sorted(f.flag_id for f in flag_store.list_flags()))
+        flag_store.close()
+    assert ids[0] == ids[1] and len(set(ids[0])) == 2
+
+
+def test_feedback_without_ids_is_rejected(store: FlagStore) -> None:
+    with pytest.raises(ValueError):
+        store.record_feedback(feedback("", "e1", events_pb2.FEEDBACK_RATING_NEGATIVE))
+    with pytest.raises(ValueError):
+        store.record_feedback(feedback("fb1", "", events_pb2.FEEDBACK_RATING_NEGATIVE))
+
+
+def test_metrics_count_flags_per_detector_and_the_queue() -> None:
+    reader = InMemoryMetricReader()
+    monitor_metrics = MonitorMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    flag_store = FlagStore(":memory:", metrics=monitor_metrics)
+    monitor_metrics.watch_queue(ReviewQueue(flag_store).open_count)
+    flag_store.record(event("e1", 0), [PII, PII_EMAIL, REFUSAL])
+    flag_store.record_feedback(feedback("fb1", "e1", events_pb2.FEEDBACK_RATING_REPORTED))
+    monitor_metrics.lag("topic", 0, 7)
+    points = {
+        metric.name: metric.data.data_points
+        for resource in reader.get_metrics_data().resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    flagged = {p.attributes["detector"]: p.value for p in points["copilot.monitor.flags_raised"]}
+    assert flagged == {"pii": 2, "refusal": 1, "feedback": 1}
+    assert [p.value for p in points["copilot.monitor.review_queue_size"]] == [4]
+    assert [p.value for p in points["copilot.monitor.consumer_lag"]] == [7]
+    assert [p.count for p in points["copilot.monitor.event_delay"]] == [1]
+    flag_store.close()
+
+
+def test_findings_added_later_are_idempotent_and_queued(store: FlagStore) -> None:
+    toxic = Finding("toxicity_model", Severity.MEDIUM, "toxic answer", ("****",))
+    store.record(event("e1", 0), [PII])
+    assert store.add_findings(event("e1", 0), [toxic]) == 1
+    assert store.add_findings(event("e1", 0), [toxic]) == 0
+    assert sorted(f.detector for f in store.list_flags()) == ["pii", "toxicity_model"]
+    assert ReviewQueue(store).open_count() == 2
+    with pytest.raises(ValueError, match="not stored"):
+        store.add_findings(event("missing", 0), [toxic])

@@ -22,30 +22,85 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from copilot.common.v1 import common_pb2 as copilot_dot_common_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n copilot/monitor/v1/monitor.proto\x12\x12\x63opilot.monitor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"9\n\x10ListFlagsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x16\n\x0einteraction_id\x18\x02 \x01(\t\"<\n\x11ListFlagsResponse\x12\'\n\x05\x66lags\x18\x01 \x03(\x0b\x32\x18.copilot.monitor.v1.Flag\"\xe6\x01\n\x04\x46lag\x12\x0f\n\x07\x66lag_id\x18\x01 \x01(\t\x12\x16\n\x0einteraction_id\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x03 \x01(\t\x12.\n\x08severity\x18\x04 \x01(\x0e\x32\x1c.copilot.monitor.v1.Severity\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08\x65vidence\x18\x06 \x03(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x08 \x01(\t\x12\x10\n\x08question\x18\t \x01(\t\"(\n\x17ListInteractionsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"X\n\x18ListInteractionsResponse\x12<\n\x0cinteractions\x18\x01 \x03(\x0b\x32&.copilot.monitor.v1.InteractionSummary\"\xb5\x01\n\x12InteractionSummary\x12\x16\n\x0einteraction_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08question\x18\x03 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\t\x12\x0f\n\x07refused\x18\x05 \x01(\x08\x12\x12\n\nflag_count\x18\x06 \x01(\x05\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*^\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cSEVERITY_LOW\x10\x01\x12\x13\n\x0fSEVERITY_MEDIUM\x10\x02\x12\x11\n\rSEVERITY_HIGH\x10\x03\x32\xd9\x01\n\x0eMonitorService\x12X\n\tListFlags\x12$.copilot.monitor.v1.ListFlagsRequest\x1a%.copilot.monitor.v1.ListFlagsResponse\x12m\n\x10ListInteractions\x12+.copilot.monitor.v1.ListInteractionsRequest\x1a,.copilot.monitor.v1.ListInteractionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n copilot/monitor/v1/monitor.proto\x12\x12\x63opilot.monitor.v1\x1a\x1e\x63opilot/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"9\n\x10ListFlagsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x16\n\x0einteraction_id\x18\x02 \x01(\t\"<\n\x11ListFlagsResponse\x12\'\n\x05\x66lags\x18\x01 \x03(\x0b\x32\x18.copilot.monitor.v1.Flag\"\xe6\x01\n\x04\x46lag\x12\x0f\n\x07\x66lag_id\x18\x01 \x01(\t\x12\x16\n\x0einteraction_id\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x03 \x01(\t\x12.\n\x08severity\x18\x04 \x01(\x0e\x32\x1c.copilot.monitor.v1.Severity\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08\x65vidence\x18\x06 \x03(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x08 \x01(\t\x12\x10\n\x08question\x18\t \x01(\t\"(\n\x17ListInteractionsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"X\n\x18ListInteractionsResponse\x12<\n\x0cinteractions\x18\x01 \x03(\x0b\x32&.copilot.monitor.v1.InteractionSummary\"\xb5\x01\n\x12InteractionSummary\x12\x16\n\x0einteraction_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08question\x18\x03 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\t\x12\x0f\n\x07refused\x18\x05 \x01(\x08\x12\x12\n\nflag_count\x18\x06 \x01(\x05\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe7\x05\n\nReviewItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x30\n\x04kind\x18\x02 \x01(\x0e\x32\".copilot.monitor.v1.ReviewItemKind\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.copilot.monitor.v1.ReviewState\x12\x38\n\rfinal_verdict\x18\x04 \x01(\x0e\x32!.copilot.monitor.v1.ReviewVerdict\x12\x10\n\x08\x64\x65tector\x18\x05 \x01(\t\x12.\n\x08severity\x18\x06 \x01(\x0e\x32\x1c.copilot.monitor.v1.Severity\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x10\n\x08\x65vidence\x18\x08 \x03(\t\x12\x16\n\x0einteraction_id\x18\t \x01(\t\x12\r\n\x05\x62\x61tch\x18\n \x01(\t\x12\x10\n\x08\x63riteria\x18\x0b \x01(\t\x12\x10\n\x08question\x18\x0c \x01(\t\x12\x0e\n\x06\x61nswer\x18\r \x01(\t\x12,\n\x08passages\x18\x0e \x03(\x0b\x32\x1a.copilot.common.v1.Passage\x12\x11\n\tassignees\x18\x0f \x03(\t\x12\x17\n\x0flabels_required\x18\x10 \x01(\x05\x12/\n\x06labels\x18\x11 \x03(\x0b\x32\x1f.copilot.monitor.v1.ReviewLabel\x12\x33\n\x08\x63omments\x18\x12 \x03(\x0b\x32!.copilot.monitor.v1.ReviewComment\x12.\n\ncreated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06\x64ue_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07overdue\x18\x15 \x01(\x08\x12/\n\x0bresolved_at\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x17 \x01(\t\"\xaa\x01\n\x0bReviewLabel\x12\x10\n\x08reviewer\x18\x01 \x01(\t\x12\x32\n\x07verdict\x18\x02 \x01(\x0e\x32!.copilot.monitor.v1.ReviewVerdict\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12.\n\nlabeled_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x61\x64judication\x18\x05 \x01(\x08\"]\n\rReviewComment\x12\x0e\n\x06\x61uthor\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa0\x01\n\x16ListReviewItemsRequest\x12.\n\x05state\x18\x01 \x01(\x0e\x32\x1f.copilot.monitor.v1.ReviewState\x12\x10\n\x08\x64\x65tector\x18\x02 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\t\x12\x10\n\x08\x61ssignee\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x14\n\x0coverdue_only\x18\x06 \x01(\x08\"W\n\x17ListReviewItemsResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.copilot.monitor.v1.ReviewItem\x12\r\n\x05total\x18\x02 \x01(\x05\"\'\n\x14GetReviewItemRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\"E\n\x15GetReviewItemResponse\x12,\n\x04item\x18\x01 \x01(\x0b\x32\x1e.copilot.monitor.v1.ReviewItem\")\n\x16\x43laimReviewItemRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\"G\n\x17\x43laimReviewItemResponse\x12,\n\x04item\x18\x01 \x01(\x0b\x32\x1e.copilot.monitor.v1.ReviewItem\"n\n\x16LabelReviewItemRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x32\n\x07verdict\x18\x02 \x01(\x0e\x32!.copilot.monitor.v1.ReviewVerdict\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\"G\n\x17LabelReviewItemResponse\x12,\n\x04item\x18\x01 \x01(\x0b\x32\x1e.copilot.monitor.v1.ReviewItem\"9\n\x18\x43ommentReviewItemRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"I\n\x19\x43ommentReviewItemResponse\x12,\n\x04item\x18\x01 \x01(\x0b\x32\x1e.copilot.monitor.v1.ReviewItem\"]\n\x13GetAgreementRequest\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\t\x12\x11\n\tresamples\x18\x03 \x01(\x05\x12\x12\n\nconfidence\x18\x04 \x01(\x01\"I\n\x14GetAgreementResponse\x12\x31\n\nagreements\x18\x01 \x03(\x0b\x32\x1d.copilot.monitor.v1.Agreement\"\x88\x03\n\tAgreement\x12\x31\n\x05scope\x18\x01 \x01(\x0e\x32\".copilot.monitor.v1.AgreementScope\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\treviewers\x18\x03 \x03(\t\x12\r\n\x05items\x18\x04 \x01(\x05\x12\x0e\n\x06labels\x18\x05 \x01(\x05\x12\x37\n\x11percent_agreement\x18\x06 \x01(\x0b\x32\x1c.copilot.monitor.v1.Estimate\x12\x31\n\x0b\x63ohen_kappa\x18\x07 \x01(\x0b\x32\x1c.copilot.monitor.v1.Estimate\x12\x32\n\x0c\x66leiss_kappa\x18\x08 \x01(\x0b\x32\x1c.copilot.monitor.v1.Estimate\x12\x38\n\x12krippendorff_alpha\x18\t \x01(\x0b\x32\x1c.copilot.monitor.v1.Estimate\x12.\n\x08gwet_ac1\x18\n \x01(\x0b\x32\x1c.copilot.monitor.v1.Estimate\":\n\x08\x45stimate\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x0e\n\x06\x63i_low\x18\x02 \x01(\x01\x12\x0f\n\x07\x63i_high\x18\x03 \x01(\x01\";\n\x18\x45xportAdjudicatedRequest\x12\x10\n\x08\x64\x65tector\x18\x01 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\t\"N\n\x19\x45xportAdjudicatedResponse\x12\x31\n\x05\x63\x61ses\x18\x01 \x03(\x0b\x32\".copilot.monitor.v1.RegressionCase\"\xcf\x02\n\x0eRegressionCase\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12,\n\x08passages\x18\x04 \x03(\x0b\x32\x1a.copilot.common.v1.Passage\x12\x10\n\x08\x64\x65tector\x18\x05 \x01(\t\x12\x38\n\rfinal_verdict\x18\x06 \x01(\x0e\x32!.copilot.monitor.v1.ReviewVerdict\x12\x16\n\x0ereviewer_notes\x18\x07 \x03(\t\x12\x16\n\x0einteraction_id\x18\x08 \x01(\t\x12\r\n\x05\x62\x61tch\x18\t \x01(\t\x12\x10\n\x08\x63riteria\x18\n \x01(\t\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12/\n\x0bresolved_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x16SubmitForReviewRequest\x12\x35\n\x07samples\x18\x01 \x03(\x0b\x32$.copilot.monitor.v1.EvaluationSample\x12\x17\n\x0flabels_required\x18\x02 \x01(\x05\"\x96\x01\n\x10\x45valuationSample\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12,\n\x08passages\x18\x03 \x03(\x0b\x32\x1a.copilot.common.v1.Passage\x12\x10\n\x08\x63riteria\x18\x04 \x01(\t\x12\r\n\x05\x62\x61tch\x18\x05 \x01(\t\x12\x11\n\tsample_id\x18\x06 \x01(\t\"+\n\x17SubmitForReviewResponse\x12\x10\n\x08item_ids\x18\x01 \x03(\t*^\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cSEVERITY_LOW\x10\x01\x12\x13\n\x0fSEVERITY_MEDIUM\x10\x02\x12\x11\n\rSEVERITY_HIGH\x10\x03*n\n\x0eReviewItemKind\x12 \n\x1cREVIEW_ITEM_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15REVIEW_ITEM_KIND_FLAG\x10\x01\x12\x1f\n\x1bREVIEW_ITEM_KIND_EVALUATION\x10\x02*\x95\x01\n\x0bReviewState\x12\x1c\n\x18REVIEW_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11REVIEW_STATE_OPEN\x10\x01\x12\x1a\n\x16REVIEW_STATE_IN_REVIEW\x10\x02\x12\x19\n\x15REVIEW_STATE_RESOLVED\x10\x03\x12\x1a\n\x16REVIEW_STATE_ESCALATED\x10\x04*\xc2\x01\n\rReviewVerdict\x12\x1e\n\x1aREVIEW_VERDICT_UNSPECIFIED\x10\x00\x12 \n\x1cREVIEW_VERDICT_TRUE_POSITIVE\x10\x01\x12!\n\x1dREVIEW_VERDICT_FALSE_POSITIVE\x10\x02\x12\x1b\n\x17REVIEW_VERDICT_ESCALATE\x10\x03\x12\x17\n\x13REVIEW_VERDICT_GOOD\x10\x04\x12\x16\n\x12REVIEW_VERDICT_BAD\x10\x05*\x8d\x01\n\x0e\x41greementScope\x12\x1f\n\x1b\x41GREEMENT_SCOPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41GREEMENT_SCOPE_DETECTOR\x10\x01\x12!\n\x1d\x41GREEMENT_SCOPE_REVIEWER_PAIR\x10\x02\x12\x19\n\x15\x41GREEMENT_SCOPE_BATCH\x10\x03\x32\xb6\x08\n\x0eMonitorService\x12X\n\tListFlags\x12$.copilot.monitor.v1.ListFlagsRequest\x1a%.copilot.monitor.v1.ListFlagsResponse\x12m\n\x10ListInteractions\x12+.copilot.monitor.v1.ListInteractionsRequest\x1a,.copilot.monitor.v1.ListInteractionsResponse\x12j\n\x0fListReviewItems\x12*.copilot.monitor.v1.ListReviewItemsRequest\x1a+.copilot.monitor.v1.ListReviewItemsResponse\x12\x64\n\rGetReviewItem\x12(.copilot.monitor.v1.GetReviewItemRequest\x1a).copilot.monitor.v1.GetReviewItemResponse\x12j\n\x0f\x43laimReviewItem\x12*.copilot.monitor.v1.ClaimReviewItemRequest\x1a+.copilot.monitor.v1.ClaimReviewItemResponse\x12j\n\x0fLabelReviewItem\x12*.copilot.monitor.v1.LabelReviewItemRequest\x1a+.copilot.monitor.v1.LabelReviewItemResponse\x12p\n\x11\x43ommentReviewItem\x12,.copilot.monitor.v1.CommentReviewItemRequest\x1a-.copilot.monitor.v1.CommentReviewItemResponse\x12\x61\n\x0cGetAgreement\x12\'.copilot.monitor.v1.GetAgreementRequest\x1a(.copilot.monitor.v1.GetAgreementResponse\x12p\n\x11\x45xportAdjudicated\x12,.copilot.monitor.v1.ExportAdjudicatedRequest\x1a-.copilot.monitor.v1.ExportAdjudicatedResponse\x12j\n\x0fSubmitForReview\x12*.copilot.monitor.v1.SubmitForReviewRequest\x1a+.copilot.monitor.v1.SubmitForReviewResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'copilot.monitor.v1.monitor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEVERITY']._serialized_start=759
-  _globals['_SEVERITY']._serialized_end=853
-  _globals['_LISTFLAGSREQUEST']._serialized_start=89
-  _globals['_LISTFLAGSREQUEST']._serialized_end=146
-  _globals['_LISTFLAGSRESPONSE']._serialized_start=148
-  _globals['_LISTFLAGSRESPONSE']._serialized_end=208
-  _globals['_FLAG']._serialized_start=211
-  _globals['_FLAG']._serialized_end=441
-  _globals['_LISTINTERACTIONSREQUEST']._serialized_start=443
-  _globals['_LISTINTERACTIONSREQUEST']._serialized_end=483
-  _globals['_LISTINTERACTIONSRESPONSE']._serialized_start=485
-  _globals['_LISTINTERACTIONSRESPONSE']._serialized_end=573
-  _globals['_INTERACTIONSUMMARY']._serialized_start=576
-  _globals['_INTERACTIONSUMMARY']._serialized_end=757
-  _globals['_MONITORSERVICE']._serialized_start=856
-  _globals['_MONITORSERVICE']._serialized_end=1073
+  _globals['_SEVERITY']._serialized_start=4012
+  _globals['_SEVERITY']._serialized_end=4106
+  _globals['_REVIEWITEMKIND']._serialized_start=4108
+  _globals['_REVIEWITEMKIND']._serialized_end=4218
+  _globals['_REVIEWSTATE']._serialized_start=4221
+  _globals['_REVIEWSTATE']._serialized_end=4370
+  _globals['_REVIEWVERDICT']._serialized_start=4373
+  _globals['_REVIEWVERDICT']._serialized_end=4567
+  _globals['_AGREEMENTSCOPE']._serialized_start=4570
+  _globals['_AGREEMENTSCOPE']._serialized_end=4711
+  _globals['_LISTFLAGSREQUEST']._serialized_start=121
+  _globals['_LISTFLAGSREQUEST']._serialized_end=178
+  _globals['_LISTFLAGSRESPONSE']._serialized_start=180
+  _globals['_LISTFLAGSRESPONSE']._serialized_end=240
+  _globals['_FLAG']._serialized_start=243
+  _globals['_FLAG']._serialized_end=473
+  _globals['_LISTINTERACTIONSREQUEST']._serialized_start=475
+  _globals['_LISTINTERACTIONSREQUEST']._serialized_end=515
+  _globals['_LISTINTERACTIONSRESPONSE']._serialized_start=517
+  _globals['_LISTINTERACTIONSRESPONSE']._serialized_end=605
+  _globals['_INTERACTIONSUMMARY']._serialized_start=608
+  _globals['_INTERACTIONSUMMARY']._serialized_end=789
+  _globals['_REVIEWITEM']._serialized_start=792
+  _globals['_REVIEWITEM']._serialized_end=1535
+  _globals['_REVIEWLABEL']._serialized_start=1538
+  _globals['_REVIEWLABEL']._serialized_end=1708
+  _globals['_REVIEWCOMMENT']._serialized_start=1710
+  _globals['_REVIEWCOMMENT']._serialized_end=1803
+  _globals['_LISTREVIEWITEMSREQUEST']._serialized_start=1806
+  _globals['_LISTREVIEWITEMSREQUEST']._serialized_end=1966
+  _globals['_LISTREVIEWITEMSRESPONSE']._serialized_start=1968
+  _globals['_LISTREVIEWITEMSRESPONSE']._serialized_end=2055
+  _globals['_GETREVIEWITEMREQUEST']._serialized_start=2057
+  _globals['_GETREVIEWITEMREQUEST']._serialized_end=2096
+  _globals['_GETREVIEWITEMRESPONSE']._serialized_start=2098
+  _globals['_GETREVIEWITEMRESPONSE']._serialized_end=2167
+  _globals['_CLAIMREVIEWITEMREQUEST']._serialized_start=2169
+  _globals['_CLAIMREVIEWITEMREQUEST']._serialized_end=2210
+  _globals['_CLAIMREVIEWITEMRESPONSE']._serialized_start=2212
+  _globals['_CLAIMREVIEWITEMRESPONSE']._serialized_end=2283
+  _globals['_LABELREVIEWITEMREQUEST']._serialized_start=2285
+  _globals['_LABELREVIEWITEMREQUEST']._serialized_end=2395
+  _globals['_LABELREVIEWITEMRESPONSE']._serialized_start=2397
+  _globals['_LABELREVIEWITEMRESPONSE']._serialized_end=2468
+  _globals['_COMMENTREVIEWITEMREQUEST']._serialized_start=2470
+  _globals['_COMMENTREVIEWITEMREQUEST']._serialized_end=2527
+  _globals['_COMMENTREVIEWITEMRESPONSE']._serialized_start=2529
+  _globals['_COMMENTREVIEWITEMRESPONSE']._serialized_end=2602
+  _globals['_GETAGREEMENTREQUEST']._serialized_start=2604
+  _globals['_GETAGREEMENTREQUEST']._serialized_end=2697
+  _globals['_GETAGREEMENTRESPONSE']._serialized_start=2699
+  _globals['_GETAGREEMENTRESPONSE']._serialized_end=2772
+  _globals['_AGREEMENT']._serialized_start=2775
+  _globals['_AGREEMENT']._serialized_end=3167
+  _globals['_ESTIMATE']._serialized_start=3169
+  _globals['_ESTIMATE']._serialized_end=3227
+  _globals['_EXPORTADJUDICATEDREQUEST']._serialized_start=3229
+  _globals['_EXPORTADJUDICATEDREQUEST']._serialized_end=3288
+  _globals['_EXPORTADJUDICATEDRESPONSE']._serialized_start=3290
+  _globals['_EXPORTADJUDICATEDRESPONSE']._serialized_end=3368
+  _globals['_REGRESSIONCASE']._serialized_start=3371
+  _globals['_REGRESSIONCASE']._serialized_end=3706
+  _globals['_SUBMITFORREVIEWREQUEST']._serialized_start=3708
+  _globals['_SUBMITFORREVIEWREQUEST']._serialized_end=3812
+  _globals['_EVALUATIONSAMPLE']._serialized_start=3815
+  _globals['_EVALUATIONSAMPLE']._serialized_end=3965
+  _globals['_SUBMITFORREVIEWRESPONSE']._serialized_start=3967
+  _globals['_SUBMITFORREVIEWRESPONSE']._serialized_end=4010
+  _globals['_MONITORSERVICE']._serialized_start=4714
+  _globals['_MONITORSERVICE']._serialized_end=5792
 # @@protoc_insertion_point(module_scope)

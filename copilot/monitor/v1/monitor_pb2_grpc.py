@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class MonitorServiceStub:
-    """Read access to what the monitor saw and flagged.
+    """What the monitor saw and flagged, and the human review queue built on it. Every call needs the
+    reviewer role (copilot-reviewer); SubmitForReview also accepts the evaluator role (copilot-evaluator).
     """
 
     def __init__(self, channel):
@@ -45,10 +46,51 @@ class MonitorServiceStub:
                 request_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ListInteractionsRequest.SerializeToString,
                 response_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ListInteractionsResponse.FromString,
                 _registered_method=True)
+        self.ListReviewItems = channel.unary_unary(
+                '/copilot.monitor.v1.MonitorService/ListReviewItems',
+                request_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ListReviewItemsRequest.SerializeToString,
+                response_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ListReviewItemsResponse.FromString,
+                _registered_method=True)
+        self.GetReviewItem = channel.unary_unary(
+                '/copilot.monitor.v1.MonitorService/GetReviewItem',
+                request_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.GetReviewItemRequest.SerializeToString,
+                response_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.GetReviewItemResponse.FromString,
+                _registered_method=True)
+        self.ClaimReviewItem = channel.unary_unary(
+                '/copilot.monitor.v1.MonitorService/ClaimReviewItem',
+                request_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ClaimReviewItemRequest.SerializeToString,
+                response_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ClaimReviewItemResponse.FromString,
+                _registered_method=True)
+        self.LabelReviewItem = channel.unary_unary(
+                '/copilot.monitor.v1.MonitorService/LabelReviewItem',
+                request_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.LabelReviewItemRequest.SerializeToString,
+                response_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.LabelReviewItemResponse.FromString,
+                _registered_method=True)
+        self.CommentReviewItem = channel.unary_unary(
+                '/copilot.monitor.v1.MonitorService/CommentReviewItem',
+                request_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.CommentReviewItemRequest.SerializeToString,
+                response_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.CommentReviewItemResponse.FromString,
+                _registered_method=True)
+        self.GetAgreement = channel.unary_unary(
+                '/copilot.monitor.v1.MonitorService/GetAgreement',
+                request_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.GetAgreementRequest.SerializeToString,
+                response_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.GetAgreementResponse.FromString,
+                _registered_method=True)
+        self.ExportAdjudicated = channel.unary_unary(
+                '/copilot.monitor.v1.MonitorService/ExportAdjudicated',
+                request_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ExportAdjudicatedRequest.SerializeToString,
+                response_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ExportAdjudicatedResponse.FromString,
+                _registered_method=True)
+        self.SubmitForReview = channel.unary_unary(
+                '/copilot.monitor.v1.MonitorService/SubmitForReview',
+                request_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.SubmitForReviewRequest.SerializeToString,
+                response_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.SubmitForReviewResponse.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
-    """Read access to what the monitor saw and flagged.
+    """What the monitor saw and flagged, and the human review queue built on it. Every call needs the
+    reviewer role (copilot-reviewer); SubmitForReview also accepts the evaluator role (copilot-evaluator).
     """
 
     def ListFlags(self, request, context):
@@ -60,6 +102,62 @@ class MonitorServiceServicer:
 
     def ListInteractions(self, request, context):
         """Lists interactions the monitor has consumed, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReviewItems(self, request, context):
+        """Lists review items, the ones due soonest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReviewItem(self, request, context):
+        """Returns one review item with its labels and comments.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimReviewItem(self, request, context):
+        """Assigns a review item to the caller and moves it to in review.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LabelReviewItem(self, request, context):
+        """Records the caller's verdict on a review item; resolves or escalates it once enough labels are in.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommentReviewItem(self, request, context):
+        """Adds a comment to a review item without labelling it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAgreement(self, request, context):
+        """Inter-reviewer agreement per detector, per reviewer pair and per evaluation batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportAdjudicated(self, request, context):
+        """Resolved items as regression cases for the evaluation suite.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitForReview(self, request, context):
+        """Puts answer samples of an evaluation run in the queue as evaluation tasks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +176,46 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     request_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ListInteractionsRequest.FromString,
                     response_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ListInteractionsResponse.SerializeToString,
             ),
+            'ListReviewItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReviewItems,
+                    request_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ListReviewItemsRequest.FromString,
+                    response_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ListReviewItemsResponse.SerializeToString,
+            ),
+            'GetReviewItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReviewItem,
+                    request_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.GetReviewItemRequest.FromString,
+                    response_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.GetReviewItemResponse.SerializeToString,
+            ),
+            'ClaimReviewItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimReviewItem,
+                    request_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ClaimReviewItemRequest.FromString,
+                    response_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ClaimReviewItemResponse.SerializeToString,
+            ),
+            'LabelReviewItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.LabelReviewItem,
+                    request_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.LabelReviewItemRequest.FromString,
+                    response_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.LabelReviewItemResponse.SerializeToString,
+            ),
+            'CommentReviewItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommentReviewItem,
+                    request_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.CommentReviewItemRequest.FromString,
+                    response_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.CommentReviewItemResponse.SerializeToString,
+            ),
+            'GetAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgreement,
+                    request_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.GetAgreementRequest.FromString,
+                    response_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.GetAgreementResponse.SerializeToString,
+            ),
+            'ExportAdjudicated': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportAdjudicated,
+                    request_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ExportAdjudicatedRequest.FromString,
+                    response_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.ExportAdjudicatedResponse.SerializeToString,
+            ),
+            'SubmitForReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitForReview,
+                    request_deserializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.SubmitForReviewRequest.FromString,
+                    response_serializer=copilot_dot_monitor_dot_v1_dot_monitor__pb2.SubmitForReviewResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'copilot.monitor.v1.MonitorService', rpc_method_handlers)
@@ -87,7 +225,8 @@ def add_MonitorServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class MonitorService:
-    """Read access to what the monitor saw and flagged.
+    """What the monitor saw and flagged, and the human review queue built on it. Every call needs the
+    reviewer role (copilot-reviewer); SubmitForReview also accepts the evaluator role (copilot-evaluator).
     """
 
     @staticmethod
@@ -134,6 +273,222 @@ class MonitorService:
             '/copilot.monitor.v1.MonitorService/ListInteractions',
             copilot_dot_monitor_dot_v1_dot_monitor__pb2.ListInteractionsRequest.SerializeToString,
             copilot_dot_monitor_dot_v1_dot_monitor__pb2.ListInteractionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReviewItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.monitor.v1.MonitorService/ListReviewItems',
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.ListReviewItemsRequest.SerializeToString,
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.ListReviewItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReviewItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.monitor.v1.MonitorService/GetReviewItem',
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.GetReviewItemRequest.SerializeToString,
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.GetReviewItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimReviewItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.monitor.v1.MonitorService/ClaimReviewItem',
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.ClaimReviewItemRequest.SerializeToString,
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.ClaimReviewItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LabelReviewItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.monitor.v1.MonitorService/LabelReviewItem',
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.LabelReviewItemRequest.SerializeToString,
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.LabelReviewItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommentReviewItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.monitor.v1.MonitorService/CommentReviewItem',
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.CommentReviewItemRequest.SerializeToString,
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.CommentReviewItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.monitor.v1.MonitorService/GetAgreement',
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.GetAgreementRequest.SerializeToString,
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.GetAgreementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAdjudicated(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.monitor.v1.MonitorService/ExportAdjudicated',
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.ExportAdjudicatedRequest.SerializeToString,
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.ExportAdjudicatedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitForReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.monitor.v1.MonitorService/SubmitForReview',
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.SubmitForReviewRequest.SerializeToString,
+            copilot_dot_monitor_dot_v1_dot_monitor__pb2.SubmitForReviewResponse.FromString,
             options,
             channel_credentials,
             insecure,

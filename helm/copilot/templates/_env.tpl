@@ -1,0 +1,144 @@
+{{/*
+Non-secret settings of each component, as the ConfigMap its pods load with envFrom. The names are the
+fields of the service's pydantic settings class (services/<name>/settings.py) under its env prefix;
+secrets are not here but in the Deployment's env (secretKeyRef).
+*/}}
+
+{{/* Settings every service has (copilot/settings.py ServiceSettings). */}}
+{{- define "copilot.env.common" -}}
+{{- $v := .root.Values -}}
+{{- $c := index $v .name -}}
+{{- $p := include "copilot.envPrefix" . -}}
+{{ $p }}HOST: {{ $v.listenHost | quote }}
+{{ $p }}PORT: {{ $c.port | quote }}
+{{ $p }}LOG_FORMAT: "json"
+{{ $p }}LOG_LEVEL: {{ default $v.logLevel $c.logLevel | quote }}
+{{ $p }}AUTH__ISSUER: {{ required "auth.issuer is required: the Keycloak realm URL, https://HOST/realms/REALM" $v.auth.issuer | quote }}
+{{ $p }}AUTH__AUDIENCE: {{ $v.auth.audience | quote }}
+{{- with $v.auth.jwksUrl }}
+{{ $p }}AUTH__JWKS_URL: {{ . | quote }}
+{{- end }}
+{{ $p }}KAFKA__BOOTSTRAP_SERVERS: {{ required "kafka.bootstrapServers is required" $v.kafka.bootstrapServers | quote }}
+{{ $p }}KAFKA__INTERACTIONS_TOPIC: {{ $v.kafka.topics.interactions | quote }}
+{{ $p }}KAFKA__DOCUMENTS_TOPIC: {{ $v.kafka.topics.documents | quote }}
+{{ $p }}KAFKA__INGEST_REQUESTS_TOPIC: {{ $v.kafka.topics.ingestRequests | quote }}
+{{ $p }}KAFKA__SPOOL_DIR: "/var/lib/copilot/spool"
+{{- if $v.telemetry.otlp.enabled }}
+{{ $p }}TELEMETRY__EXPORTER: "otlp"
+{{ $p }}TELEMETRY__OTLP_ENDPOINT: {{ $v.telemetry.otlp.endpoint | quote }}
+{{- else }}
+{{ $p }}TELEMETRY__EXPORTER: "none"
+{{- end }}
+{{- end -}}
+
+{{/* StoreSettings (copilot/settings.py): production always talks to a Qdrant server. */}}
+{{- define "copilot.env.store" -}}
+{{- $p := include "copilot.envPrefix" . -}}
+{{ $p }}STORE__KIND: "qdrant"
+{{ $p }}STORE__QDRANT_URL: {{ include "copilot.qdrantUrl" .root | quote }}
+{{ $p }}STORE__COLLECTION: {{ .root.Values.vectorStore.collection | quote }}
+{{- end -}}
+
+{{- define "copilot.env.ingest" -}}
+{{- $c := .root.Values.ingest -}}
+{{- $p := include "copilot.envPrefix" . -}}
+{{ include "copilot.env.common" . }}
+{{ include "copilot.env.store" . }}
+{{ $p }}INGEST_ROLE: {{ $c.ingestRole | quote }}
+{{ $p }}MAX_DOCUMENT_BYTES: {{ $c.maxDocumentBytes | int64 | quote }}
+{{ $p }}EMBEDDING_THREADS: {{ $c.embeddingThreads | quote }}
+{{ $p }}CONSUME_REQUESTS: {{ $c.consumeRequests | quote }}
+{{ $p }}REQUESTS_GROUP: {{ $c.requestsGroup | quote }}
+{{ $p }}DEAD_LETTER_TOPIC: {{ $c.deadLetterTopic | quote }}
+{{- end -}}
+
+{{- define "copilot.env.retrieval" -}}
+{{- $c := .root.Values.retrieval -}}
+{{- $p := include "copilot.envPrefix" . -}}
+{{ include "copilot.env.common" . }}
+{{ include "copilot.env.store" . }}
+{{ $p }}DEFAULT_TOP_K: {{ $c.defaultTopK | quote }}
+{{ $p }}MAX_TOP_K: {{ $c.maxTopK | quote }}
+{{ $p }}EMBEDDING_THREADS: {{ $c.embeddingThreads | quote }}
+{{ $p }}ROLE_GROUPS: {{ $c.roleGroups | toJson | quote }}
+{{ $p }}AUDITOR_ROLE: {{ $c.auditorRole | quote }}
+{{ $p }}MAX_CHUNKS_PER_DOCUMENT: {{ $c.maxChunksPerDocument | quote }}
+{{- end -}}
+
+{{- define "copilot.env.generation" -}}
+{{- $v := .root.Values -}}
+{{- $c := $v.generation -}}
+{{- $p := include "copilot.envPrefix" . -}}
+{{ include "copilot.env.common" . }}
+{{ $p }}RETRIEVAL_TARGET: {{ include "copilot.grpcTarget" (dict "root" .root "name" "retrieval") | quote }}
+{{ $p }}ENGINE: {{ $c.engine | quote }}
+{{ $p }}MODEL: {{ $c.model | quote }}
+{{- with $c.extraModels }}
+{{ $p }}MODELS: {{ toJson . | quote }}
+{{- end }}
+{{ $p }}MODEL_CACHE_DIR: {{ include "copilot.modelCacheDir" .root | quote }}
+{{ $p }}ENGINE_THREADS: {{ $c.engineThreads | quote }}
+{{ $p }}CONTEXT_TOKENS: {{ $c.contextTokens | quote }}
+{{ $p }}MAX_ANSWER_TOKENS: {{ $c.maxAnswerTokens | quote }}
+{{ $p }}ENGINE_START_TIMEOUT_S: {{ $c.engineStartTimeoutSeconds | quote }}
+{{ $p }}RAY_TEMP_DIR: "/tmp/ray"
+{{- if $c.rayService.enabled }}
+{{ $p }}RAY_ADDRESS: {{ printf "ray://%s-head-svc:%v" (include "copilot.rayServiceName" .root) $c.rayService.clientPort | quote }}
+{{- end }}
+{{- if $c.database.readers }}
+{{ $p }}DATABASE__READERS: {{ toJson $c.database.readers | quote }}
+{{ $p }}DATABASE__DESCRIPTION: {{ $c.database.description | quote }}
+{{- end }}
+{{- /* Weights come from the model volume or the image: nothing may reach a model hub at start. */}}
+HF_HUB_OFFLINE: "1"
+TRANSFORMERS_OFFLINE: "1"
+{{- end -}}
+
+{{- define "copilot.env.monitor" -}}
+{{- $c := .root.Values.monitor -}}
+{{- $p := include "copilot.envPrefix" . -}}
+{{ include "copilot.env.common" . }}
+{{- if not $c.postgresql.existingSecret }}
+{{ $p }}DATABASE: "/var/lib/copilot/monitor/monitor.sqlite"
+{{- end }}
+{{ $p }}CONSUMER_GROUP: {{ $c.consumerGroup | quote }}
+{{ $p }}DEAD_LETTER_TOPIC: {{ $c.deadLetterTopic | quote }}
+{{ $p }}REVIEWER_ROLE: {{ $c.reviewerRole | quote }}
+{{ $p }}LATENCY_CEILING_MS: {{ $c.latencyCeilingMs | quote }}
+{{- end -}}
+
+{{- define "copilot.env.bots" -}}
+{{- $v := .root.Values -}}
+{{- $c := $v.bots -}}
+{{- $p := include "copilot.envPrefix" . -}}
+{{- /* https://HOST/realms/REALM -> https://HOST/ and REALM, unless given. */}}
+{{- $serverUrl := default (regexReplaceAll "realms/[^/]+/?$" $v.auth.issuer "") $c.keycloak.serverUrl -}}
+{{- $realm := default (regexFind "[^/]+/?$" $v.auth.issuer | trimSuffix "/") $c.keycloak.realm -}}
+{{ include "copilot.env.common" . }}
+{{ $p }}HTTP_HOST: {{ $v.listenHost | quote }}
+{{ $p }}HTTP_PORT: {{ $c.http.port | quote }}
+{{ $p }}GENERATION_TARGET: {{ include "copilot.grpcTarget" (dict "root" .root "name" "generation") | quote }}
+{{ $p }}KEYCLOAK__SERVER_URL: {{ $serverUrl | quote }}
+{{ $p }}KEYCLOAK__REALM: {{ $realm | quote }}
+{{ $p }}KEYCLOAK__CLIENT_ID: {{ $c.keycloak.clientId | quote }}
+{{ $p }}KEYCLOAK__AUDIENCE: {{ $v.auth.audience | quote }}
+{{ $p }}SLACK__ENABLED: {{ $c.slack.enabled | quote }}
+{{ $p }}SLACK__MODE: {{ $c.slack.mode | quote }}
+{{ $p }}TEAMS__ENABLED: {{ $c.teams.enabled | quote }}
+{{- if $c.teams.enabled }}
+{{ $p }}TEAMS__APP_ID: {{ required "bots.teams.appId is required when bots.teams.enabled" $c.teams.appId | quote }}
+{{ $p }}TEAMS__APP_TENANT_ID: {{ $c.teams.appTenantId | quote }}
+{{- end }}
+{{ $p }}FEEDBACK_TOPIC: {{ $c.feedbackTopic | quote }}
+{{ $p }}DATABASE: "/var/lib/copilot/bots/bots.sqlite"
+{{- end -}}
+
+{{/* Where the engine finds its weights: the model volume when one is mounted, else inside the image. */}}
+{{- define "copilot.modelCacheDir" -}}
+{{- $c := .Values.generation -}}
+{{- if eq $c.modelVolume.kind "image" -}}
+{{- $c.modelCacheDir -}}
+{{- else -}}
+{{- $c.modelVolume.mountPath -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,149 @@
+{{/*
+Names, labels and the pieces every component's templates share. A "component context" is
+(dict "root" $ "name" "ingest"): the chart root plus the component's key under .Values.
+*/}}
+
+{{- define "copilot.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "copilot.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "copilot.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "copilot.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "copilot.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "copilot.labels" -}}
+helm.sh/chart: {{ include "copilot.chart" . }}
+{{ include "copilot.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: copilot
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* (dict "root" $ "name" "ingest") */}}
+{{- define "copilot.componentSelectorLabels" -}}
+{{ include "copilot.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .name }}
+{{- end -}}
+
+{{- define "copilot.componentLabels" -}}
+{{ include "copilot.labels" .root }}
+app.kubernetes.io/component: {{ .name }}
+{{- end -}}
+
+{{- define "copilot.componentName" -}}
+{{- printf "%s-%s" (include "copilot.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "copilot.serviceAccountName" -}}
+{{- $sa := (index .root.Values .name).serviceAccount -}}
+{{- if $sa.create -}}
+{{- default (include "copilot.componentName" .) $sa.name -}}
+{{- else -}}
+{{- default "default" $sa.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "copilot.annotations" -}}
+{{- with .Values.commonAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The image a component runs: its own image block overrides the chart-wide one key by key. */}}
+{{- define "copilot.image" -}}
+{{- $image := merge (deepCopy (default dict (index .root.Values .name).image)) .root.Values.image -}}
+{{- $registry := default $image.registry .root.Values.global.imageRegistry -}}
+{{- $repository := ternary (printf "%s/%s" $registry $image.repository) $image.repository (ne $registry "") -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository (default .root.Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "copilot.imagePullPolicy" -}}
+{{- $image := merge (deepCopy (default dict (index .root.Values .name).image)) .root.Values.image -}}
+{{- $image.pullPolicy -}}
+{{- end -}}
+
+{{- define "copilot.imagePullSecrets" -}}
+{{- $secrets := concat (default list .Values.global.imagePullSecrets) (default list .Values.imagePullSecrets) | uniq -}}
+{{- if $secrets }}
+imagePullSecrets:
+{{- range $secrets }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Every settings class reads COPILOT_<SERVICE>_*, nested fields joined with "__". */}}
+{{- define "copilot.envPrefix" -}}
+{{- printf "COPILOT_%s_" (upper .name) -}}
+{{- end -}}
+
+{{- define "copilot.secretName" -}}
+{{- default (printf "%s-secrets" (include "copilot.fullname" .)) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{/* The bundled Qdrant's Service when qdrant.enabled, else the operator's Qdrant. */}}
+{{- define "copilot.qdrantUrl" -}}
+{{- if .Values.qdrant.enabled -}}
+{{- printf "http://%s-qdrant:%v" .Release.Name .Values.qdrant.httpPort -}}
+{{- else -}}
+{{- required "vectorStore.url is required (or qdrant.enabled=true for a trial)" .Values.vectorStore.url -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "copilot.qdrantApiKeySecret" -}}
+{{- if .Values.qdrant.enabled -}}
+{{- .Values.qdrant.apiKey.existingSecret -}}
+{{- else -}}
+{{- .Values.vectorStore.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "copilot.qdrantApiKeyKey" -}}
+{{- if .Values.qdrant.enabled -}}
+{{- .Values.qdrant.apiKey.key -}}
+{{- else -}}
+{{- .Values.vectorStore.existingSecretKey -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "copilot.grpcTarget" -}}
+{{- printf "%s:%v" (include "copilot.componentName" .) (index .root.Values .name).port -}}
+{{- end -}}
+
+{{/* The Ray head's Service that KubeRay creates for the RayService ("<name>-head-svc"). */}}
+{{- define "copilot.rayServiceName" -}}
+{{- printf "%s-ray" (include "copilot.componentName" (dict "root" . "name" "generation")) | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "copilot.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext -}}
+{{- end -}}
+
+{{- define "copilot.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext -}}
+{{- end -}}

@@ -1,0 +1,1 @@
+"""Slack and Teams bots: cited answers in chat, with each asker's own permissions."""

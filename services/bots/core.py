@@ -1,0 +1,301 @@
+"""What a chat bot does with a question, whatever the chat platform: find out who asked, ask the copilot
+with that person's own rights (narrowed to what everyone else who will see the answer may read), and
+always say something back.
+
+The platform adapters (``slack.py``, ``teams.py``) turn their events into a ``Question`` and give a
+``ReplySink`` that knows how to post, update and privately show messages on that platform.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from opentelemetry import metrics
+
+from copilot.errors import (
+    CopilotError,
+    DependencyUnavailable,
+    InvalidInput,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
+from services.bots.identity import Directory, KeycloakUser, TokenSource
+
+log = logging.getLogger(__name__)
+
+EVERYONE_ONLY: tuple[str, ...] = ("everyone",)
+Scope = Literal["channel", "private"]
+
+
+class AnswerTimedOut(CopilotError):
+    """The copilot did not finish the answer within the bot's deadline."""
+
+
+@dataclass(frozen=True)
+class Source:
+    number: int
+    title: str
+    uri: str
+    # Where a reader can open the document; empty when its uri is not a link.
+    link: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    refused: bool
+    sources: tuple[Source, ...]
+    interaction_id: str
+    conversation_id: str
+    # Sentences the citation check found unsupported by, or citing no valid, source.
+    doubtful: int = 0
+    # "channel": only documents every member may read were used; "private": the asker's own rights.
+    scope: Scope = "private"
+
+
+@dataclass(frozen=True)
+class Question:
+    platform: str
+    text: str
+    # Looks up the asker's verified email on the chat platform; None when the platform would not say.
+    asker_email: Callable[[], str | None]
+    # Identifies the chat thread (platform, channel and thread); follow-ups in it continue the conversation.
+    thread: str
+    # True when other people will see the answer (a channel message, not a DM or a private reply).
+    shared: bool
+    # Emails of the other people who will see the answer; None for a member that has none (a guest
+    # without email, another bot): that member can only be assumed to read what everyone may.
+    members: Callable[[], Sequence[str | None]] = field(default=lambda: ())
+
+
+class ReplySink(Protocol):
+    """Where one question's replies go on the chat platform."""
+
+    def start(self) -> None:
+        """Show that an answer is coming (a placeholder message)."""
+
+    def stream(self, text: str) -> None:
+        """The answer so far; the sink decides how often the platform is updated."""
+
+    def answer(self, answer: Answer) -> None:
+        """The finished answer, where the question was asked."""
+
+    def private(self, answer: Answer, note: str) -> None:
+        """An answer only the asker sees, with a note saying why."""
+
+    def problem(self, message: str) -> None:
+        """Something went wrong, or the bot cannot help; shown where the answer would have been."""
+
+
+class Generation(Protocol):
+    def answer(
+        self,
+        token: str,
+        question: str,
+        conversation_id: str,
+        audience: Sequence[Sequence[str]],
+        on_delta: Callable[[str], None] | None,
+    ) -> Answer: ...
+
+
+PRIVATE_NOTE = (
+    "Only you can see this. The answer in the channel could use only documents every member of the "
+    "channel may read, and those did not cover your question; this answer uses your own access."
+)
+CHANNEL_SCOPE_NOTE = "Answered from documents every member of this channel may read."
+HELP = "Ask me a question about our documents, for example: what is our travel policy?"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    answers: metrics.Counter
+    failures: metrics.Counter
+
+    @staticmethod
+    def create(meter: metrics.Meter | None = None) -> Metrics:
+        meter = meter or metrics.get_meter("copilot.bots")
+        return Metrics(
+            answers=meter.create_counter(
+                "copilot.bots.answers", description="Questions answered, by platform and outcome"
+            ),
+            failures=meter.create_counter(
+                "copilot.bots.failures", description="Questions that ended in an error reply, by reason"
+            ),
+        )
+
+
+class BotCore:
+    def __init__(
+        self,
+        directory: Directory,
+        tokens: TokenSource,
+        generation: Generation,
+        conversations: ConversationMap,
+        *,
+        access_help: str,
+        max_audience_members: int,
+        deadline_s: float,
+        metrics_: Metrics | None = None,
+    ) -> None:
+        self._directory = directory
+        self._tokens = tokens
+        self._generation = generation
+        self._conversations = conversations
+        self._access_help = access_help
+        self._max_audience_members = max_audience_members
+        self._deadline_s = deadline_s
+        self._metrics = metrics_ or Metrics.create()
+
+    def who_is(self, email: str | None) -> KeycloakUser | None:
+        return self._directory.user_by_email(email) if email else None
+
+    def unknown_user_message(self, email: str | None) -> str:
+        if not email:
+            return (
+                "I can't see an email address on your chat account, so I can't tell who you are in the "
+                f"copilot and won't answer with anyone else's access. {self._access_help}"
+            )
+        return (
+            f"I couldn't find a copilot account with the verified email {email}, so I can't answer with "
+            f"your access. {self._access_help}"
+        )
+
+    def count_failure(self, platform: str, reason: str) -> None:
+        self._metrics.failures.add(1, {"platform": platform, "reason": reason})
+
+    def explain(self, exc: Exception) -> str:
+        """What a user is told when ``exc`` stopped the bot from doing what they asked."""
+        return self._explain(exc)[1]
+
+    def handle(self, question: Question, sink: ReplySink) -> str:
+        """Answers one question through ``sink``; returns the outcome (for logs and tests). Every path
+        ends in a visible reply."""
+        try:
+            outcome = self._handle(question, sink)
+        except Exception as exc:  # noqa: BLE001 (whatever broke, the asker must hear about it)
+            reason, message = self._explain(exc)
+            reference = uuid.uuid4().hex[:8]
+            log.warning(
+                "answering on %s failed (%s, reference %s): %s",
+                question.platform,
+                reason,
+                reference,
+                exc,
+                exc_info=reason == "internal",
+            )
+            self._metrics.failures.add(1, {"platform": question.platform, "reason": reason})
+            outcome = f"failed:{reason}"
+            try:
+                sink.problem(f"{message} (reference {reference})")
+            except Exception:  # noqa: BLE001
+                log.exception("could not even tell the asker on %s that answering failed", question.platform)
+                self._metrics.failures.add(1, {"platform": question.platform, "reason": "reply_failed"})
+        self._metrics.answers.add(1, {"platform": question.platform, "outcome": outcome.split(":")[0]})
+        return outcome
+
+    def _handle(self, question: Question, sink: ReplySink) -> str:
+        text = question.text.strip()
+        if not text:
+            sink.problem(HELP)
+            return "help"
+        email = question.asker_email()
+        asker = self.who_is(email)
+        if asker is None:
+            sink.problem(self.unknown_user_message(email))
+            return "unknown_user"
+        sink.start()
+        token = self._tokens.token_for(asker)
+        audience = self.audience(question, asker) if question.shared else []
+        scope: Scope = "channel" if question.shared else "private"
+        answer = self._ask(token, text, question, asker, scope, audience, sink.stream)
+        if answer.refused and question.shared:
+            own = self._ask(token, text, question, asker, "private", [], None)
+            if not own.refused:
+                sink.answer(answer)
+                sink.private(own, PRIVATE_NOTE)
+                return "private"
+        sink.answer(answer)
+        return "refused" if answer.refused else "answered"
+
+    def _ask(
+        self,
+        token: str,
+        text: str,
+        question: Question,
+        asker: KeycloakUser,
+        scope: Scope,
+        audience: Sequence[Sequence[str]],
+        on_delta: Callable[[str], None] | None,
+    ) -> Answer:
+        thread_key = f"{question.platform}|{question.thread}|{asker.id}|{scope}"
+        conversation_id = self._conversations.conversation(thread_key)
+        answer = self._generation.answer(token, text, conversation_id, audience, on_delta)
+        if answer.conversation_id:
+            self._conversations.remember_conversation(thread_key, answer.conversation_id)
+        return Answer(
+            answer.text,
+            answer.refused,
+            answer.sources,
+            answer.interaction_id,
+            answer.conversation_id,
+            answer.doubtful,
+            scope,
+        )
+
+    def audience(self, question: Question, asker: KeycloakUser) -> list[list[str]]:
+        """The read rights of everyone else who will see the answer, one entry per distinct set. A member
+        who cannot be resolved counts as someone who may read only what everyone may (fail closed)."""
+        try:
+            emails = list(question.members())
+        except Exception as exc:  # noqa: BLE001 (no member list: answer as for anyone)
+            log.warning("cannot list the members of %s (%s); answering for everyone", question.thread, exc)
+            self._metrics.failures.add(1, {"platform": question.platform, "reason": "members_unavailable"})
+            return [list(EVERYONE_ONLY)]
+        if len(emails) > self._max_audience_members:
+            return [list(EVERYONE_ONLY)]
+        rights: set[tuple[str, ...]] = set()
+        for email in emails:
+            try:
+                member = self.who_is(email)
+            except CopilotError as exc:
+                log.warning("cannot resolve a member of %s (%s); failing closed", question.thread, exc)
+                member = None
+            rights.add(tuple(member.acl_entries()) if member is not None else EVERYONE_ONLY)
+        # Members with exactly the asker's rights narrow nothing.
+        rights.discard(tuple(asker.acl_entries()))
+        return [list(r) for r in sorted(rights)]
+
+    def _explain(self, exc: Exception) -> tuple[str, str]:
+        """A failure's reason (for the counter) and what the asker is told."""
+        if isinstance(exc, AnswerTimedOut):
+            return "timeout", (
+                f"The answer took longer than {self._deadline_s:.0f} seconds, so I stopped waiting. "
+                "Please try again, or ask a narrower question."
+            )
+        if isinstance(exc, Unauthenticated):
+            return "unauthenticated", (
+                "The copilot did not accept the sign-in I made on your behalf, so I could not answer. "
+                "Please tell your copilot administrator."
+            )
+        if isinstance(exc, PermissionDenied):
+            return "permission_denied", f"The copilot refused to answer on your behalf: {exc}"
+        if isinstance(exc, InvalidInput):
+            return "invalid_question", f"The copilot could not take this question: {exc}"
+        if isinstance(exc, ResourceExhausted):
+            return "busy", "The copilot is busy right now. Please try again in a minute."
+        if isinstance(exc, DependencyUnavailable):
+            return "unavailable", (
+                f"The copilot is unavailable right now ({exc}). Please try again in a few minutes."
+            )
+        return "internal", "Something went wrong while answering, sorry. Please try again later."
+
+
+class ConversationMap(Protocol):
+    def conversation(self, thread_key: str) -> str: ...
+
+    def remember_conversation(self, thread_key: str, conversation_id: str) -> None: ...

@@ -1,0 +1,278 @@
+"""The Teams bot (Bot Framework, botbuilder-python): the same core as Slack, Adaptive Cards, Azure AD
+users matched to Keycloak users by email.
+
+Teams expects the bot to answer its POST within seconds, so a turn only gathers what needs the incoming
+activity (who asked, the channel's members) and returns; the answer is written on a worker thread and
+posted proactively (``continue_conversation``), streamed by updating one message. Teams has no ephemeral
+messages, so a private answer goes to a personal chat with the asker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+from botbuilder.core import CardFactory, MessageFactory, TurnContext
+from botbuilder.core.teams import TeamsActivityHandler, TeamsInfo
+from botbuilder.integration.aiohttp import CloudAdapter
+from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationParameters
+from botframework.connector.auth import (
+    BotFrameworkAuthentication,
+    BotFrameworkAuthenticationFactory,
+    PasswordServiceClientCredentialFactory,
+    ServiceClientCredentialsFactory,
+)
+
+from copilot.errors import CopilotError, DependencyUnavailable
+from services.bots.core import Answer, BotCore, Question
+from services.bots.feedback import FeedbackRecorder
+from services.bots.settings import TeamsSettings
+from services.bots.store import BotStore
+from services.bots.teams_cards import FEEDBACK_KEY, answer_card
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "teams"
+PLACEHOLDER = "Looking that up…"
+STREAMING_MARK = " ✍️"
+DISABLED = "The copilot is turned off in this channel."
+THANKS = {
+    "positive": "Thanks for the feedback!",
+    "negative": "Thanks, that helps us improve the answers.",
+    "report": "Thanks, the answer was reported and a reviewer will look at it.",
+}
+# Longest the worker thread waits for one Bot Framework call.
+CALL_TIMEOUT_S = 30.0
+
+
+def authentication(
+    settings: TeamsSettings, credentials: ServiceClientCredentialsFactory | None = None
+) -> BotFrameworkAuthentication:
+    """Validates incoming activities against the channel's published keys (RS256, issuer, audience = our
+    app id, serviceUrl claim) and signs outgoing calls with the app's Azure AD credentials."""
+    return BotFrameworkAuthenticationFactory.create(
+        to_channel_from_bot_login_url=settings.login_url,
+        to_channel_from_bot_oauth_scope=settings.oauth_scope,
+        to_bot_from_channel_token_issuer=settings.token_issuer,
+        to_bot_from_channel_open_id_metadata_url=settings.openid_metadata_url,
+        to_bot_from_emulator_open_id_metadata_url=settings.openid_metadata_url,
+        credential_factory=credentials
+        or PasswordServiceClientCredentialFactory(
+            settings.app_id, settings.app_password.get_secret_value(), settings.app_tenant_id or None
+        ),
+    )
+
+
+def _raising(exc: Exception) -> Callable[[], Any]:
+    def fail() -> Any:
+        raise exc
+
+    return fail
+
+
+class TeamsReply:
+    """One question's replies, posted from a worker thread through the adapter's event loop."""
+
+    def __init__(
+        self,
+        adapter: CloudAdapter,
+        app_id: str,
+        reference: Any,
+        loop: asyncio.AbstractEventLoop,
+        private_only: bool,
+        update_interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._adapter = adapter
+        self._app_id = app_id
+        self._reference = reference
+        self._loop = loop
+        self._private_only = private_only
+        self._interval = update_interval_s
+        self._clock = clock
+        self._activity_id: str | None = None
+        self._last_update = float("-inf")
+
+    def _run(self, logic: Callable[[TurnContext], Awaitable[None]]) -> None:
+        call = self._adapter.continue_conversation(self._reference, logic, self._app_id)
+        asyncio.run_coroutine_threadsafe(call, self._loop).result(CALL_TIMEOUT_S)
+
+    def start(self) -> None:
+        if self._private_only:
+            return
+
+        async def post(ctx: TurnContext) -> None:
+            sent = await ctx.send_activity(PLACEHOLDER)
+            self._activity_id = sent.id if sent else None
+
+        self._run(post)
+
+    def stream(self, text: str) -> None:
+        if self._activity_id is None or self._clock() - self._last_update < self._interval:
+            return
+        self._last_update = self._clock()
+        try:
+            self._replace(MessageFactory.text(text + STREAMING_MARK))
+        except Exception as exc:  # noqa: BLE001 (a lost progress update is not worth failing for)
+            log.warning("could not update the streaming answer: %s", exc)
+
+    def answer(self, answer: Answer) -> None:
+        card = MessageFactory.attachment(CardFactory.adaptive_card(answer_card(answer)))
+        if self._private_only:
+            self._personal(card)
+        else:
+            self._show(card)
+
+    def private(self, answer: Answer, note: str) -> None:
+        self._personal(MessageFactory.attachment(CardFactory.adaptive_card(answer_card(answer, note))))
+
+    def problem(self, message: str) -> None:
+        if self._private_only:
+            self._personal(MessageFactory.text(f"⚠️ {message}"))
+        else:
+            self._show(MessageFactory.text(f"⚠️ {message}"))
+
+    def _show(self, activity: Activity) -> None:
+        if self._activity_id is not None:
+            try:
+                self._replace(activity)
+                return
+            except Exception as exc:  # noqa: BLE001 (post it anew instead)
+                log.warning("could not update the answer (%s); posting it anew", exc)
+
+        async def post(ctx: TurnContext) -> None:
+            await ctx.send_activity(activity)
+
+        self._run(post)
+
+    def _replace(self, activity: Activity) -> None:
+        activity.id = self._activity_id
+        activity.type = ActivityTypes.message
+
+        async def update(ctx: TurnContext) -> None:
+            await ctx.update_activity(activity)
+
+        self._run(update)
+
+    def _personal(self, activity: Activity) -> None:
+        """A one-to-one chat with the asker: the only place in Teams where nobody else reads along."""
+        reference = self._reference
+        tenant = (reference.conversation.tenant_id if reference.conversation else None) or ""
+        parameters = ConversationParameters(
+            is_group=False,
+            bot=reference.bot,
+            members=[ChannelAccount(id=reference.user.id)],
+            tenant_id=tenant or None,
+            channel_data={"tenant": {"id": tenant}} if tenant else None,
+        )
+
+        async def post(ctx: TurnContext) -> None:
+            await ctx.send_activity(activity)
+
+        call = self._adapter.create_conversation(
+            self._app_id, post, parameters, reference.channel_id, reference.service_url
+        )
+        asyncio.run_coroutine_threadsafe(call, self._loop).result(CALL_TIMEOUT_S)
+
+
+class TeamsBot(TeamsActivityHandler):
+    def __init__(
+        self,
+        settings: TeamsSettings,
+        adapter: CloudAdapter,
+        core: BotCore,
+        feedback: FeedbackRecorder,
+        store: BotStore,
+        executor: Executor,
+    ) -> None:
+        super().__init__()
+        self._settings = settings
+        self._adapter = adapter
+        self._core = core
+        self._feedback = feedback
+        self._store = store
+        self._executor = executor
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        if isinstance(activity.value, dict) and FEEDBACK_KEY in activity.value:
+            await self._on_feedback(turn_context, activity.value)
+            return
+        conversation = activity.conversation
+        shared = (conversation.conversation_type or "personal") != "personal"
+        config = self._store.channel_config(PLATFORM, _channel_key(activity)) if shared else None
+        if config is not None and not config.enabled:
+            await turn_context.send_activity(DISABLED)
+            return
+        private_only = config is not None and config.visibility == "ephemeral"
+        asker = activity.from_property.id
+        text = (TurnContext.remove_recipient_mention(activity) or activity.text or "").strip()
+        try:
+            email = await self._email_of(turn_context, asker)
+            asker_email: Callable[[], str | None] = lambda: email  # noqa: E731
+        except Exception as exc:  # noqa: BLE001 (told to the asker through the core)
+            asker_email = _raising(DependencyUnavailable(f"Teams would not say who you are: {exc}"))
+        members: Callable[[], Sequence[str | None]] = lambda: ()  # noqa: E731
+        if shared and not private_only:
+            try:
+                emails = await self._member_emails(turn_context, exclude={asker, activity.recipient.id})
+                members = lambda: emails  # noqa: E731
+            except Exception as exc:  # noqa: BLE001 (the core fails closed)
+                members = _raising(exc)
+        question = Question(
+            platform=PLATFORM,
+            text=text,
+            asker_email=asker_email,
+            thread=conversation.id,
+            shared=shared and not private_only,
+            members=members,
+        )
+        sink = TeamsReply(
+            self._adapter,
+            self._settings.app_id,
+            TurnContext.get_conversation_reference(activity),
+            asyncio.get_running_loop(),
+            private_only,
+            self._settings.update_interval_s,
+        )
+        # Not awaited: the turn must end quickly; the core always replies, whatever happens.
+        asyncio.get_running_loop().run_in_executor(self._executor, self._core.handle, question, sink)
+
+    async def _email_of(self, turn_context: TurnContext, member_id: str) -> str | None:
+        member = await TeamsInfo.get_member(turn_context, member_id)
+        return member.email or None
+
+    async def _member_emails(self, turn_context: TurnContext, exclude: set[str]) -> list[str | None]:
+        emails: list[str | None] = []
+        token = None
+        while True:
+            page = await TeamsInfo.get_paged_members(turn_context, token)
+            emails.extend(m.email or None for m in page.members or [] if m.id not in exclude)
+            token = page.continuation_token
+            if not token:
+                return emails
+
+    async def _on_feedback(self, turn_context: TurnContext, value: dict[str, Any]) -> None:
+        rating = str(value.get(FEEDBACK_KEY, ""))
+        try:
+            email = await self._email_of(turn_context, turn_context.activity.from_property.id)
+            user = await asyncio.get_running_loop().run_in_executor(self._executor, self._core.who_is, email)
+            if user is None:
+                message = self._core.unknown_user_message(email)
+            else:
+                self._feedback.record(user, str(value.get("interaction_id", "")), rating, PLATFORM)
+                message = THANKS.get(rating, THANKS["positive"])
+        except CopilotError as exc:
+            log.warning("Teams feedback not recorded: %s", exc)
+            self._core.count_failure(PLATFORM, "feedback")
+            message = f"Sorry, I couldn't record your feedback. {self._core.explain(exc)}"
+        await turn_context.send_activity(message)
+
+
+def _channel_key(activity: Activity) -> str:
+    """A Teams channel's conversation id without the thread part (";messageid=...")."""
+    return str(activity.conversation.id).split(";", 1)[0]

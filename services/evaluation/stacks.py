@@ -1,0 +1,86 @@
+"""A stack of its own for a variant that needs different server settings (chunking, relevance cut-off,
+prompt): started with `copilot up` under those settings on free ports, the corpus ingested into it with
+`copilot ingest`, stopped with `copilot down` whatever happens."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from copilot.launcher import REPO_ROOT, Stack
+from services.evaluation.client import ApiError
+
+_START_TIMEOUT_S = 900
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_base_port() -> int:
+    """The first of five consecutive free ports (store and the four services)."""
+    for _ in range(100):
+        base = _free_port()
+        if base < 60000 and all(_port_free(base + i) for i in range(5)):
+            return base
+    raise ApiError("found no five consecutive free ports for a variant's stack")
+
+
+def _copilot(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "copilot.cli", *args],
+        env=dict(env),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=_START_TIMEOUT_S,
+    )
+
+
+@contextmanager
+def own_stack(server_env: Mapping[str, str], corpus: Path, parent: Path) -> Iterator[Stack]:
+    if not corpus.is_dir():
+        raise ApiError(f"corpus folder {corpus} does not exist; a variant with server_env ingests it")
+    parent.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="variant-", dir=parent))
+    env = {
+        # The launcher hands its environment to the services, which is how the overrides reach them.
+        **os.environ,
+        **server_env,
+        "COPILOT_HOME": str(home),
+        "COPILOT_BASE_PORT": str(_free_base_port()),
+        "COPILOT_KAFKA_PORT": str(_free_port()),
+        "COPILOT_ISSUER_PORT": str(_free_port()),
+    }
+    try:
+        up = _copilot(env, "up")
+        if up.returncode != 0:
+            raise ApiError(f"the variant's stack did not start: {up.stderr.strip()[-500:]}")
+        ingest = _copilot(env, "ingest", str(corpus))
+        if ingest.returncode != 0:
+            raise ApiError(
+                f"ingesting {corpus} into the variant's stack failed: {ingest.stderr.strip()[-500:]}"
+            )
+        stack = Stack.load(home)
+        if stack is None:
+            raise ApiError(f"the variant's stack at {home} left no state file")
+        yield stack
+    finally:
+        _copilot(env, "down")

@@ -1,0 +1,93 @@
+"""OpenTelemetry metrics of the monitor: events consumed, flags per detector, processing delay, consumer lag
+and review queue size."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from copilot.settings import TelemetrySettings
+
+
+def configure_metrics(service_name: str, settings: TelemetrySettings) -> None:
+    """Installs the process's meter provider; without an exporter the instruments record nothing."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        ConsoleMetricExporter,
+        MetricExporter,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.resources import Resource
+
+    exporter: MetricExporter | None = None
+    if settings.exporter == "console":
+        exporter = ConsoleMetricExporter()
+    elif settings.exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        exporter = OTLPMetricExporter(endpoint=settings.otlp_endpoint, insecure=True)
+    readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
+    metrics.set_meter_provider(
+        MeterProvider(resource=Resource.create({"service.name": service_name}), metric_readers=readers)
+    )
+
+
+class MonitorMetrics:
+    def __init__(self, meter: Meter | None = None) -> None:
+        meter = meter or metrics.get_meter("copilot-monitor")
+        self._events = meter.create_counter(
+            "copilot.monitor.events_consumed",
+            unit="{event}",
+            description="Kafka records handled, by topic and outcome (stored, duplicate, dead_lettered)",
+        )
+        self._flags = meter.create_counter(
+            "copilot.monitor.flags_raised", unit="{flag}", description="Flags stored, by detector"
+        )
+        self._delay = meter.create_histogram(
+            "copilot.monitor.event_delay",
+            unit="s",
+            description="From when an interaction happened to when its flags were stored",
+        )
+        self._lock = threading.Lock()
+        self._lag: dict[tuple[str, int], int] = {}
+        self._queue_size: Callable[[], int] | None = None
+        meter.create_observable_gauge(
+            "copilot.monitor.consumer_lag",
+            callbacks=[self._observe_lag],
+            unit="{message}",
+            description="Records on the broker the consumer has not read yet, by topic and partition",
+        )
+        meter.create_observable_gauge(
+            "copilot.monitor.review_queue_size",
+            callbacks=[self._observe_queue],
+            unit="{item}",
+            description="Review items not yet resolved",
+        )
+
+    def event(self, topic: str, outcome: str) -> None:
+        self._events.add(1, {"topic": topic, "outcome": outcome})
+
+    def flags(self, detectors: Sequence[str]) -> None:
+        for detector in detectors:
+            self._flags.add(1, {"detector": detector})
+
+    def delay(self, seconds: float) -> None:
+        self._delay.record(max(seconds, 0.0))
+
+    def lag(self, topic: str, partition: int, messages: int) -> None:
+        with self._lock:
+            self._lag[(topic, partition)] = messages
+
+    def watch_queue(self, size: Callable[[], int]) -> None:
+        self._queue_size = size
+
+    def _observe_lag(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            lags = dict(self._lag)
+        return [Observation(n, {"topic": t, "partition": p}) for (t, p), n in lags.items()]
+
+    def _observe_queue(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [] if self._queue_size is None else [Observation(self._queue_size())]

@@ -1,0 +1,479 @@
+"""The Helm chart, rendered by Helm's own Go SDK (helm-python-sdk) with the default values and every
+example profile, checked against the Kubernetes API schemas and against the services' settings classes.
+
+No cluster runs here: what a cluster would add (scheduling, the kubelet's probes, a CNI enforcing the
+NetworkPolicies, the KubeRay operator) is not exercised. The helm test pod's health check runs for real
+against a gRPC health server on loopback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import helm_python as helm
+import pytest
+import yaml
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from pydantic import BaseModel
+
+from copilot.settings import ServiceSettings
+from services.generation.settings import GenerationSettings
+from services.ingest.settings import IngestSettings
+from services.monitor.settings import MonitorSettings
+from services.retrieval.settings import RetrievalSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("helm_check", ROOT / "helm" / "check.py")
+assert _spec is not None and _spec.loader is not None
+check = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = check  # dataclasses look their module up here
+_spec.loader.exec_module(check)
+
+COMPONENTS = ("ingest", "retrieval", "generation", "monitor", "bots")
+PROFILES = ["default", *(p.name for p in sorted(check.EXAMPLES.glob("*.yaml")))]
+GPU_PROFILES = {"gpu-1.yaml", "gpu-multi.yaml", "kuberay.yaml"}
+GPU = "nvidia.com/gpu"
+# Set for the container runtime and libraries, not for a settings class.
+NON_SETTINGS_ENV = {"HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"}
+RAY_ADDRESS_MISSING = pytest.mark.xfail(
+    strict=True,
+    reason="RayService mode sets COPILOT_GENERATION_RAY_ADDRESS; GenerationSettings has no ray_address yet",
+)
+
+
+def settings_classes() -> dict[str, type[ServiceSettings]]:
+    classes: dict[str, type[ServiceSettings]] = {
+        "ingest": IngestSettings,
+        "retrieval": RetrievalSettings,
+        "generation": GenerationSettings,
+        "monitor": MonitorSettings,
+    }
+    try:
+        from services.bots.settings import BotsSettings
+    except ImportError:
+        pass
+    else:
+        classes["bots"] = BotsSettings
+    return classes
+
+
+def values_of(profile: str) -> dict[str, Any] | None:
+    return None if profile == "default" else check.load_values(check.EXAMPLES / profile)
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[Any]]:
+    return {profile: check.render(values_of(profile)) for profile in PROFILES}
+
+
+def find(manifests: list[Any], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [m.doc for m in manifests if m.kind == kind and (name is None or m.name == name)]
+
+
+def one(manifests: list[Any], kind: str, name: str) -> dict[str, Any]:
+    (doc,) = find(manifests, kind, name)
+    return doc
+
+
+def component(doc: dict[str, Any]) -> str:
+    return str(doc["metadata"]["labels"].get("app.kubernetes.io/component"))
+
+
+def pod_specs(manifests: list[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every pod the release would run, with where it comes from."""
+    for m in manifests:
+        if m.kind in ("Deployment", "StatefulSet"):
+            yield f"{m.kind}/{m.name}", m.doc["spec"]["template"]["spec"]
+        elif m.kind == "Pod":
+            yield f"Pod/{m.name}", m.doc["spec"]
+        elif m.kind == "RayService":
+            cluster = m.doc["spec"]["rayClusterConfig"]
+            yield f"RayService/{m.name}/head", cluster["headGroupSpec"]["template"]["spec"]
+            for group in cluster["workerGroupSpecs"]:
+                yield f"RayService/{m.name}/{group['groupName']}", group["template"]["spec"]
+
+
+def gpus(container: dict[str, Any]) -> int:
+    resources = container.get("resources", {})
+    return int(resources.get("limits", {}).get(GPU, 0))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_helm_lint_is_clean_and_every_manifest_is_valid_kubernetes(
+    rendered: dict[str, list[Any]], profile: str
+) -> None:
+    assert check.lint(values_of(profile)) == []
+    manifests = rendered[profile]
+    assert len(manifests) > 20
+    errors = [error for m in manifests for error in check.validate(m)]
+    assert errors == []
+
+
+def test_validation_catches_a_wrong_field(rendered: dict[str, list[Any]]) -> None:
+    deployment = next(m for m in rendered["default"] if m.kind == "Deployment")
+    broken = json.loads(json.dumps(deployment.doc))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessprobe"] = {}
+    errors = check.validate(check.Manifest(deployment.template, broken))
+    assert len(errors) == 1 and "readinessprobe" in errors[0]
+
+
+def test_values_files_pass_yamllint_and_every_value_is_documented(tmp_path: Path) -> None:
+    files = [check.CHART / "values.yaml", *check.EXAMPLES.glob("*.yaml")]
+    assert check.yamllint(files) == []
+    assert check.value_docs(check.CHART / "values.yaml") == []
+    assert check.value_docs(check.CHART / "charts" / "qdrant" / "values.yaml") == []
+    undocumented = tmp_path / "values.yaml"
+    undocumented.write_text((check.CHART / "values.yaml").read_text() + "extra:\n  knob: 1\n")
+    assert check.value_docs(undocumented) == ["values.yaml: extra.knob has no '## @param'"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_pod_runs_non_root_on_a_read_only_root_without_capabilities(
+    rendered: dict[str, list[Any]], profile: str
+) -> None:
+    pods = list(pod_specs(rendered[profile]))
+    assert pods
+    for where, spec in pods:
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", where
+        assert spec.get("automountServiceAccountToken") is False, where
+        for container in [*spec["containers"], *spec.get("initContainers", [])]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, (where, container["name"])
+            assert context["allowPrivilegeEscalation"] is False, (where, container["name"])
+            assert context["capabilities"]["drop"] == ["ALL"], (where, container["name"])
+            assert "add" not in context["capabilities"], (where, container["name"])
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_services_have_native_grpc_probes_and_start_as_their_module(
+    rendered: dict[str, list[Any]], profile: str
+) -> None:
+    values = helm.Chart.load(check.CHART).merge_values(values_of(profile))
+    deployments = [d for d in find(rendered[profile], "Deployment") if component(d) in COMPONENTS]
+    assert {component(d) for d in deployments} == {c for c in COMPONENTS if values[c]["enabled"]}
+    for deployment in deployments:
+        name = component(deployment)
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["command"] == ["python", "-m", f"services.{name}.server"]
+        grpc_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
+        assert grpc_port == values[name]["port"]
+        probes = {kind: container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+        for kind, probe in probes.items():
+            assert probe["grpc"] == {"port": grpc_port}, (name, kind)
+        # Readiness drops a pod from the Service quickly; liveness restarts only a pod stuck for longer.
+        readiness, liveness = probes["readinessProbe"], probes["livenessProbe"]
+        assert (
+            readiness["periodSeconds"] * readiness["failureThreshold"]
+            < liveness["periodSeconds"] * liveness["failureThreshold"]
+        ), name
+        if name == "generation" and not values["generation"]["rayService"]["enabled"]:
+            startup = probes["startupProbe"]
+            budget = startup["periodSeconds"] * startup["failureThreshold"]
+            # The model loads within the startup probe's budget, or the engine gives up first with a reason.
+            assert budget > values["generation"]["engineStartTimeoutSeconds"], profile
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_gpu_requests_only_on_generation_engines_of_gpu_profiles(
+    rendered: dict[str, list[Any]], profile: str
+) -> None:
+    requested = {
+        (where, c["name"]): gpus(c)
+        for where, spec in pod_specs(rendered[profile])
+        for c in spec["containers"]
+        if gpus(c)
+    }
+    if profile not in GPU_PROFILES:
+        assert requested == {}
+        return
+    assert requested and all(n >= 1 for n in requested.values())
+    if profile == "kuberay.yaml":
+        # The engine runs on the RayService's GPU workers; the generation pod only serves gRPC.
+        assert {where for where, _ in requested} == {"RayService/copilot-generation-ray/gpu"}
+        return
+    assert {where for where, _ in requested} == {"Deployment/copilot-generation"}
+    spec = one(rendered[profile], "Deployment", "copilot-generation")["spec"]["template"]["spec"]
+    resources = spec["containers"][0]["resources"]
+    assert resources["requests"][GPU] == resources["limits"][GPU]
+    assert any(t["key"] == GPU for t in spec["tolerations"])
+    assert spec["nodeSelector"]
+    # Weights come from a volume, read-only, and nothing reaches a model hub.
+    mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts["models"]["readOnly"] is True
+    env = one(rendered[profile], "ConfigMap", "copilot-generation-env")["data"]
+    assert env["COPILOT_GENERATION_ENGINE"] == "vllm"
+    assert env["COPILOT_GENERATION_MODEL"].startswith(mounts["models"]["mountPath"] + "/")
+    assert env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_multi_gpu_profile_runs_one_gpu_engine_per_pod_spread_over_nodes(
+    rendered: dict[str, list[Any]],
+) -> None:
+    deployment = one(rendered["gpu-multi.yaml"], "Deployment", "copilot-generation")
+    assert deployment["spec"]["replicas"] == 4
+    assert deployment["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["labelSelector"] == {
+        "matchLabels": {"app.kubernetes.io/instance": "copilot", "app.kubernetes.io/component": "generation"}
+    }
+    assert (
+        one(rendered["gpu-multi.yaml"], "PodDisruptionBudget", "copilot-generation")["spec"]["minAvailable"]
+        == 3
+    )
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_network_policies_deny_by_default_and_allow_only_the_calls_each_service_makes(
+    rendered: dict[str, list[Any]], profile: str
+) -> None:
+    manifests = rendered[profile]
+    policies = {p["metadata"]["name"]: p for p in find(manifests, "NetworkPolicy")}
+    deny = policies.pop("copilot-default-deny")
+    assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+    selector = deny["spec"]["podSelector"]["matchLabels"]
+
+    def selects(policy_selector: dict[str, str], labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in policy_selector.items())
+
+    for m in manifests:
+        if m.kind in ("Deployment", "Pod") or m.kind == "RayService":
+            labels = (
+                m.doc["metadata"]["labels"]
+                if m.kind == "Pod"
+                else m.doc["spec"]["template"]["metadata"]["labels"]
+                if m.kind == "Deployment"
+                else m.doc["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["metadata"]["labels"]
+            )
+            assert selects(selector, labels), m.name
+            own = [p for p in policies.values() if selects(p["spec"]["podSelector"]["matchLabels"], labels)]
+            assert len(own) == 1, m.name
+
+    def callers(name: str) -> set[str]:
+        """Components (by label) allowed into NAME's gRPC port."""
+        rules = policies[f"copilot-{name}"]["spec"]["ingress"]
+        return {
+            peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+            for rule in rules
+            for peer in rule.get("from", [])
+            if "podSelector" in peer and "app.kubernetes.io/component" in peer["podSelector"]["matchLabels"]
+        }
+
+    def egress_ports(name: str) -> set[Any]:
+        return {
+            p["port"] for rule in policies[f"copilot-{name}"]["spec"]["egress"] for p in rule.get("ports", [])
+        }
+
+    assert callers("ingest") == {"test"}
+    assert callers("retrieval") == {"test", "generation"}
+    assert callers("monitor") == {"test"}
+    assert "generation" in callers("retrieval") and "retrieval" not in callers("generation")
+    for name in ("ingest", "retrieval", "generation", "monitor"):
+        assert 53 in egress_ports(name), name
+        assert 443 in egress_ports(name), name  # the realm's JWKS
+    assert 9092 in egress_ports("generation") or 9093 in egress_ports("generation")
+    # Retrieval reads the vector store and never publishes to Kafka.
+    assert not {9092, 9093} & egress_ports("retrieval")
+    assert 6333 in egress_ports("retrieval") and 6333 in egress_ports("ingest")
+    assert 50052 in egress_ports("generation") and 50052 not in egress_ports("ingest")
+    test_egress = policies["copilot-test"]["spec"]["egress"]
+    assert "ingress" not in policies["copilot-test"]["spec"]
+    assert {p["port"] for rule in test_egress for p in rule["ports"]} >= {53, 50051, 50052, 50053, 50054}
+
+
+def test_bundled_qdrant_and_bots_when_enabled(rendered: dict[str, list[Any]]) -> None:
+    assert find(rendered["default"], "StatefulSet") == []
+    assert find(rendered["default"], "Deployment", "copilot-bots") == []
+    trial = rendered["trial.yaml"]
+    (statefulset,) = find(trial, "StatefulSet")
+    (qdrant,) = statefulset["spec"]["template"]["spec"]["containers"]
+    assert qdrant["image"] == "qdrant/qdrant:v1.19.0-unprivileged"
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    service = one(trial, "Service", "copilot-qdrant")
+    url = one(trial, "ConfigMap", "copilot-retrieval-env")["data"]["COPILOT_RETRIEVAL_STORE__QDRANT_URL"]
+    assert url == f"http://{service['metadata']['name']}:6333"
+    qdrant_policy = one(trial, "NetworkPolicy", "copilot-qdrant")
+    allowed = {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for peer in qdrant_policy["spec"]["ingress"][0]["from"]
+    }
+    assert allowed == {"ingest", "retrieval"}
+    bots = one(trial, "Deployment", "copilot-bots")["spec"]["template"]["spec"]["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in bots["ports"]} == {"grpc": 50055, "http": 3000}
+    secret_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in bots["env"] if "valueFrom" in e}
+    assert secret_refs["COPILOT_BOTS_SLACK__SIGNING_SECRET"]["name"] == "copilot-bots"
+    bots_env = one(trial, "ConfigMap", "copilot-bots-env")["data"]
+    assert bots_env["COPILOT_BOTS_KEYCLOAK__SERVER_URL"] == "https://sso.corp.example/"
+    assert bots_env["COPILOT_BOTS_KEYCLOAK__REALM"] == "copilot"
+    assert bots_env["COPILOT_BOTS_GENERATION_TARGET"] == "copilot-generation:50053"
+    monitor_ports = one(trial, "Service", "copilot-monitor")["spec"]["ports"]
+    assert {p["name"]: p["port"] for p in monitor_ports} == {"grpc": 50054, "http": 8080}
+
+
+def test_rayservice_only_when_enabled(rendered: dict[str, list[Any]]) -> None:
+    for profile in PROFILES:
+        assert bool(find(rendered[profile], "RayService")) == (profile == "kuberay.yaml"), profile
+    ray = one(rendered["kuberay.yaml"], "RayService", "copilot-generation-ray")
+    serve = yaml.safe_load(ray["spec"]["serveConfigV2"])
+    (app,) = serve["applications"]
+    assert app["name"] == "copilot-generation"
+    assert app["deployments"][0]["num_replicas"] == 2
+    assert app["deployments"][0]["ray_actor_options"]["num_gpus"] == 1
+    (workers,) = ray["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert workers["replicas"] == 2
+    env = one(rendered["kuberay.yaml"], "ConfigMap", "copilot-generation-env")["data"]
+    assert env["COPILOT_GENERATION_RAY_ADDRESS"] == "ray://copilot-generation-ray-head-svc:10001"
+    assert find(rendered["kuberay.yaml"], "ServiceMonitor")[0]["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_changed_settings_change_the_checksum_that_rolls_the_pods() -> None:
+    def checksums(values: dict[str, Any] | None) -> dict[str, str]:
+        return {
+            component(d): d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for d in find(check.render(values), "Deployment")
+        }
+
+    before = checksums(None)
+    assert checksums(None) == before
+    shared = checksums({"auth": {"audience": "copilot-prod"}})
+    assert all(shared[name] != before[name] for name in before)
+    ingest_only = checksums({"ingest": {"embeddingThreads": 2}})
+    assert {name for name in before if ingest_only[name] != before[name]} == {"ingest"}
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"ingest": {"replicaCount": "two"}}, "/ingest/replicaCount"),
+        ({"retrieval": {"replicas": 2}}, "replicas"),
+        ({"generation": {"engine": "tgi"}}, "/generation/engine"),
+        (
+            {"generation": {"modelVolume": {"kind": "pvc"}}},
+            "generation.modelVolume.existingClaim is required",
+        ),
+        ({"bots": {"enabled": True}}, "bots.existingSecret is required"),
+        ({"serviceMonitor": {"enabled": True}}, "serviceMonitor.enabled needs generation.rayService.enabled"),
+    ],
+)
+def test_bad_values_are_refused_with_the_reason(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmError, match=message.replace(".", r"\.")):
+        check.render(values)
+
+
+@pytest.mark.parametrize(
+    "profile", [pytest.param(p, marks=RAY_ADDRESS_MISSING) if p == "kuberay.yaml" else p for p in PROFILES]
+)
+def test_environment_matches_the_services_settings_classes(
+    rendered: dict[str, list[Any]], profile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every COPILOT_* variable the chart sets names a real field, and the settings load from them."""
+    classes = settings_classes()
+    for deployment in find(rendered[profile], "Deployment"):
+        name = component(deployment)
+        if name not in classes:
+            continue
+        prefix = f"COPILOT_{name.upper()}_"
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        config = one(rendered[profile], "ConfigMap", f"copilot-{name}-env")["data"]
+        names = set(config) | {e["name"] for e in container["env"]}
+        for variable in sorted(names - NON_SETTINGS_ENV):
+            assert variable.startswith(prefix), variable
+            path = variable.removeprefix(prefix).lower().split("__")
+            assert field_path_exists(classes[name], path), variable
+        for variable in list(os.environ):
+            if variable.startswith("COPILOT_"):
+                monkeypatch.delenv(variable)
+        for variable, value in config.items():
+            monkeypatch.setenv(variable, value)
+        for entry in container["env"]:
+            if "value" in entry:
+                monkeypatch.setenv(entry["name"], entry["value"])
+        settings = classes[name]()
+        assert settings.host == "0.0.0.0"
+        assert settings.port == next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
+        assert settings.telemetry.exporter in ("none", "otlp")
+        if name in ("ingest", "retrieval"):
+            assert settings.store.kind == "qdrant"  # type: ignore[attr-defined]
+
+
+def field_path_exists(model: type[BaseModel], path: list[str]) -> bool:
+    field = model.model_fields.get(path[0])
+    if field is None:
+        return False
+    if len(path) == 1:
+        return True
+    nested = field.annotation
+    return isinstance(nested, type) and issubclass(nested, BaseModel) and field_path_exists(nested, path[1:])
+
+
+def test_realm_export_matches_what_the_services_check() -> None:
+    realm = json.loads((check.CHART / "files" / "keycloak-realm.json").read_text())
+    assert realm["realm"] == "copilot"
+    roles = {r["name"] for r in realm["roles"]["realm"]}
+    assert roles == {"copilot-ingest", "copilot-reviewer", "copilot-auditor", "copilot-admin"}
+    checked = {
+        IngestSettings().ingest_role,
+        MonitorSettings().reviewer_role,
+        RetrievalSettings().auditor_role,
+    }
+    assert checked < roles
+    clients = {c["clientId"]: c for c in realm["clients"]}
+    mappers = {m["protocolMapper"]: m["config"] for m in clients["copilot"]["protocolMappers"]}
+    defaults = helm.Chart.load(check.CHART).values
+    assert mappers["oidc-audience-mapper"]["included.client.audience"] == defaults["auth"]["audience"]
+    assert mappers["oidc-group-membership-mapper"]["claim.name"] == "groups"
+    assert mappers["oidc-usermodel-attribute-mapper"]["claim.name"] == "tenant"
+    # Users sign in through the browser or the device flow; their passwords never pass through an app.
+    assert clients["copilot"]["publicClient"] is True
+    assert clients["copilot"]["directAccessGrantsEnabled"] is False
+    assert {g["name"] for g in realm["groups"]} >= {"finance", "engineering", "legal"}
+
+
+@pytest.fixture
+def health_server() -> Iterator[tuple[str, health.HealthServicer]]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", servicer
+    server.stop(None)
+
+
+def test_helm_test_pod_checks_every_service_and_fails_on_one_not_serving(
+    rendered: dict[str, list[Any]], health_server: tuple[str, health.HealthServicer]
+) -> None:
+    (pod,) = find(rendered["trial.yaml"], "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[:2] == ["python", "-c"]
+    services = {
+        f"{s['metadata']['name']}:{p['port']}"
+        for s in find(rendered["trial.yaml"], "Service")
+        if component(s) in COMPONENTS
+        for p in s["spec"]["ports"]
+        if p["name"] == "grpc"
+    }
+    assert set(command[3:]) == services and len(services) == 5
+
+    target, servicer = health_server
+    script = command[2]
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    ok = subprocess.run([sys.executable, "-c", script, target], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert f"{target}: SERVING" in ok.stdout
+    servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    failed = subprocess.run(
+        [sys.executable, "-c", script, target], capture_output=True, text=True, timeout=60
+    )
+    assert failed.returncode == 1
+    assert f"not serving: {target}" in failed.stderr

@@ -1,0 +1,102 @@
+"""Slack Block Kit and Teams Adaptive Card rendering of answers, and the Slack message throttle."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from services.bots.core import CHANNEL_SCOPE_NOTE, Answer, Source
+from services.bots.slack import SlackReply
+from services.bots.slack_blocks import SECTION_CHARS, answer_blocks, escape, problem_blocks
+from services.bots.teams_cards import answer_card
+
+MEMO = Source(1, "Q3 <budget> memo", "finance/memo.md", "https://docs.acme.example/memo")
+LOCAL = Source(2, "Runbook", "engineering/runbook.md", "")
+ANSWER = Answer(
+    "The budget is **412,000** [1] & rising [2] [7].", False, (MEMO, LOCAL), "iid-9", "conv", doubtful=2
+)
+
+
+def test_slack_answer_links_citations_lists_sources_and_offers_feedback() -> None:
+    blocks = answer_blocks(ANSWER)
+    text = blocks[0]["text"]["text"]
+    assert text == "The budget is *412,000* <https://docs.acme.example/memo|[1]> &amp; rising [2] [7]."
+    sources = next(b for b in blocks if b.get("block_id") == "copilot_sources")["elements"]
+    assert [e["text"] for e in sources] == [
+        "*Sources*",
+        "[1] <https://docs.acme.example/memo|Q3 &lt;budget&gt; memo>",
+        "[2] Runbook (`engineering/runbook.md`)",
+    ]
+    notes = json.dumps([b for b in blocks if b["type"] == "context" and not b.get("block_id")])
+    assert "2 sentences are not supported" in notes and CHANNEL_SCOPE_NOTE not in notes
+    actions = blocks[-1]
+    assert actions["type"] == "actions" and {e["value"] for e in actions["elements"]} == {"iid-9"}
+    assert actions["elements"][2]["style"] == "danger"
+
+
+def test_slack_long_answers_split_into_sections_within_slacks_limit() -> None:
+    long = Answer("x" * (SECTION_CHARS * 2 + 10), False, (), "", "", scope="channel")
+    blocks = answer_blocks(long, note="private")
+    sections = [b for b in blocks if b["type"] == "section"]
+    assert len(sections) == 3 and all(len(s["text"]["text"]) <= SECTION_CHARS for s in sections)
+    assert not any(b["type"] == "actions" for b in blocks), "no interaction id, nothing to rate"
+    assert CHANNEL_SCOPE_NOTE in json.dumps(blocks) and ":lock: private" in json.dumps(blocks)
+
+
+def test_slack_escapes_problem_messages() -> None:
+    assert problem_blocks("a <b> & c")[0]["text"]["text"] == ":warning: a &lt;b&gt; &amp; c"
+    assert escape("<@U123>") == "&lt;@U123&gt;", "a model cannot mention or ping anyone"
+
+
+def test_teams_card_has_linked_sources_notes_and_submit_actions() -> None:
+    card = answer_card(ANSWER, note="only you")
+    body = [b["text"] for b in card["body"]]
+    assert body[0] == "The budget is **412,000** [\\[1\\]](https://docs.acme.example/memo) & rising [2] [7]."
+    assert "[1] [Q3 <budget> memo](https://docs.acme.example/memo)" in body
+    assert "[2] Runbook (engineering/runbook.md)" in body
+    assert any("only you" in b for b in body)
+    assert [a["data"] for a in card["actions"]] == [
+        {"copilot_feedback": r, "interaction_id": "iid-9"} for r in ("positive", "negative", "report")
+    ]
+
+
+class RecordingClient:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def chat_postMessage(self, **kwargs: Any) -> dict[str, str]:  # noqa: N802
+        self.calls.append(("post", kwargs))
+        return {"ts": "1.1"}
+
+    def chat_update(self, **kwargs: Any) -> dict[str, str]:
+        self.calls.append(("update", kwargs))
+        return {"ts": kwargs["ts"]}
+
+    def chat_postEphemeral(self, **kwargs: Any) -> dict[str, str]:  # noqa: N802
+        self.calls.append(("ephemeral", kwargs))
+        return {}
+
+
+def test_slack_streaming_updates_at_most_once_per_interval_and_always_shows_the_final() -> None:
+    now = [0.0]
+    client = RecordingClient()
+    reply = SlackReply(client, "C1", "U1", "1.0", False, 1.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    reply.start()
+    for step, text in enumerate(["a", "ab", "abc", "abcd"]):
+        now[0] = step * 0.4
+        reply.stream(text)
+    reply.answer(ANSWER)
+    kinds = [k for k, _ in client.calls]
+    assert kinds == ["post", "update", "update", "update"]
+    assert [c["text"] for k, c in client.calls[1:3]] == ["a :writing_hand:", "abcd :writing_hand:"]
+    assert client.calls[-1][1]["blocks"] and client.calls[-1][1]["ts"] == "1.1"
+
+
+def test_slack_ephemeral_replies_post_once_and_never_stream() -> None:
+    client = RecordingClient()
+    reply = SlackReply(client, "C1", "U1", "1.0", True, 0.0)  # type: ignore[arg-type]
+    reply.start()
+    reply.stream("partial")
+    reply.answer(ANSWER)
+    assert [k for k, _ in client.calls] == ["ephemeral"]
+    assert client.calls[0][1]["user"] == "U1" and client.calls[0][1]["thread_ts"] == "1.0"
