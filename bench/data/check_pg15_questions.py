@@ -190,7 +190,7 @@ def main(argv=None):
         qid = e.get("id", f"<line {lineno}>")
         where = f"{qid} (line {lineno})"
 
-        def fail(msg):
+        def fail(msg, where=where):
             failures.append(f"{where}: {msg}")
 
         if not isinstance(e, dict):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from copilot.auth import TokenVerifier
-from copilot.embedding import OnnxMiniLmEmbedder
+from copilot.embedding import MiniLmEmbedder
 from copilot.grpc_server import GrpcServer
 from copilot.ingest.v1 import ingest_pb2_grpc
 from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
@@ -27,7 +27,7 @@ def main() -> None:
     server.start()
     ensure_topics(settings.kafka.bootstrap_servers, [settings.kafka.documents_topic])
     publisher = EventPublisher(settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "ingest.sqlite")
-    embedder = OnnxMiniLmEmbedder(intra_op_num_threads=settings.embedding_threads)
+    embedder = MiniLmEmbedder(threads=settings.embedding_threads)
     store = open_store(settings.store, embedder.dimension)
     pipeline = IngestPipeline(
         store,

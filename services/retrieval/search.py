@@ -65,6 +65,7 @@ class Hit:
     char_start: int
     char_end: int
     access_reason: str
+    suspicion: tuple[str, ...] = ()
     chunk_index: int = 0
     # Index of the last chunk merged into this hit; equals chunk_index for a single chunk.
     last_chunk_index: int = 0
@@ -161,6 +162,7 @@ def _join(a: Hit, b: Hit) -> Hit | None:
         text=text,
         score=max(a.score, b.score),
         char_end=max(first.char_end, second.char_end),
+        suspicion=tuple(dict.fromkeys(first.suspicion + second.suspicion)),
         last_chunk_index=second.last_chunk_index,
         # The passage is shown where the better of the two ranked.
         chunk_id=a.chunk_id if a.score >= b.score else b.chunk_id,
@@ -182,6 +184,7 @@ def _hit(chunk: ScoredChunk, held: list[str], score: float) -> Hit:
         char_start=int(p.get("char_start", 0)),
         char_end=int(p.get("char_end", 0)),
         access_reason=access_reason(list(p.get("acl", [])), held),
+        suspicion=tuple(str(reason) for reason in p.get("suspicion", ())),
         chunk_index=index,
         last_chunk_index=index,
     )

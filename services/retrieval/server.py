@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from copilot.auth import TokenVerifier
-from copilot.embedding import OnnxMiniLmEmbedder
+from copilot.embedding import MiniLmEmbedder
 from copilot.grpc_server import GrpcServer
 from copilot.logs import configure_logging
 from copilot.reranker import OnnxCrossEncoder
@@ -25,7 +25,7 @@ def main() -> None:
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, "copilot.retrieval.v1.RetrievalService"
     )
     server.start()
-    embedder = OnnxMiniLmEmbedder(intra_op_num_threads=settings.embedding_threads)
+    embedder = MiniLmEmbedder(threads=settings.embedding_threads)
     store = open_store(settings.store, embedder.dimension)
     searcher = Searcher(
         store,

@@ -32,6 +32,8 @@ def passage_proto(hit: Hit) -> common_pb2.Passage:
         char_start=hit.char_start,
         char_end=hit.char_end,
         access_reason=hit.access_reason,
+        suspicious=bool(hit.suspicion),
+        suspicion=list(hit.suspicion),
     )
 
 

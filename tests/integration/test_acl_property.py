@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from copilot.auth import Principal
-from copilot.embedding import OnnxMiniLmEmbedder
+from copilot.embedding import MiniLmEmbedder
 from copilot.lexical import encode_document
 from copilot.vectorstore.edge import EdgeChunkStore
 from copilot.vectorstore.port import Narrowing, StoredChunk, point_id_for
@@ -162,7 +162,7 @@ def searcher_and_acls(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Searcher, dict[str, tuple[str, frozenset[str]]]]]:
     """Documents with text and BM25 vectors, searched through the Searcher in every ranking mode."""
-    embedder = OnnxMiniLmEmbedder()
+    embedder = MiniLmEmbedder()
     rng = np.random.default_rng(4242)
     store = EdgeChunkStore(Path(tmp_path_factory.mktemp("hybrid-edge")), embedder.dimension)
     access: dict[str, tuple[str, frozenset[str]]] = {}

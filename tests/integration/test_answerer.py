@@ -1,9 +1,10 @@
 """Answerer with the real SmolLM2-135M engine and the real MiniLM embedder for citation checks.
 
-Two test doubles, both in-process: ``FixedPassages`` stands in for retrieval (it returns the same sample
-passages for any query and records the queries it gets), and ``Events`` collects the InteractionEvents
-the Kafka publisher would send. ``Recorded`` is not a double: it passes every call to the real engine and
-keeps the messages, so the tests can see which model calls an answer made.
+Test doubles, all in-process: ``FixedPassages`` stands in for retrieval (it returns the same sample
+passages for any query and records the queries and audiences it gets), ``UnavailablePassages`` for a
+retrieval service that is down, and ``Events`` collects the InteractionEvents the Kafka publisher would
+send. ``Recorded`` is not a double: it passes every call to the real engine and keeps the messages, so
+the tests can see which model calls an answer made (and, given another name, which model was picked).
 """
 
 from __future__ import annotations
@@ -15,12 +16,23 @@ import pytest
 
 from copilot.auth import Principal
 from copilot.common.v1 import common_pb2
-from copilot.embedding import OnnxMiniLmEmbedder
+from copilot.embedding import MiniLmEmbedder
+from copilot.errors import DependencyUnavailable, InvalidInput
 from copilot.events.v1 import events_pb2
+from services.generation.agent import Agent, ToolsFailed, ToolUse
 from services.generation.answerer import AnswerDelta, AnswerDone, Answerer, AnswerPolicy
 from services.generation.conversations import ConversationStore
-from services.generation.engine import ChatMessage, Engine, GenerationParams, TokenDelta, build_engine
+from services.generation.engine import (
+    ChatMessage,
+    Engine,
+    EngineCatalog,
+    GenerationParams,
+    TokenDelta,
+    build_engine,
+)
 from services.generation.prompt import REFUSAL
+from services.generation.tools import Toolbox
+from services.generation.tools.documents import SearchDocuments
 from services.generation.verification import CitationVerifier, split_sentences
 
 ALICE = Principal(subject="sub-alice", username="alice", tenant="acme", token="alice-token")
@@ -41,10 +53,21 @@ VACATION = common_pb2.Passage(
 class FixedPassages:
     passages: list[common_pb2.Passage]
     queries: list[str] = field(default_factory=list)
+    audiences: list[list[common_pb2.Audience]] = field(default_factory=list)
 
-    def search(self, token: str, query: str, top_k: int) -> list[common_pb2.Passage]:
+    def search(
+        self, token: str, query: str, top_k: int, audience: Sequence[common_pb2.Audience] = ()
+    ) -> list[common_pb2.Passage]:
         self.queries.append(query)
+        self.audiences.append(list(audience))
         return self.passages[:top_k]
+
+
+class UnavailablePassages:
+    def search(
+        self, token: str, query: str, top_k: int, audience: Sequence[common_pb2.Audience] = ()
+    ) -> list[common_pb2.Passage]:
+        raise DependencyUnavailable("retrieval at 127.0.0.1:1 failed: UNAVAILABLE")
 
 
 @dataclass
@@ -56,14 +79,17 @@ class Events:
 
 
 class Recorded:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, name: str = "") -> None:
         self._engine = engine
-        self.model_name = engine.model_name
+        self.model_name = name or engine.model_name
         self.context_tokens = engine.context_tokens
         self.calls: list[list[ChatMessage]] = []
 
     def count_tokens(self, text: str) -> int:
         return self._engine.count_tokens(text)
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        return self._engine.count_tokens_many(texts)
 
     def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
         self.calls.append(list(messages))
@@ -77,37 +103,56 @@ def real_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 
 @pytest.fixture(scope="module")
 def verifier() -> CitationVerifier:
-    return CitationVerifier(OnnxMiniLmEmbedder())
+    return CitationVerifier(MiniLmEmbedder())
 
 
 @dataclass
 class Setup:
     answerer: Answerer
     engine: Recorded
+    # The same model under another name, standing in for a second configured model.
+    second: Recorded
     source: FixedPassages
     events: Events
 
 
-@pytest.fixture
-def setup(real_engine: Engine, verifier: CitationVerifier) -> Setup:
-    engine, source, events = Recorded(real_engine), FixedPassages([VACATION]), Events()
-    answerer = Answerer(
+def build_answerer(
+    source: FixedPassages | UnavailablePassages,
+    engines: EngineCatalog,
+    events: Events,
+    verifier: CitationVerifier,
+    agent_steps: int = 0,
+    policy: AnswerPolicy | None = None,
+) -> Answerer:
+    return Answerer(
         source,
-        engine,
+        engines,
         events,
-        AnswerPolicy(max_answer_tokens=48),
+        policy or AnswerPolicy(max_answer_tokens=48),
         b"test-key",
         verifier=verifier,
         conversations=ConversationStore(max_conversations=8, max_turns=4),
+        agent=Agent(Toolbox([SearchDocuments(source, 4, 0.45)]), agent_steps) if agent_steps else None,
     )
-    return Setup(answerer, engine, source, events)
 
 
-def ask(answerer: Answerer, principal: Principal, question: str, conversation_id: str = "") -> AnswerDone:
-    pieces = list(answerer.answer(principal, question, conversation_id, 0))
+@pytest.fixture
+def setup(real_engine: Engine, verifier: CitationVerifier) -> Setup:
+    engine, second = Recorded(real_engine), Recorded(real_engine, "second-model")
+    source, events = FixedPassages([VACATION]), Events()
+    catalog = EngineCatalog({"smollm2-135m": engine, "second-model": second}, "smollm2-135m")
+    return Setup(
+        build_answerer(source, catalog, events, verifier, agent_steps=2), engine, second, source, events
+    )
+
+
+def ask(
+    answerer: Answerer, principal: Principal, question: str, conversation_id: str = "", **options: object
+) -> AnswerDone:
+    pieces = list(answerer.answer(principal, question, conversation_id, 0, **options))  # type: ignore[arg-type]
     done = pieces[-1]
     assert isinstance(done, AnswerDone)
-    assert all(isinstance(p, AnswerDelta) for p in pieces[:-1])
+    assert all(isinstance(p, AnswerDelta | ToolUse) for p in pieces[:-1])
     return done
 
 
@@ -165,3 +210,88 @@ def test_a_refusal_needs_no_model_call_and_still_names_the_conversation(setup: S
     assert (done.answer, done.refused, done.conversation_id, done.sentences) == (REFUSAL, True, "conv-1", [])
     assert setup.engine.calls == []
     assert list(setup.events.published[0].sentences) == []
+
+
+def test_the_request_picks_the_model_and_the_default_is_the_first(setup: Setup) -> None:
+    default = ask(setup.answerer, ALICE, FIRST_QUESTION)
+    picked = ask(setup.answerer, ALICE, FIRST_QUESTION, model="second-model")
+
+    assert (default.model, picked.model) == ("smollm2-135m", "second-model")
+    assert (len(setup.engine.calls), len(setup.second.calls)) == (1, 1)
+    assert [e.model for e in setup.events.published] == ["smollm2-135m", "second-model"]
+
+
+def test_an_unknown_model_is_refused_naming_the_ones_there_are(setup: Setup) -> None:
+    with pytest.raises(
+        InvalidInput, match="unknown model 'gpt-9'; this server has smollm2-135m, second-model"
+    ):
+        ask(setup.answerer, ALICE, FIRST_QUESTION, model="gpt-9")
+    assert setup.source.queries == []
+
+
+def test_the_audience_goes_to_retrieval_unchanged(setup: Setup) -> None:
+    audience = [common_pb2.Audience(acl_entries=["user:bob", "group:engineering", "everyone"])]
+
+    ask(setup.answerer, ALICE, FIRST_QUESTION, audience=audience)
+
+    assert setup.source.audiences == [audience]
+
+
+def test_a_question_too_long_for_the_models_context_is_invalid_input(
+    real_engine: Engine, verifier: CitationVerifier
+) -> None:
+    answerer = build_answerer(
+        FixedPassages([VACATION]),
+        EngineCatalog({"smollm2-135m": real_engine}, "smollm2-135m"),
+        Events(),
+        verifier,
+        policy=AnswerPolicy(max_question_chars=100_000),
+    )
+    question = "Tell me everything about the vacation policy, please. " * 300  # about 3,000 tokens
+
+    with pytest.raises(InvalidInput, match=r"the question is \d+ tokens; .* room for \d+"):
+        list(answerer.answer(ALICE, question))
+
+
+def test_with_tools_the_model_searches_and_answers_from_what_it_found(setup: Setup) -> None:
+    pieces = list(setup.answerer.answer(ALICE, FIRST_QUESTION, use_tools=True))
+
+    tool_uses = [p for p in pieces if isinstance(p, ToolUse)]
+    assert tool_uses and tool_uses[0].name == "search_documents" and not tool_uses[0].failed
+    assert tool_uses[0].result == "1 passage(s) from Vacation and Leave Policy"
+    assert setup.source.queries  # the model's own query words
+    done = pieces[-1]
+    assert isinstance(done, AnswerDone)
+    assert list(setup.events.published[0].passages) == [VACATION]
+    assert mentions(setup.engine.calls[-1], "Full-time employees accrue 25 days")  # the answer prompt
+
+
+def test_tool_errors_go_back_to_the_model_then_to_the_caller(
+    real_engine: Engine, verifier: CitationVerifier
+) -> None:
+    engine = Recorded(real_engine)
+    answerer = build_answerer(
+        UnavailablePassages(), EngineCatalog({"smollm2-135m": engine}, "smollm2-135m"), Events(), verifier, 2
+    )
+    pieces: list[object] = []
+
+    with pytest.raises(ToolsFailed, match="search_documents: document search is unavailable"):
+        for piece in answerer.answer(ALICE, FIRST_QUESTION, use_tools=True):
+            pieces.append(piece)
+
+    assert pieces and all(isinstance(p, ToolUse) and p.failed for p in pieces)
+    if len(engine.calls) > 1:  # the model had a second step, and saw the error there
+        assert mentions(engine.calls[1], "search_documents failed: document search is unavailable")
+
+
+def test_tools_on_a_server_without_them_is_invalid_input(
+    real_engine: Engine, verifier: CitationVerifier
+) -> None:
+    answerer = build_answerer(
+        FixedPassages([VACATION]),
+        EngineCatalog({"smollm2-135m": real_engine}, "smollm2-135m"),
+        Events(),
+        verifier,
+    )
+    with pytest.raises(InvalidInput, match="no tools"):
+        list(answerer.answer(ALICE, FIRST_QUESTION, use_tools=True))

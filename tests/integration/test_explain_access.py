@@ -10,7 +10,7 @@ import pytest
 
 from copilot.auth import TokenVerifier
 from copilot.devissuer import DevIssuer
-from copilot.embedding import OnnxMiniLmEmbedder
+from copilot.embedding import MiniLmEmbedder
 from copilot.grpc_client import bearer, open_channel
 from copilot.grpc_server import GrpcServer
 from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
@@ -34,7 +34,7 @@ DOCS = [
 
 @pytest.fixture(scope="module")
 def retrieval(auth_settings: AuthSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    embedder = OnnxMiniLmEmbedder()
+    embedder = MiniLmEmbedder()
     store = EdgeChunkStore(Path(tmp_path_factory.mktemp("edge")), embedder.dimension)
     for doc_id, tenant, acl, classification in DOCS:
         [vector] = embedder.embed([f"The {doc_id} document."])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from copilot.embedding import OnnxMiniLmEmbedder
+from copilot.embedding import MiniLmEmbedder
 from copilot.events.v1 import events_pb2
 from copilot.vectorstore.edge import EdgeChunkStore
 from services.ingest.access import Access, access_for, is_sidecar
@@ -26,13 +26,13 @@ class CollectedEvents:
 
 
 @pytest.fixture(scope="module")
-def embedder() -> OnnxMiniLmEmbedder:
-    return OnnxMiniLmEmbedder()
+def embedder() -> MiniLmEmbedder:
+    return MiniLmEmbedder()
 
 
 @pytest.fixture
 def pipeline(
-    tmp_path: Path, embedder: OnnxMiniLmEmbedder
+    tmp_path: Path, embedder: MiniLmEmbedder
 ) -> Iterator[tuple[IngestPipeline, EdgeChunkStore, CollectedEvents]]:
     store = EdgeChunkStore(tmp_path / "edge", embedder.dimension)
     events = CollectedEvents()
@@ -51,7 +51,7 @@ def _corpus() -> list[tuple[Path, Access]]:
 
 
 def test_corpus_ingests_with_acls_and_reingest_is_a_no_op(
-    pipeline: tuple, embedder: OnnxMiniLmEmbedder
+    pipeline: tuple, embedder: MiniLmEmbedder
 ) -> None:
     ingest, store, events = pipeline
     corpus = _corpus()
@@ -103,7 +103,7 @@ def test_bad_document_fails_alone_with_a_reason_event(pipeline: tuple) -> None:
 class CountingEmbedder:
     """The real embedder, counting the texts it is asked to embed."""
 
-    def __init__(self, inner: OnnxMiniLmEmbedder) -> None:
+    def __init__(self, inner: MiniLmEmbedder) -> None:
         self._inner = inner
         self.model_id = inner.model_id
         self.dimension = inner.dimension
@@ -122,7 +122,7 @@ MEMO = "# Memo\n\n" + "\n\n".join(f"Paragraph {i} about budgets and forecasts. "
 
 
 def test_access_change_rewrites_acls_without_parsing_or_embedding(
-    tmp_path: Path, embedder: OnnxMiniLmEmbedder
+    tmp_path: Path, embedder: MiniLmEmbedder
 ) -> None:
     counting = CountingEmbedder(embedder)
     store = EdgeChunkStore(tmp_path / "edge", embedder.dimension)
@@ -160,7 +160,7 @@ def test_access_change_rewrites_acls_without_parsing_or_embedding(
         store.close()
 
 
-def test_time_to_revoke_is_immediate(pipeline: tuple, embedder: OnnxMiniLmEmbedder) -> None:
+def test_time_to_revoke_is_immediate(pipeline: tuple, embedder: MiniLmEmbedder) -> None:
     ingest, store, _ = pipeline
     [vector] = embedder.embed(["budgets and forecasts"])
     old_principals = ["group:finance"]

@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from copilot.common.v1 import common_pb2
-from copilot.embedding import OnnxMiniLmEmbedder
+from copilot.embedding import MiniLmEmbedder
 from copilot.events.v1 import events_pb2
 from copilot.kafka import DEAD_LETTER_REASON_HEADER, EventPublisher, TopicPublisher, ensure_topics
 from copilot.vectorstore.edge import EdgeChunkStore
@@ -69,7 +69,7 @@ def test_requests_are_ingested_refused_or_dead_lettered_and_redelivery_is_a_no_o
     topic, dlq, documents = f"requests-{suffix}", f"dlq-{suffix}", f"documents-{suffix}"
     group = f"ingest-{suffix}"
     ensure_topics(kafka_bootstrap, [topic, dlq, documents], partitions=1)
-    embedder = OnnxMiniLmEmbedder()
+    embedder = MiniLmEmbedder()
     store = EdgeChunkStore(tmp_path / "edge", embedder.dimension)
     publisher = EventPublisher(kafka_bootstrap, tmp_path / "spool.sqlite")
     document_events = TopicPublisher(publisher, documents, key=lambda e: e.document_id)

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from copilot.auth import TokenVerifier
 from copilot.devissuer import DevIssuer
-from copilot.embedding import OnnxMiniLmEmbedder
+from copilot.embedding import MiniLmEmbedder
 from copilot.grpc_client import bearer, open_channel
 from copilot.grpc_server import GrpcServer
 from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
@@ -81,12 +81,12 @@ def _chunk(
 
 
 @pytest.fixture(scope="module")
-def embedder() -> OnnxMiniLmEmbedder:
-    return OnnxMiniLmEmbedder()
+def embedder() -> MiniLmEmbedder:
+    return MiniLmEmbedder()
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, embedder: OnnxMiniLmEmbedder) -> Iterator[EdgeChunkStore]:
+def store(tmp_path_factory: pytest.TempPathFactory, embedder: MiniLmEmbedder) -> Iterator[EdgeChunkStore]:
     store = EdgeChunkStore(Path(tmp_path_factory.mktemp("edge")), embedder.dimension)
     vectors = embedder.embed([text for _, _, text, _ in DOCS])
     for (doc_id, title, text, acl), vector in zip(DOCS, vectors, strict=True):
@@ -102,7 +102,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, embedder: OnnxMiniLmEmbedder
 
 @pytest.fixture(scope="module")
 def retrieval(
-    auth_settings: AuthSettings, store: EdgeChunkStore, embedder: OnnxMiniLmEmbedder
+    auth_settings: AuthSettings, store: EdgeChunkStore, embedder: MiniLmEmbedder
 ) -> Iterator[str]:
     settings = RetrievalSettings(port=0, auth=auth_settings, role_groups={"auditor": ["finance"]})
     server = GrpcServer("retrieval", settings, TokenVerifier(auth_settings))
@@ -161,7 +161,7 @@ def test_an_admin_role_reads_nothing_more(retrieval: str, issuer: DevIssuer) -> 
 
 
 def test_one_document_fills_at_most_three_of_the_top_k(
-    retrieval: str, issuer: DevIssuer, store: EdgeChunkStore, embedder: OnnxMiniLmEmbedder
+    retrieval: str, issuer: DevIssuer, store: EdgeChunkStore, embedder: MiniLmEmbedder
 ) -> None:
     [vector] = embedder.embed([HANDBOOK_QUERY])
     uncapped = store.query(vector, "acme", ["group:legal", "user:carol", "everyone"], 5)

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from copilot.common.v1 import common_pb2
-from copilot.embedding import OnnxMiniLmEmbedder
+from copilot.embedding import MiniLmEmbedder
 from services.generation.verification import SUPPORT_THRESHOLD, CitationVerifier
 from tests.conftest import SAMPLE_CORPUS
 
@@ -92,7 +92,7 @@ def passage(section_text: str) -> common_pb2.Passage:
 
 @pytest.fixture(scope="module")
 def verifier() -> CitationVerifier:
-    return CitationVerifier(OnnxMiniLmEmbedder())
+    return CitationVerifier(MiniLmEmbedder())
 
 
 def test_dev_set_precision_and_recall_of_unsupported(verifier: CitationVerifier) -> None:

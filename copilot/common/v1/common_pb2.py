@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63opilot/common/v1/common.proto\x12\x11\x63opilot.common.v1\"f\n\rAccessControl\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\r\n\x05users\x18\x03 \x03(\t\x12\x0e\n\x06public\x18\x04 \x01(\x08\x12\x16\n\x0e\x63lassification\x18\x05 \x01(\t\"\xca\x01\n\x07Passage\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0b\n\x03uri\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x14\n\x0cheading_path\x18\x07 \x03(\t\x12\x0c\n\x04page\x18\x08 \x01(\x05\x12\x12\n\nchar_start\x18\t \x01(\x05\x12\x10\n\x08\x63har_end\x18\n \x01(\x05\x12\x15\n\raccess_reason\x18\x0b \x01(\t\"\x1f\n\x08\x41udience\x12\x13\n\x0b\x61\x63l_entries\x18\x01 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63opilot/common/v1/common.proto\x12\x11\x63opilot.common.v1\"f\n\rAccessControl\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\r\n\x05users\x18\x03 \x03(\t\x12\x0e\n\x06public\x18\x04 \x01(\x08\x12\x16\n\x0e\x63lassification\x18\x05 \x01(\t\"\xf1\x01\n\x07Passage\x12\x10\n\x08\x63hunk_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0b\n\x03uri\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x14\n\x0cheading_path\x18\x07 \x03(\t\x12\x0c\n\x04page\x18\x08 \x01(\x05\x12\x12\n\nchar_start\x18\t \x01(\x05\x12\x10\n\x08\x63har_end\x18\n \x01(\x05\x12\x15\n\raccess_reason\x18\x0b \x01(\t\x12\x12\n\nsuspicious\x18\x0c \x01(\x08\x12\x11\n\tsuspicion\x18\r \x03(\t\"\x1f\n\x08\x41udience\x12\x13\n\x0b\x61\x63l_entries\x18\x01 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCESSCONTROL']._serialized_start=53
   _globals['_ACCESSCONTROL']._serialized_end=155
   _globals['_PASSAGE']._serialized_start=158
-  _globals['_PASSAGE']._serialized_end=360
-  _globals['_AUDIENCE']._serialized_start=362
-  _globals['_AUDIENCE']._serialized_end=393
+  _globals['_PASSAGE']._serialized_end=399
+  _globals['_AUDIENCE']._serialized_start=401
+  _globals['_AUDIENCE']._serialized_end=432
 # @@protoc_insertion_point(module_scope)

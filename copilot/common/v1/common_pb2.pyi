@@ -21,7 +21,7 @@ class AccessControl(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., users: _Optional[_Iterable[str]] = ..., public: _Optional[bool] = ..., classification: _Optional[str] = ...) -> None: ...
 
 class Passage(_message.Message):
-    __slots__ = ("chunk_id", "document_id", "title", "uri", "text", "score", "heading_path", "page", "char_start", "char_end", "access_reason")
+    __slots__ = ("chunk_id", "document_id", "title", "uri", "text", "score", "heading_path", "page", "char_start", "char_end", "access_reason", "suspicious", "suspicion")
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,8 @@ class Passage(_message.Message):
     CHAR_START_FIELD_NUMBER: _ClassVar[int]
     CHAR_END_FIELD_NUMBER: _ClassVar[int]
     ACCESS_REASON_FIELD_NUMBER: _ClassVar[int]
+    SUSPICIOUS_FIELD_NUMBER: _ClassVar[int]
+    SUSPICION_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     document_id: str
     title: str
@@ -44,7 +46,9 @@ class Passage(_message.Message):
     char_start: int
     char_end: int
     access_reason: str
-    def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., title: _Optional[str] = ..., uri: _Optional[str] = ..., text: _Optional[str] = ..., score: _Optional[float] = ..., heading_path: _Optional[_Iterable[str]] = ..., page: _Optional[int] = ..., char_start: _Optional[int] = ..., char_end: _Optional[int] = ..., access_reason: _Optional[str] = ...) -> None: ...
+    suspicious: bool
+    suspicion: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, chunk_id: _Optional[str] = ..., document_id: _Optional[str] = ..., title: _Optional[str] = ..., uri: _Optional[str] = ..., text: _Optional[str] = ..., score: _Optional[float] = ..., heading_path: _Optional[_Iterable[str]] = ..., page: _Optional[int] = ..., char_start: _Optional[int] = ..., char_end: _Optional[int] = ..., access_reason: _Optional[str] = ..., suspicious: _Optional[bool] = ..., suspicion: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Audience(_message.Message):
     __slots__ = ("acl_entries",)

