@@ -60,9 +60,9 @@ class AnswerCache:
 def make_similarity() -> Callable[[str, str], float]:
     """Cosine of the answer's and the reference's all-MiniLM-L6-v2 embeddings (the copilot's own
     embedder), citation markers removed."""
-    from copilot.embedding import OnnxMiniLmEmbedder
+    from copilot.embedding import MiniLmEmbedder
 
-    embedder = OnnxMiniLmEmbedder()
+    embedder = MiniLmEmbedder()
 
     def similarity(answer: str, reference: str) -> float:
         a, b = embedder.embed([_MARKERS.sub("", answer), reference])
