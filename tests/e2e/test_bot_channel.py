@@ -70,6 +70,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dic
         "COPILOT_BASE_PORT": str(_base_port()),
         "COPILOT_KAFKA_PORT": str(free_port()),
         "COPILOT_ISSUER_PORT": str(free_port()),
+        "COPILOT_REVIEW_PORT": str(free_port()),
         "COPILOT_MODEL": E2E_MODEL,
         "COPILOT_LOG_FORMAT": "text",
     }

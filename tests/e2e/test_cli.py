@@ -54,6 +54,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         "COPILOT_BASE_PORT": str(_base_port()),
         "COPILOT_KAFKA_PORT": str(free_port()),
         "COPILOT_ISSUER_PORT": str(free_port()),
+        # A developer's own stack may hold the default review page port.
+        "COPILOT_REVIEW_PORT": str(free_port()),
         "COPILOT_MODEL": E2E_MODEL,
         "COPILOT_LOG_FORMAT": "text",
     }

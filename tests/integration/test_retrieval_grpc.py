@@ -7,22 +7,27 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from copilot.auth import TokenVerifier
+from copilot.auth import Principal, TokenVerifier
+from copilot.common.v1 import common_pb2
 from copilot.devissuer import DevIssuer
 from copilot.embedding import MiniLmEmbedder
+from copilot.errors import FailedPrecondition
 from copilot.grpc_client import bearer, open_channel
 from copilot.grpc_server import GrpcServer
+from copilot.lexical import encode_document
+from copilot.reranker import OnnxCrossEncoder
 from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from copilot.settings import AuthSettings
 from copilot.vectorstore.edge import EdgeChunkStore
-from copilot.vectorstore.port import StoredChunk, point_id_for
+from copilot.vectorstore.port import StoredChunk, point_id_for, uri_ancestors
 from services.retrieval.explain import AccessExplainer
-from services.retrieval.search import Searcher
+from services.retrieval.search import Searcher, SearchOptions
 from services.retrieval.service import RetrievalServicer
 from services.retrieval.settings import RetrievalSettings
 
@@ -58,13 +63,17 @@ HANDBOOK_QUERY = "How long are legal records retained?"
 def _chunk(
     doc_id: str, index: int, title: str, text: str, vector: list[float], acl: list[str]
 ) -> StoredChunk:
+    uri = f"/docs/{doc_id}.md"
     return StoredChunk(
         point_id_for(doc_id, index),
         vector,
         {
             "document_id": doc_id,
             "chunk_index": index,
-            "uri": f"/docs/{doc_id}.md",
+            "uri": uri,
+            "uri_ancestors": uri_ancestors(uri),
+            "doc_type": "markdown" if doc_id != "failover" else "html",
+            "modified_at": MODIFIED.get(doc_id, 1_000.0),
             "title": title,
             "text": text,
             "heading_path": [title],
@@ -76,8 +85,14 @@ def _chunk(
             "acl": acl,
             "classification": "internal",
             "fingerprint": "f",
+            "suspicion": ["instruction_override"] if doc_id == "vacation" else [],
         },
+        encode_document(f"{title}\n\n{text}"),
     )
+
+
+# When each document last changed, in seconds since the epoch.
+MODIFIED = {"budget": 3_000.0, "failover": 2_000.0}
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +116,7 @@ def store(tmp_path_factory: pytest.TempPathFactory, embedder: MiniLmEmbedder) ->
 
 
 @pytest.fixture(scope="module")
-def retrieval(
-    auth_settings: AuthSettings, store: EdgeChunkStore, embedder: MiniLmEmbedder
-) -> Iterator[str]:
+def retrieval(auth_settings: AuthSettings, store: EdgeChunkStore, embedder: MiniLmEmbedder) -> Iterator[str]:
     settings = RetrievalSettings(port=0, auth=auth_settings, role_groups={"auditor": ["finance"]})
     server = GrpcServer("retrieval", settings, TokenVerifier(auth_settings))
     slot = server.add_service(
@@ -118,6 +131,7 @@ def retrieval(
         settings.max_query_chars,
         role_groups=settings.role_groups,
         max_chunks_per_document=settings.max_chunks_per_document,
+        reranker=OnnxCrossEncoder(),
     )
     explainer = AccessExplainer(store, role_groups=settings.role_groups, auditor_role=settings.auditor_role)
     slot.fill(RetrievalServicer(searcher, explainer))
@@ -126,12 +140,14 @@ def retrieval(
     server.stop(1)
 
 
-def _search(target: str, token: str | None, query: str, top_k: int = 5) -> retrieval_pb2.SearchResponse:
+def _search(
+    target: str, token: str | None, query: str, top_k: int = 5, **fields: object
+) -> retrieval_pb2.SearchResponse:
     stub = retrieval_pb2_grpc.RetrievalServiceStub(open_channel(target))
     return stub.Search(
-        retrieval_pb2.SearchRequest(query=query, top_k=top_k),
+        retrieval_pb2.SearchRequest(query=query, top_k=top_k, **fields),  # type: ignore[arg-type]
         metadata=bearer(token) if token else None,
-        timeout=10,
+        timeout=30,
     )
 
 
@@ -226,3 +242,108 @@ def test_trace_context_crosses_the_grpc_hop(
     assert server_spans, "the server should record a span for the call"
     assert server_spans[-1].context.trace_id == client_trace
     assert server_spans[-1].parent is not None
+
+
+def _documents(reply: retrieval_pb2.SearchResponse) -> list[str]:
+    return [p.document_id for p in reply.passages]
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [retrieval_pb2.SEARCH_MODE_DENSE, retrieval_pb2.SEARCH_MODE_SPARSE, retrieval_pb2.SEARCH_MODE_HYBRID],
+)
+def test_every_ranking_mode_finds_the_answer_and_keeps_cosine_scores(
+    retrieval: str, issuer: DevIssuer, mode: int
+) -> None:
+    reply = _search(retrieval, issuer.mint("bob"), "pg_ctl promote the replica", mode=mode)
+
+    assert _documents(reply)[0] == "failover"
+    # Whatever the ranking, the score stays the passage's cosine similarity to the query.
+    assert 0.3 < reply.passages[0].score <= 1.0
+
+
+def test_lexical_mode_with_only_stopwords_finds_nothing(retrieval: str, issuer: DevIssuer) -> None:
+    reply = _search(retrieval, issuer.mint("bob"), "what is the", mode=retrieval_pb2.SEARCH_MODE_SPARSE)
+    assert list(reply.passages) == []
+
+
+def test_reranking_reorders_candidates_with_the_cross_encoder(retrieval: str, issuer: DevIssuer) -> None:
+    reply = _search(
+        retrieval, issuer.mint("alice"), "How many days of paid leave do employees get?", rerank=True
+    )
+
+    assert _documents(reply)[0] == "vacation"
+    assert "budget" in _documents(reply)
+
+
+def test_reranking_without_a_reranker_is_a_failed_precondition(
+    store: EdgeChunkStore, embedder: MiniLmEmbedder
+) -> None:
+    searcher = Searcher(store, embedder, 5, 50, 2000, role_groups={}, max_chunks_per_document=3)
+    alice = Principal(subject="a", username="alice", tenant="acme", groups=("finance",), roles=frozenset())
+
+    with pytest.raises(FailedPrecondition, match="no reranker"):
+        searcher.search(alice, "budget", SearchOptions(rerank=True))
+
+
+def test_an_audience_narrows_to_what_every_member_may_read(retrieval: str, issuer: DevIssuer) -> None:
+    bob = common_pb2.Audience(acl_entries=["user:bob", "group:engineering", "everyone"])
+    alone = _search(retrieval, issuer.mint("alice"), "What is the Q3 travel budget?")
+    shared = _search(retrieval, issuer.mint("alice"), "What is the Q3 travel budget?", audience=[bob])
+
+    assert "budget" in _documents(alone)
+    assert _documents(shared) == ["vacation"]
+
+
+@pytest.mark.parametrize(
+    ("audience", "message"),
+    [([[]], "no ACL entries"), ([["group:eng", "root"]], "malformed"), ([["everyone"]] * 600, "limit")],
+)
+def test_bad_audiences_get_invalid_argument(
+    retrieval: str, issuer: DevIssuer, audience: list[list[str]], message: str
+) -> None:
+    members = [common_pb2.Audience(acl_entries=entries) for entries in audience]
+    with pytest.raises(grpc.RpcError) as info:
+        _search(retrieval, issuer.mint("alice"), "budget", audience=members)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in info.value.details()
+
+
+def _at(seconds: float) -> Timestamp:
+    return Timestamp(seconds=int(seconds))
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (retrieval_pb2.SearchFilters(document_types=["html"]), {"failover"}),
+        (retrieval_pb2.SearchFilters(uri_prefixes=["/docs/budget.md"]), {"budget"}),
+        (retrieval_pb2.SearchFilters(uri_prefixes=["/doc"]), set()),
+        (retrieval_pb2.SearchFilters(modified_after=_at(2_500)), {"budget"}),
+        (retrieval_pb2.SearchFilters(modified_before=_at(2_500)), {"failover", "vacation", "handbook"}),
+    ],
+)
+def test_metadata_filters_apply_inside_the_query(
+    retrieval: str, issuer: DevIssuer, filters: retrieval_pb2.SearchFilters, expected: set[str]
+) -> None:
+    # A reader of everything, so that only the filters decide.
+    token = issuer.mint("carol", groups=["finance", "engineering", "legal"])
+    reply = _search(retrieval, token, "records budget failover leave", top_k=10, filters=filters)
+
+    assert set(_documents(reply)) == expected
+
+
+def test_a_reversed_time_range_is_invalid(retrieval: str, issuer: DevIssuer) -> None:
+    filters = retrieval_pb2.SearchFilters(modified_after=_at(3_000), modified_before=_at(1_000))
+    with pytest.raises(grpc.RpcError) as info:
+        _search(retrieval, issuer.mint("alice"), "budget", filters=filters)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_passages_say_when_ingest_marked_them_suspicious(retrieval: str, issuer: DevIssuer) -> None:
+    reply = _search(retrieval, issuer.mint("alice"), "How many days of paid leave do employees get?")
+    vacation = next(p for p in reply.passages if p.document_id == "vacation")
+    budget = next(p for p in reply.passages if p.document_id == "budget")
+
+    assert vacation.suspicious and list(vacation.suspicion) == ["instruction_override"]
+    assert not budget.suspicious
