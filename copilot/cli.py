@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,6 +28,7 @@ from rich.table import Table
 from copilot.common.v1 import common_pb2
 from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
 from copilot.grpc_client import bearer, open_channel
+from copilot.grpc_server import MAX_MESSAGE_BYTES, RETRY_AFTER_METADATA
 from copilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from copilot.launcher import LauncherSettings, Stack, component_ready, down, pid_alive, up
 from copilot.monitor.v1 import monitor_pb2, monitor_pb2_grpc
@@ -150,6 +152,23 @@ def _documents(path: Path) -> list[Path]:
     )
 
 
+def _ingest_document(
+    stub: ingest_pb2_grpc.IngestServiceStub, request: ingest_pb2.IngestDocumentRequest, token: str
+) -> ingest_pb2.IngestDocumentResponse:
+    """One IngestDocument call that waits out the service's rate limit instead of failing the file."""
+    while True:
+        try:
+            reply: ingest_pb2.IngestDocumentResponse = stub.IngestDocument(
+                request, metadata=bearer(token), timeout=300
+            )
+            return reply
+        except grpc.RpcError as exc:
+            retry_after_ms = dict(exc.trailing_metadata() or ()).get(RETRY_AFTER_METADATA)  # type: ignore[attr-defined]
+            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or retry_after_ms is None:  # type: ignore[attr-defined]
+                raise
+            time.sleep(int(retry_after_ms) / 1000)
+
+
 def cmd_ingest(args: argparse.Namespace, settings: LauncherSettings) -> int:
     from services.ingest.access import Access, access_for
     from services.ingest.errors import IngestError
@@ -175,6 +194,8 @@ def cmd_ingest(args: argparse.Namespace, settings: LauncherSettings) -> int:
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     failures: list[tuple[Path, str]] = []
     chunks = 0
+    # Set when the service stops answering: what is done so far is reported before giving up.
+    stopped: CliError | None = None
     started = time.monotonic()
     columns = (
         TextColumn("ingest"),
@@ -193,28 +214,32 @@ def cmd_ingest(args: argparse.Namespace, settings: LauncherSettings) -> int:
                     raise CliError(
                         "no access list: add an access.yaml beside it or pass --groups/--users/--public"
                     )
-                reply = stub.IngestDocument(
-                    ingest_pb2.IngestDocumentRequest(
-                        uri=str(file.resolve()),
-                        filename=file.name,
-                        content=file.read_bytes(),
-                        access=common_pb2.AccessControl(
-                            groups=list(access.groups),
-                            users=list(access.users),
-                            public=access.public,
-                            classification=access.classification,
-                        ),
+                size = file.stat().st_size
+                if size > MAX_MESSAGE_BYTES:
+                    # Checked before reading: the whole file would go into memory for nothing.
+                    raise CliError(
+                        f"it is {size:,} bytes, over the {MAX_MESSAGE_BYTES:,}-byte limit of a request"
+                    )
+                request = ingest_pb2.IngestDocumentRequest(
+                    uri=str(file.resolve()),
+                    filename=file.name,
+                    content=file.read_bytes(),
+                    access=common_pb2.AccessControl(
+                        groups=list(access.groups),
+                        users=list(access.users),
+                        public=access.public,
+                        classification=access.classification,
                     ),
-                    metadata=bearer(token),
-                    timeout=300,
                 )
+                reply = _ingest_document(stub, request, token)
             except grpc.RpcError as exc:
                 if exc.code() in (
                     grpc.StatusCode.UNAVAILABLE,
                     grpc.StatusCode.UNAUTHENTICATED,  # type: ignore[attr-defined]
                     grpc.StatusCode.PERMISSION_DENIED,
                 ):
-                    raise _rpc_error(exc, "ingest", target) from exc
+                    stopped = _rpc_error(exc, "ingest", target)
+                    break
                 failures.append((file, exc.details() or exc.code().name))  # type: ignore[attr-defined]
             except (CliError, IngestError, OSError) as exc:
                 failures.append((file, str(exc)))
@@ -229,12 +254,19 @@ def cmd_ingest(args: argparse.Namespace, settings: LauncherSettings) -> int:
                 rate=f"{progress.tasks[0].completed / elapsed:.1f} docs/s, {chunks / elapsed:.0f} chunks/s",
             )
     elapsed = time.monotonic() - started
+    done = sum(counts.values()) + len(failures)
+    of = f"{done} of {len(files)}" if done < len(files) else f"{len(files)}"
     err.print(
-        f"ingested {len(files)} files in {elapsed:.1f} s: {counts['created']} new, {counts['updated']} "
-        f"updated, {counts['unchanged']} unchanged, {len(failures)} failed; {chunks} chunks written"
+        f"ingested {of} files in {elapsed:.1f} s: {counts['created']} new, {counts['updated']} "
+        f"updated, {counts['unchanged']} unchanged, {len(failures)} failed; {chunks} chunks written",
+        highlight=False,
     )
     for file, reason in failures:
-        err.print(f"  [red]failed[/red] {file}: {reason}")
+        # File names and reasons are shown as they are, brackets included, not read as markup.
+        err.print(f"  [red]failed[/red] {escape(str(file))}: {escape(reason)}", highlight=False)
+    if stopped is not None:
+        err.print("run the same command again to resume: finished files are skipped as unchanged")
+        raise stopped
     return 1 if failures else 0
 
 
@@ -599,10 +631,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args, settings)
     except CliError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     except RuntimeError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     except KeyboardInterrupt:
         return 130

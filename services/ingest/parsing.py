@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -19,7 +20,9 @@ import pptx
 import pypdf
 from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.dammit import EncodingDetector
-from bs4.element import PreformattedString
+from bs4.element import PageElement, PreformattedString
+from docx.document import Document as DocxDocument
+from docx.table import _Cell, _Row
 from docx.text.paragraph import Paragraph
 from pptx.shapes.autoshape import Shape
 from pptx.shapes.base import BaseShape
@@ -48,15 +51,33 @@ class ParsedDocument:
     hidden_text_dropped: int = 0
 
 
-def parse(filename: str, content: bytes) -> ParsedDocument:
-    """Extracts title, text and sections; the parser is chosen by the file extension."""
+@dataclass(frozen=True)
+class ParseLimits:
+    """Bounds on what a small file may make the parsers do; hostile files are small and expand."""
+
+    # DOCX, PPTX and XLSX are zip archives: the sum of their members' unpacked sizes.
+    max_unzipped_bytes: int = 256 * 1024 * 1024
+    # Unpacked over packed size of one member. Office XML packs 5-20 times; zip bombs about 1000.
+    max_compression_ratio: float = 100.0
+    # Cells read from a workbook, counting the empty ones before the last cell of each row.
+    max_spreadsheet_cells: int = 5_000_000
+
+
+DEFAULT_LIMITS = ParseLimits()
+
+
+def parse(filename: str, content: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> ParsedDocument:
+    """Extracts title, text and sections; the parser is chosen by the file extension.
+
+    Every failure caused by the file is a ``CorruptDocument`` or ``UnsupportedFormat`` naming it.
+    """
     suffix = PurePosixPath(filename).suffix.lower()
     parser = _PARSERS.get(suffix)
     if parser is None:
         raise UnsupportedFormat(filename, tuple(sorted(_PARSERS)))
     if not content:
         raise CorruptDocument(filename, "the file is empty (0 bytes)")
-    doc = parser(filename, content)
+    doc = parser(filename, content, limits)
     if not doc.text.strip():
         raise CorruptDocument(filename, "the document contains no extractable text")
     return doc
@@ -81,7 +102,9 @@ def _decode(filename: str, content: bytes, fallback_encoding: str | None = None)
             ) from exc
         try:
             text = content.decode(fallback_encoding)
-        except (LookupError, UnicodeDecodeError) as fallback_exc:
+        # The name comes from the file: an unknown codec, one that is not for text, or one that fails in
+        # its own way (idna raises a bare UnicodeError, a NUL in the name a ValueError).
+        except (LookupError, ValueError) as fallback_exc:
             raise CorruptDocument(
                 filename, f"it is neither UTF-8 nor the declared encoding {fallback_encoding!r}"
             ) from fallback_exc
@@ -135,11 +158,27 @@ def _push_heading(stack: list[tuple[int, str]], level: int, heading: str) -> tup
 
 # --- Markdown -------------------------------------------------------------------------------------
 
-_ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_ATX_OPENING = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
-def _parse_markdown(filename: str, content: bytes) -> ParsedDocument:
+def _atx_heading(line: str) -> tuple[int, str] | None:
+    """Level and text of an ATX heading line ("## Text ##"), or None for other lines and empty headings.
+
+    Plain string operations: a regular expression for the optional closing run of "#" backtracks
+    quadratically on a long line of spaces.
+    """
+    opening = _ATX_OPENING.match(line)
+    if opening is None:
+        return None
+    text = line[opening.end() :].strip()
+    unclosed = text.rstrip("#")
+    if unclosed != text and (not unclosed or unclosed[-1].isspace()):
+        text = unclosed.rstrip()
+    return (len(opening.group(1)), text) if text else None
+
+
+def _parse_markdown(filename: str, content: bytes, limits: ParseLimits) -> ParsedDocument:
     # The Markdown source itself is the document text, so offsets also point into the file.
     text = _decode(filename, content)
     headings: list[tuple[int, int, str]] = []  # (offset, level, heading)
@@ -154,9 +193,9 @@ def _parse_markdown(filename: str, content: bytes) -> ParsedDocument:
             elif marker[0] == fence[0] and len(marker) >= len(fence):
                 fence = None
         elif fence is None:
-            heading_match = _ATX_HEADING.match(line.rstrip("\n"))
-            if heading_match and heading_match.group(2):
-                headings.append((offset, len(heading_match.group(1)), heading_match.group(2).strip()))
+            atx = _atx_heading(line.rstrip("\n"))
+            if atx is not None:
+                headings.append((offset, *atx))
         offset += len(line)
 
     bounds = [0] + [start for start, _, _ in headings] + [len(text)]
@@ -256,35 +295,45 @@ def _hidden_from_readers(tag: Tag) -> bool:
     return tag.has_attr("hidden") or bool(_HIDDEN_STYLE.search(str(tag.get("style", ""))))
 
 
+def _strings(tag: Tag, skip: Callable[[Tag], bool]) -> Iterator[str]:
+    """The text strings under ``tag`` in document order, leaving out the elements ``skip`` names.
+
+    Here and in the walker below an explicit stack stands in for recursion: pages may nest elements far
+    deeper than Python's recursion limit.
+    """
+    pending: list[PageElement] = list(reversed(tag.contents))
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Tag):
+            if not skip(node):
+                pending.extend(reversed(node.contents))
+        # Comments, doctypes and CDATA are PreformattedString subclasses: markup, not content.
+        elif isinstance(node, NavigableString) and not isinstance(node, PreformattedString):
+            yield str(node)
+
+
 def _content_strings(tag: Tag) -> Iterator[str]:
     """Every string of ``tag`` that a browser could render, hidden or not; markup tags are skipped."""
-    for child in tag.children:
-        if isinstance(child, NavigableString) and not isinstance(child, PreformattedString):
-            yield str(child)
-        elif isinstance(child, Tag) and child.name not in _DROPPED_TAGS:
-            yield from _content_strings(child)
-
-
-def _hidden_text_chars(node: Tag) -> int:
-    """Characters of text inside elements hidden from readers, counting nested hidden elements once."""
-    total = 0
-    for child in node.children:
-        if not isinstance(child, Tag) or child.name in _DROPPED_TAGS:
-            continue
-        if _hidden_from_readers(child):
-            total += len(_collapse("".join(_content_strings(child))))
-        else:
-            total += _hidden_text_chars(child)
-    return total
+    return _strings(tag, lambda element: element.name in _DROPPED_TAGS)
 
 
 def _visible_strings(tag: Tag) -> Iterator[str]:
-    for child in tag.children:
-        # Comments, doctypes and CDATA are PreformattedString subclasses: markup, not content.
-        if isinstance(child, NavigableString) and not isinstance(child, PreformattedString):
-            yield str(child)
-        elif isinstance(child, Tag) and not _is_hidden(child):
-            yield from _visible_strings(child)
+    return _strings(tag, _is_hidden)
+
+
+def _hidden_text_chars(root: Tag) -> int:
+    """Characters of text inside elements hidden from readers, counting nested hidden elements once."""
+    total = 0
+    pending = [root]
+    while pending:
+        for child in pending.pop().children:
+            if not isinstance(child, Tag) or child.name in _DROPPED_TAGS:
+                continue
+            if _hidden_from_readers(child):
+                total += len(_collapse("".join(_content_strings(child))))
+            else:
+                pending.append(child)
+    return total
 
 
 class _HtmlWalker:
@@ -303,15 +352,21 @@ class _HtmlWalker:
         self._add_line(_collapse("".join(self._inline)))
         self._inline.clear()
 
-    def walk(self, node: Tag) -> None:
-        for child in node.children:
-            if isinstance(child, NavigableString):
-                if not isinstance(child, PreformattedString):
-                    self._inline.append(str(child))
-            elif isinstance(child, Tag) and not _is_hidden(child):
-                self._visit(child)
+    def walk(self, root: Tag) -> None:
+        # None marks the end of a block element, where its last line ends.
+        pending: list[PageElement | None] = list(reversed(root.contents))
+        while pending:
+            node = pending.pop()
+            if node is None:
+                self._flush()
+            elif isinstance(node, Tag):
+                if not _is_hidden(node):
+                    pending.extend(self._visit(node))
+            elif isinstance(node, NavigableString) and not isinstance(node, PreformattedString):
+                self._inline.append(str(node))
 
-    def _visit(self, tag: Tag) -> None:
+    def _visit(self, tag: Tag) -> list[PageElement | None]:
+        """Handles ``tag`` and returns what is left to walk under it, last first."""
         name = tag.name
         if name in _HEADING_TAGS:
             self._flush()
@@ -321,7 +376,8 @@ class _HtmlWalker:
                     self.first_h1 = heading
                 path = _push_heading(self._stack, _HEADING_TAGS[name], heading)
                 self.drafts.append(_Draft(path, 0, [heading]))
-        elif name == "tr":
+            return []
+        if name == "tr":
             self._flush()
             cells = [
                 _collapse("".join(_visible_strings(cell)))
@@ -329,24 +385,26 @@ class _HtmlWalker:
                 if not _is_hidden(cell)
             ]
             self._add_line("\t".join(cells))
-        elif name == "pre":
+            return []
+        if name == "pre":
             self._flush()
             self._add_line("".join(_visible_strings(tag)).strip("\n"))
-        elif name in _BLOCK_TAGS:
+            return []
+        if name in _BLOCK_TAGS:
             self._flush()
-            self.walk(tag)
-            self._flush()
-        else:
-            self.walk(tag)
+            return [None, *reversed(tag.contents)]
+        return list(reversed(tag.contents))
 
     def finish(self) -> list[_Draft]:
         self._flush()
         return self.drafts
 
 
-def _parse_html(filename: str, content: bytes) -> ParsedDocument:
+def _parse_html(filename: str, content: bytes, limits: ParseLimits) -> ParsedDocument:
     declared = EncodingDetector.find_declared_encoding(content, is_html=True)
-    soup = BeautifulSoup(_decode(filename, content, declared), "html.parser")
+    # libxml2 rather than html.parser: Python 3.11's html.parser takes quadratic time on unterminated
+    # constructs ("<a<a<a...", "<!--<!--..."), minutes for a few hundred kilobytes.
+    soup = BeautifulSoup(_decode(filename, content, declared), "lxml")
     root = soup.body or soup
     walker = _HtmlWalker()
     walker.walk(root)
@@ -362,7 +420,7 @@ def _parse_html(filename: str, content: bytes) -> ParsedDocument:
 _PLACEHOLDER_TITLES = {"untitled", "untitled document", "anonymous"}
 
 
-def _parse_pdf(filename: str, content: bytes) -> ParsedDocument:
+def _parse_pdf(filename: str, content: bytes, limits: ParseLimits) -> ParsedDocument:
     try:
         reader = pypdf.PdfReader(io.BytesIO(content))
         # An empty user password only restricts printing or editing; the text is still readable.
@@ -387,6 +445,42 @@ def _parse_pdf(filename: str, content: bytes) -> ParsedDocument:
     return _assemble(title or _stem(filename), "pdf", drafts)
 
 
+# --- Office zip archives (DOCX, PPTX, XLSX) -------------------------------------------------------
+
+# Tiny members (empty parts, a few bytes) reach high ratios without harm.
+_RATIO_CHECKED_FROM_BYTES = 1024 * 1024
+
+
+def _check_archive(filename: str, content: bytes, limits: ParseLimits, kind: str) -> None:
+    """Refuses archives that would unpack to far more than they weigh, before any member is read.
+
+    The sizes checked are the ones the archive declares; they are safe to trust because Python's
+    zipfile, which every Office parser here reads through, never returns more than a member declares.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            members = archive.infolist()
+    except Exception as exc:
+        # Not a zip at all, or a damaged one: BadZipFile, but also OSError or ValueError on odd offsets.
+        raise CorruptDocument(filename, f"it is not a readable {kind} ({type(exc).__name__}: {exc})") from exc
+    unpacked = sum(member.file_size for member in members)
+    if unpacked > limits.max_unzipped_bytes:
+        raise CorruptDocument(
+            filename,
+            f"it would unpack to {unpacked:,} bytes, over the {limits.max_unzipped_bytes:,}-byte limit; "
+            "refusing what looks like a zip bomb",
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > _RATIO_CHECKED_FROM_BYTES and ratio > limits.max_compression_ratio:
+            raise CorruptDocument(
+                filename,
+                f"its part {member.filename!r} unpacks {ratio:,.0f} times larger than it is packed "
+                f"({member.compress_size:,} to {member.file_size:,} bytes; the limit is "
+                f"{limits.max_compression_ratio:,.0f}); refusing what looks like a zip bomb",
+            )
+
+
 # --- DOCX -----------------------------------------------------------------------------------------
 
 _HEADING_STYLE = re.compile(r"Heading ([1-9])$")
@@ -401,22 +495,22 @@ def _heading_level(paragraph: Paragraph) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _parse_docx(filename: str, content: bytes) -> ParsedDocument:
-    try:
-        document = docx.Document(io.BytesIO(content))
-        blocks = list(document.iter_inner_content())
-        core_title = document.core_properties.title or ""
-    except Exception as exc:
-        # Bad zips, missing parts and broken XML surface as unrelated exception types.
-        raise CorruptDocument(
-            filename, f"it is not a readable Word document ({type(exc).__name__}: {exc})"
-        ) from exc
+def _row_texts(row: _Row) -> list[str]:
+    """One entry per cell as stored in the row.
 
+    ``row.cells`` repeats a merged cell once per grid column it spans, which a crafted gridSpan turns
+    into billions of cells; the cells themselves hold each merged text once.
+    """
+    return [_Cell(tc, row.table).text.strip() for tc in row._tr.tc_lst]
+
+
+def _docx_drafts(document: DocxDocument) -> tuple[list[_Draft], str | None, str | None]:
+    """Sections of a Word document, its Title-styled text and its first heading."""
     drafts = [_Draft((), 0)]
     stack: list[tuple[int, str]] = []
     title_style: str | None = None
     first_heading: str | None = None
-    for block in blocks:
+    for block in document.iter_inner_content():
         if isinstance(block, Paragraph):
             text = block.text.strip()
             level = _heading_level(block)
@@ -429,10 +523,24 @@ def _parse_docx(filename: str, content: bytes) -> ParsedDocument:
                 drafts[-1].has_body = True
         else:
             for row in block.rows:
-                line = "\t".join(cell.text.strip() for cell in row.cells)
+                line = "\t".join(_row_texts(row))
                 if line.strip():
                     drafts[-1].lines.append(line)
                     drafts[-1].has_body = True
+    return drafts, title_style, first_heading
+
+
+def _parse_docx(filename: str, content: bytes, limits: ParseLimits) -> ParsedDocument:
+    kind = "Word document"
+    _check_archive(filename, content, limits, kind)
+    try:
+        document = docx.Document(io.BytesIO(content))
+        drafts, title_style, first_heading = _docx_drafts(document)
+        core_title = document.core_properties.title or ""
+    except Exception as exc:
+        # Bad zips, missing parts and broken XML surface as unrelated exception types, some of them only
+        # once a paragraph's style or a table's cells are read.
+        raise CorruptDocument(filename, f"it is not a readable {kind} ({type(exc).__name__}: {exc})") from exc
     title = title_style or core_title.strip() or first_heading or _stem(filename)
     return _assemble(title, "docx", drafts)
 
@@ -452,7 +560,9 @@ def _shape_lines(shapes: Iterable[BaseShape]) -> Iterator[str]:
             yield from (paragraph.text.replace("\v", "\n") for paragraph in shape.text_frame.paragraphs)
 
 
-def _parse_pptx(filename: str, content: bytes) -> ParsedDocument:
+def _parse_pptx(filename: str, content: bytes, limits: ParseLimits) -> ParsedDocument:
+    kind = "PowerPoint file"
+    _check_archive(filename, content, limits, kind)
     try:
         slides = [
             (_collapse(slide.shapes.title.text) if slide.shapes.title is not None else "", slide)
@@ -464,9 +574,7 @@ def _parse_pptx(filename: str, content: bytes) -> ParsedDocument:
         ]
     except Exception as exc:
         # Bad zips, missing parts and broken XML surface as unrelated exception types.
-        raise CorruptDocument(
-            filename, f"it is not a readable PowerPoint file ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise CorruptDocument(filename, f"it is not a readable {kind} ({type(exc).__name__}: {exc})") from exc
     first_title = slides[0][0] if slides else ""
     return _assemble(first_title or _stem(filename), "pptx", drafts)
 
@@ -480,11 +588,17 @@ def _row_line(cells: Iterable[object]) -> str:
     return "\t".join(values).rstrip("\t")
 
 
-def _parse_csv(filename: str, content: bytes) -> ParsedDocument:
+_SNIFFED_CHARS = 1024
+
+
+def _parse_csv(filename: str, content: bytes, limits: ParseLimits) -> ParsedDocument:
     text = _decode(filename, content)
     try:
-        # Spreadsheets exported with a European locale separate fields with semicolons.
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+        # Spreadsheets exported with a European locale separate fields with semicolons. The sample is
+        # short because the sniffer's quote detection takes quadratic time on lines full of quotes.
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
+            text[:_SNIFFED_CHARS], delimiters=",;\t"
+        )
     except csv.Error:
         dialect = csv.excel
     try:
@@ -494,34 +608,59 @@ def _parse_csv(filename: str, content: bytes) -> ParsedDocument:
     return _assemble(_stem(filename), "csv", [_Draft((), 0, lines, has_body=True)])
 
 
-def _parse_xlsx(filename: str, content: bytes) -> ParsedDocument:
+_EXCEL_MAX_ROWS = 1_048_576
+
+
+def _parse_xlsx(filename: str, content: bytes, limits: ParseLimits) -> ParsedDocument:
+    kind = "Excel workbook"
+    _check_archive(filename, content, limits, kind)
     drafts: list[_Draft] = []
     hidden = 0
+    cells_left = limits.max_spreadsheet_cells
     try:
         # data_only reads the values Excel last computed instead of the formulas behind them.
         workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
         try:
             title = (workbook.properties.title or "").strip()
             for sheet in workbook.worksheets:
-                lines = [_row_line(row) for row in sheet.iter_rows(values_only=True)]
+                # With its declared dimensions a sheet pads every row to the widest and fills in every
+                # missing row: one cell at XFD1048576 would make seventeen billion empty ones.
+                sheet.reset_dimensions()
+                lines = []
+                for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+                    # Row numbers come from the file unchecked, and each missing row is filled in.
+                    if number > _EXCEL_MAX_ROWS:
+                        raise CorruptDocument(
+                            filename,
+                            f"sheet {sheet.title!r} has more rows than Excel allows ({_EXCEL_MAX_ROWS:,})",
+                        )
+                    cells_left -= len(row) or 1
+                    if cells_left < 0:
+                        raise CorruptDocument(
+                            filename,
+                            f"it has more than {limits.max_spreadsheet_cells:,} cells, "
+                            "the limit for one workbook",
+                        )
+                    if row:
+                        lines.append(_row_line(row))
                 if sheet.sheet_state == "visible":
                     drafts.append(_Draft((sheet.title,), 0, lines, has_body=True))
                 else:
                     hidden += sum(len(_collapse(line)) for line in lines)
         finally:
             workbook.close()
+    except CorruptDocument:
+        raise
     except Exception as exc:
         # Bad zips, missing parts and broken XML surface as unrelated exception types.
-        raise CorruptDocument(
-            filename, f"it is not a readable Excel workbook ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise CorruptDocument(filename, f"it is not a readable {kind} ({type(exc).__name__}: {exc})") from exc
     return _assemble(title or _stem(filename), "xlsx", drafts, hidden)
 
 
 # --- Plain text -----------------------------------------------------------------------------------
 
 
-def _parse_text(filename: str, content: bytes) -> ParsedDocument:
+def _parse_text(filename: str, content: bytes, limits: ParseLimits) -> ParsedDocument:
     text = _decode(filename, content)
     stripped = text.strip()
     start = len(text) - len(text.lstrip())
@@ -529,7 +668,7 @@ def _parse_text(filename: str, content: bytes) -> ParsedDocument:
     return ParsedDocument(_stem(filename), "text", sections, text)
 
 
-_PARSERS: dict[str, Callable[[str, bytes], ParsedDocument]] = {
+_PARSERS: dict[str, Callable[[str, bytes, ParseLimits], ParsedDocument]] = {
     ".md": _parse_markdown,
     ".markdown": _parse_markdown,
     ".html": _parse_html,

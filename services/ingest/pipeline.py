@@ -23,14 +23,15 @@ from services.ingest.access import Access
 from services.ingest.chunking import chunk
 from services.ingest.errors import IngestError
 from services.ingest.hygiene import suspicion
-from services.ingest.parsing import parse
+from services.ingest.parsing import DEFAULT_LIMITS, ParseLimits, parse
 
 log = logging.getLogger(__name__)
 
 # Part of every content hash: a change to how chunks are made must re-ingest unchanged files.
 # 2: chunks carry the injection-hygiene and hidden-text fields.
 # 3: BM25 term vectors, title and headings in what is embedded, uri_ancestors and modified_at for filters.
-PIPELINE_VERSION = "3"
+# 4: lxml for HTML, merged DOCX cells read once: malformed files may extract differently.
+PIPELINE_VERSION = "4"
 
 
 class Outcome(enum.Enum):
@@ -87,12 +88,14 @@ class IngestPipeline:
         events: DocumentEvents,
         chunk_tokens: int = 200,
         overlap_tokens: int = 30,
+        limits: ParseLimits = DEFAULT_LIMITS,
     ) -> None:
         self._store = store
         self._embedder = embedder
         self._events = events
         self._chunk_tokens = chunk_tokens
         self._overlap_tokens = overlap_tokens
+        self._limits = limits
 
     def _content_hash(self, content: bytes) -> str:
         h = hashlib.sha256()
@@ -133,7 +136,7 @@ class IngestPipeline:
                     extra=log_fields(document_id=document_id, chunks=updated, outcome=Outcome.UPDATED.value),
                 )
                 return IngestResult(document_id, Outcome.UPDATED, updated, "")
-        doc = parse(filename, content)
+        doc = parse(filename, content, self._limits)
         chunks = chunk(doc, self._chunk_tokens, self._overlap_tokens)
         searchable = [searchable_text(doc.title, c.heading_path, c.text) for c in chunks]
         vectors = self._embedder.embed(searchable) if chunks else []

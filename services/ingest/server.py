@@ -35,6 +35,7 @@ def main() -> None:
         TopicPublisher(publisher, settings.kafka.documents_topic, key=lambda e: e.document_id),
         settings.chunk_tokens,
         settings.chunk_overlap_tokens,
+        settings.parse_limits(),
     )
     slot.fill(IngestServicer(pipeline, settings.ingest_role, settings.max_document_bytes))
     consumer: IngestRequestConsumer | None = None

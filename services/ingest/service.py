@@ -36,9 +36,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         tenant = self._tenant(request.access.tenant)
         if not request.uri:
             raise InvalidInput("uri is required")
+        filename = request.filename or request.uri
         if len(request.content) > self._max_bytes:
             raise InvalidInput(
-                f"{request.filename}: {len(request.content)} bytes is over the {self._max_bytes} limit"
+                f"cannot ingest {filename!r}: it is {len(request.content):,} bytes, over the "
+                f"{self._max_bytes:,}-byte limit for one document"
             )
         a = request.access
         access = Access(
@@ -54,9 +56,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 "a document nobody is meant to read"
             )
         try:
-            result = self._pipeline.ingest(
-                request.uri, request.filename or request.uri, request.content, access
-            )
+            result = self._pipeline.ingest(request.uri, filename, request.content, access)
         except IngestError as exc:
             raise InvalidInput(str(exc)) from exc
         return ingest_pb2.IngestDocumentResponse(

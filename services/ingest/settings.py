@@ -4,6 +4,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from copilot.settings import ServiceSettings, StoreSettings
+from services.ingest.parsing import DEFAULT_LIMITS, ParseLimits
 
 
 class IngestSettings(ServiceSettings):
@@ -12,6 +13,12 @@ class IngestSettings(ServiceSettings):
     port: int = 50051
     store: StoreSettings = Field(default_factory=StoreSettings)
     max_document_bytes: int = 50 * 1024 * 1024
+    # A whole document (max_document_bytes) and its envelope in one request.
+    max_receive_message_bytes: int = 64 * 1024 * 1024
+    # Bounds on what one file may make the parsers do (see ParseLimits); above them it is refused.
+    max_unzipped_bytes: int = Field(default=DEFAULT_LIMITS.max_unzipped_bytes, gt=0)
+    max_compression_ratio: float = Field(default=DEFAULT_LIMITS.max_compression_ratio, gt=1)
+    max_spreadsheet_cells: int = Field(default=DEFAULT_LIMITS.max_spreadsheet_cells, gt=0)
     chunk_tokens: int = 200
     chunk_overlap_tokens: int = 30
     embedding_threads: int = 1
@@ -21,3 +28,6 @@ class IngestSettings(ServiceSettings):
     consume_requests: bool = True
     requests_group: str = "copilot-ingest"
     dead_letter_topic: str = "copilot.ingest-requests.dlq.v1"
+
+    def parse_limits(self) -> ParseLimits:
+        return ParseLimits(self.max_unzipped_bytes, self.max_compression_ratio, self.max_spreadsheet_cells)

@@ -13,7 +13,7 @@ from pptx.util import Inches
 from reportlab.pdfgen import canvas
 
 from services.ingest.errors import CorruptDocument, IngestError, UnsupportedFormat
-from services.ingest.parsing import ParsedDocument, parse
+from services.ingest.parsing import ParsedDocument, ParseLimits, parse
 
 CORPUS = Path(__file__).resolve().parents[2] / "sample" / "corpus"
 
@@ -152,6 +152,37 @@ def test_markdown_without_h1_is_titled_by_file_stem_and_crlf_is_normalised() -> 
     assert doc.sections[0].heading_path == ("Only level two",)
 
 
+@pytest.mark.parametrize(
+    ("line", "heading"),
+    [
+        ("# Title", "Title"),
+        ("###   Spaced out   ", "Spaced out"),
+        ("## Closed ##", "Closed"),
+        ("## Closed\t#  ", "Closed"),
+        ("# C# and F#", "C# and F#"),
+        ("#\tTabbed", "Tabbed"),
+        ("   # Indented three", "Indented three"),
+        ("    # Indented four", None),
+        ("#NoSpace", None),
+        ("####### Seven", None),
+        ("# ##", None),
+        ("#", None),
+    ],
+)
+def test_markdown_atx_headings(line: str, heading: str | None) -> None:
+    doc = parse("notes.md", f"Intro.\n{line}\nBody.\n".encode())
+
+    assert doc.sections[-1].heading_path == ((heading,) if heading else ())
+
+
+@pytest.mark.timeout(60)
+def test_markdown_heading_with_a_long_run_of_spaces_is_linear() -> None:
+    # The heading regex used to backtrack quadratically here: minutes for this line alone.
+    doc = parse("spaces.md", b"# a" + b" " * 1_000_000 + b"x\n\nBody.")
+
+    assert doc.sections[0].heading_path == ("a" + " " * 1_000_000 + "x",)
+
+
 # --- HTML -----------------------------------------------------------------------------------------
 
 HTML = b"""<!DOCTYPE html><html><head><title>Expense Policy</title>
@@ -211,6 +242,34 @@ def test_html_uses_declared_encoding_when_not_utf8() -> None:
     content = '<meta charset="windows-1252"><p>Café budget</p>'.encode("cp1252")
 
     assert "Café budget" in parse("menu.html", content).text
+
+
+def test_html_nested_deeper_than_the_recursion_limit_is_walked() -> None:
+    depth = 5_000  # five times Python's recursion limit
+    hidden = "<div hidden>" + "<span>" * depth + "secret" + "</span>" * depth + "</div>"
+    bottom = "<h1>Deep</h1><p>At the bottom.</p>" + hidden
+    page = "<div>" * depth + bottom + "</div>" * depth + "<p>After.</p>"
+
+    doc = parse("deep.html", page.encode())
+
+    assert doc.text == "Deep\nAt the bottom.\nAfter."
+    assert doc.sections[0].heading_path == ("Deep",)
+    assert doc.hidden_text_dropped == len("secret")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("unterminated", ["<a", "<!--", "</a", "<?", "<!", "<a b='"])
+def test_html_full_of_unterminated_constructs_parses_in_linear_time(unterminated: str) -> None:
+    # Python 3.11's html.parser takes minutes on a few hundred kilobytes of these.
+    page = "<h1>Title</h1><p>Text.</p>" + unterminated * 100_000
+
+    assert parse("hostile.html", page.encode()).text.startswith("Title\nText.")
+
+
+def test_html_closes_implied_elements_like_a_browser() -> None:
+    doc = parse("table.html", b"<table><tr><td>a<td>b</table><p>x</p><!-- unclosed comment")
+
+    assert doc.text == "a\tb\nx"
 
 
 # --- PDF ------------------------------------------------------------------------------------------
@@ -402,6 +461,9 @@ def _zip_without_docx_parts() -> bytes:
         ("program.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00", "NUL bytes"),
         ("utf16.txt", "hello".encode("utf-16"), "NUL bytes"),
         ("page.html", b"<p>caf\xe9</p>", "not valid UTF-8"),
+        # The declared codec's own error is a bare UnicodeError, not a UnicodeDecodeError.
+        ("odd.html", b'<meta charset="undefined"><p>caf\xe9</p>', "nor the declared encoding 'undefined'"),
+        ("photo.txt", b"\xff\xd8\xff\xe0 JFIF", "not valid UTF-8 text (byte 0xff at offset 0)"),
     ],
 )
 def test_unreadable_content_is_corrupt(filename: str, content: bytes, expected: str) -> None:
@@ -411,6 +473,122 @@ def test_unreadable_content_is_corrupt(filename: str, content: bytes, expected: 
     assert expected in str(caught.value)
     assert repr(filename) in str(caught.value)
     assert caught.value.filename == filename
+
+
+# --- Hostile files --------------------------------------------------------------------------------
+
+OFFICE_MAIN_PARTS = {
+    ".docx": (make_docx, "word/document.xml", "Word document"),
+    ".pptx": (make_pptx, "ppt/slides/slide1.xml", "PowerPoint file"),
+    ".xlsx": (make_xlsx, "xl/worksheets/sheet1.xml", "Excel workbook"),
+}
+
+
+def zip_bomb(seed: bytes, member: str, unpacked_bytes: int, level: int) -> bytes:
+    """``seed`` with ``member`` replaced by well-formed, endlessly repeated XML of the given size."""
+    block = b"<w:p><w:r><w:t>boom</w:t></w:r></w:p>" * 4096
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(seed)) as source,
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as bomb,
+    ):
+        for info in source.infolist():
+            if info.filename != member:
+                bomb.writestr(info.filename, source.read(info))
+        with bomb.open(member, "w", force_zip64=True) as part:
+            written = 0
+            while written < unpacked_bytes:
+                part.write(block)
+                written += len(block)
+    return buffer.getvalue()
+
+
+def test_docx_unpacking_to_hundreds_of_megabytes_is_refused_before_parsing() -> None:
+    bomb = zip_bomb(make_docx(), "word/document.xml", 300 * 1024 * 1024, level=1)
+    assert len(bomb) < 5 * 1024 * 1024
+
+    with pytest.raises(CorruptDocument) as caught:
+        parse("bomb.docx", bomb)
+
+    message = str(caught.value)
+    assert "over the 268,435,456-byte limit" in message and "zip bomb" in message
+
+
+@pytest.mark.parametrize("suffix", sorted(OFFICE_MAIN_PARTS))
+def test_office_part_packed_over_a_hundred_times_is_refused(suffix: str) -> None:
+    make, member, _ = OFFICE_MAIN_PARTS[suffix]
+    bomb = zip_bomb(make(), member, 16 * 1024 * 1024, level=9)
+
+    with pytest.raises(CorruptDocument) as caught:
+        parse(f"bomb{suffix}", bomb)
+
+    assert f"its part {member!r} unpacks" in str(caught.value)
+    assert "the limit is 100" in str(caught.value)
+
+
+@pytest.mark.parametrize("suffix", sorted(OFFICE_MAIN_PARTS))
+def test_office_limits_are_configurable(suffix: str) -> None:
+    make, _, kind = OFFICE_MAIN_PARTS[suffix]
+    content = make()
+
+    assert parse(f"ok{suffix}", content).text
+    with pytest.raises(CorruptDocument, match="over the 1,000-byte limit"):
+        parse(f"small{suffix}", content, ParseLimits(max_unzipped_bytes=1000))
+    with pytest.raises(CorruptDocument, match=f"not a readable {kind}"):
+        parse(f"garbage{suffix}", b"PK\x05\x06" + b"\x00" * 18)
+
+
+def _xlsx_with_cells(cells: dict[str, str]) -> bytes:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for ref, value in cells.items():
+        sheet[ref] = value
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.timeout(60)
+def test_xlsx_with_one_far_corner_cell_is_not_expanded_to_the_whole_grid() -> None:
+    # Padded to its declared dimensions this sheet holds 17 billion cells.
+    doc = parse("corner.xlsx", _xlsx_with_cells({"A1": "Top", "XFD1048576": "Corner"}))
+
+    assert doc.text.startswith("Top\n") and doc.text.endswith("\tCorner")
+
+
+def test_xlsx_rows_beyond_excel_and_over_the_cell_limit_are_refused() -> None:
+    workbook = _xlsx_with_cells({"A1": "Top", "A2": "Far"})
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(workbook)) as source, zipfile.ZipFile(buffer, "w") as far:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                # Row numbers are not checked by openpyxl, which fills in every missing row before this.
+                data = data.replace(b'r="2"', b'r="99999999999"').replace(b'r="A2"', b'r="A99999999999"')
+            far.writestr(info, data)
+    with pytest.raises(CorruptDocument, match="more rows than Excel allows"):
+        parse("far.xlsx", buffer.getvalue())
+
+    grid = _xlsx_with_cells({f"{column}{row}": "x" for column in "ABCDEFGHIJ" for row in range(1, 21)})
+    assert parse("grid.xlsx", grid, ParseLimits(max_spreadsheet_cells=200)).text
+    with pytest.raises(CorruptDocument, match="more than 199 cells"):
+        parse("grid.xlsx", grid, ParseLimits(max_spreadsheet_cells=199))
+
+
+@pytest.mark.timeout(60)
+def test_docx_table_cells_are_read_once_whatever_they_claim_to_span() -> None:
+    document = docx.Document()
+    table = document.add_table(rows=2, cols=2)
+    table.cell(0, 0).merge(table.cell(0, 1)).text = "Merged header"
+    table.cell(1, 0).text = "Left"
+    table.cell(1, 1).text = "Right"
+    # A crafted span: python-docx's row.cells would yield this cell two billion times.
+    table.cell(1, 1)._tc.grid_span = 2_000_000_000
+    buffer = io.BytesIO()
+    document.save(buffer)
+
+    assert parse("spans.docx", buffer.getvalue()).text == "Merged header\nLeft\tRight"
 
 
 # --- Sample corpus --------------------------------------------------------------------------------
