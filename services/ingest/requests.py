@@ -139,9 +139,8 @@ class IngestRequestConsumer:
         elif access.is_empty():
             refusal = "no readers given (groups, users or public); refusing a document nobody may read"
         elif len(request.content) > self._max_bytes:
-            refusal = (
-                f"it is {len(request.content):,} bytes, over the {self._max_bytes:,}-byte limit for one document"
-            )
+            size, limit = len(request.content), self._max_bytes
+            refusal = f"it is {size:,} bytes, over the {limit:,}-byte limit for one document"
         if refusal:
             self._pipeline.refuse(request.uri, access, refusal)
             log.warning("refused ingest request for %s: %s", request.uri, refusal, extra=log_fields(**about))
