@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 
 import psutil
+import sqlalchemy as sa
 from kafka import KafkaProducer
 from rich.console import Console
 from rich.progress import Progress
@@ -38,6 +39,7 @@ from copilot.kafka import ensure_topics
 from services.monitor.consumer import MonitorConsumer
 from services.monitor.detectors import Detector, PromptInjectionDetector, Tier, run_detectors
 from services.monitor.flagstore import FlagStore
+from services.monitor.schema import flags
 from services.monitor.server import inline_tier
 from services.monitor.settings import MonitorSettings
 
@@ -238,10 +240,17 @@ def _watch_flags(database: str, probes: multiprocessing.Queue, seen: multiproces
                 done = True
             else:
                 outstanding[item] = None
-        for event_id in list(outstanding):
-            if reader.list_flags(limit=1, interaction_id=event_id):
-                seen.put((event_id, time.time()))
-                del outstanding[event_id]
+        if outstanding:
+            # One query for all of them: a query per probe would take more CPU from the consumer the further
+            # it falls behind, and make it fall further.
+            with reader.reading() as conn:
+                found = conn.execute(
+                    sa.select(flags.c.interaction_id).where(flags.c.interaction_id.in_(list(outstanding)))
+                ).scalars()
+                visible_at = time.time()
+                for event_id in set(found):
+                    seen.put((event_id, visible_at))
+                    del outstanding[event_id]
         time.sleep(0.01)
     reader.close()
 

@@ -1,16 +1,19 @@
 """Reads interaction and feedback events from Kafka as one consumer group and stores flags.
 
-Interactions go through the detectors; negative or reported feedback becomes a flag on its interaction.
-Offsets are committed only after the flag store has written the batch, and the store ignores event ids it
-already has, so a crash or a replay neither loses nor duplicates flags. A record that cannot be decoded goes
-to the dead-letter topic with the reason; a store failure rewinds the batch and retries it.
+Interactions go through the inline detectors; negative or reported feedback becomes a flag on its
+interaction. A whole poll's interactions are stored in one transaction of a few statements, and offsets are
+committed only after that; the store ignores event ids it already has, so a crash or a replay neither loses
+nor duplicates flags. Only then do the newly stored interactions go to the sampled tier and their findings
+to the alerts, so neither ever sees an event that a crash could still take back. A record that cannot be
+decoded goes to the dead-letter topic with the reason; a store failure rewinds the batch and retries it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 from google.protobuf.message import DecodeError
 from kafka.consumer.fetcher import ConsumerRecord
@@ -21,7 +24,7 @@ from copilot.events.v1 import events_pb2
 from copilot.kafka import DeadLetters, group_consumer
 from copilot.logs import log_fields
 from copilot.tracing import extract_headers
-from services.monitor.detectors import Detector, SampledRunner, Tier, run_detectors
+from services.monitor.detectors import Detector, Finding, SampledRunner, Tier, run_detectors
 from services.monitor.flagstore import FlagStore
 from services.monitor.metrics import MonitorMetrics
 
@@ -29,6 +32,10 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("copilot-monitor")
 
 _RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+# What became of an interaction whose fate the batch's store call decides.
+_PENDING = "pending"
+
+Alerts = Callable[[events_pb2.InteractionEvent, Sequence[Finding]], object]
 
 
 class MonitorConsumer:
@@ -43,10 +50,12 @@ class MonitorConsumer:
         detectors: list[Detector],
         metrics: MonitorMetrics | None = None,
         sampled: SampledRunner | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
-        """``detectors`` run inline on every interaction; ``sampled``, when given, gets each newly stored
-        interaction once its batch is committed, for the expensive detectors that report to the store
-        later (``FlagStore.add_findings``)."""
+        """``detectors``: their inline tier runs on every interaction. ``sampled``, when given, gets each
+        newly stored interaction once its batch is committed, for the expensive detectors that report to the
+        store later (``FlagStore.add_findings``). ``alerts``, when given, gets each newly stored interaction
+        with its inline findings, also after the commit (``alerts.FlagAlerts``)."""
         self._consumer = group_consumer(bootstrap_servers, interactions_topic, group, max_poll_records=500)
         self._consumer.subscribe([interactions_topic, feedback_topic])
         self._dead_letters = DeadLetters(bootstrap_servers, dead_letter_topic)
@@ -58,8 +67,9 @@ class MonitorConsumer:
         self._detectors = detectors
         self._metrics = metrics or MonitorMetrics()
         self._sampled = sampled
-        # Interactions stored in the current batch, handed to the sampled tier after the commit.
-        self._stored: list[events_pb2.InteractionEvent] = []
+        self._alerts = alerts
+        # The current batch's decoded interactions and their findings, stored together at its end.
+        self._pending: list[tuple[events_pb2.InteractionEvent, list[Finding]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="monitor-consumer", daemon=True)
         self.processed = 0
@@ -81,8 +91,9 @@ class MonitorConsumer:
                 continue
             try:
                 with self._store.batch():
-                    self._stored = []
+                    self._pending = []
                     outcomes = [self._handle(record) for records in batches.values() for record in records]
+                    stored = self._store.record_many(self._pending)
                 self._dead_letters.flush()
                 self._consumer.commit()
                 failures = 0
@@ -96,12 +107,47 @@ class MonitorConsumer:
                     self._consumer.seek(partition, records[0].offset)
                 self._stop.wait(backoff)
                 continue
-            for topic, outcome in outcomes:
-                self._metrics.event(topic, outcome)
+            try:
+                self._after_commit(outcomes, stored)
+                self._report_lag()
+            except Exception:
+                # The batch is stored and committed; a bug here must not stop the consumer.
+                log.exception("reporting a stored batch failed")
+
+    def _after_commit(self, outcomes: list[tuple[str, str]], stored: list[bool]) -> None:
+        """Counts the batch, logs it, and hands its new interactions on to the sampled tier and the alerts."""
+        fates = iter(stored)
+        counts = Counter(
+            (topic, ("stored" if next(fates) else "duplicate") if outcome == _PENDING else outcome)
+            for topic, outcome in outcomes
+        )
+        for (topic, outcome), n in counts.items():
+            self._metrics.event(topic, outcome, n)
+        new = [entry for entry, is_new in zip(self._pending, stored, strict=True) if is_new]
+        self._pending = []
+        self.processed += sum(n for (_, outcome), n in counts.items() if outcome == "stored")
+        flagged = 0
+        debug = log.isEnabledFor(logging.DEBUG)
+        for event, findings in new:
+            flagged += bool(findings)
+            if debug:
+                log.debug(
+                    "inspected interaction",
+                    extra=log_fields(interaction_id=event.event_id, flags=[f.detector for f in findings]),
+                )
             if self._sampled is not None:
-                for event in self._stored:
-                    self._sampled.submit(event)
-            self._report_lag()
+                self._sampled.submit(event)
+            if self._alerts is not None and findings:
+                self._alerts(event, findings)
+        log.info(
+            "stored a batch",
+            extra=log_fields(
+                records=len(outcomes),
+                interactions=len(new),
+                flagged_interactions=flagged,
+                outcomes={f"{topic}:{outcome}": n for (topic, outcome), n in counts.items()},
+            ),
+        )
 
     def _report_lag(self) -> None:
         for partition in self._consumer.assignment():
@@ -111,7 +157,8 @@ class MonitorConsumer:
                 self._metrics.lag(partition.topic, partition.partition, lag)
 
     def _handle(self, record: ConsumerRecord) -> tuple[str, str]:
-        """Returns the record's topic and what became of it, for the metrics once the batch is committed."""
+        """Returns the record's topic and what became of it (``_PENDING`` for an interaction the batch's
+        store call decides), for the metrics once the batch is committed."""
         token = otel_context.attach(extract_headers(record.headers))
         try:
             with tracer.start_as_current_span("monitor.inspect", kind=trace.SpanKind.CONSUMER):
@@ -131,16 +178,8 @@ class MonitorConsumer:
             return self._dead_letter(record, f"undecodable InteractionEvent: {exc}")
         if not event.event_id:
             return self._dead_letter(record, "InteractionEvent without event_id")
-        findings = run_detectors(self._detectors, event, Tier.INLINE)
-        if not self._store.record(event, findings):
-            return "duplicate"
-        self._stored.append(event)
-        self.processed += 1
-        log.info(
-            "inspected interaction",
-            extra=log_fields(interaction_id=event.event_id, flags=[f.detector for f in findings]),
-        )
-        return "stored"
+        self._pending.append((event, run_detectors(self._detectors, event, Tier.INLINE)))
+        return _PENDING
 
     def _feedback(self, record: ConsumerRecord) -> str:
         event = events_pb2.FeedbackEvent()
@@ -154,7 +193,6 @@ class MonitorConsumer:
             return self._dead_letter(record, "FeedbackEvent without interaction_id")
         if not self._store.record_feedback(event):
             return "duplicate"
-        self.processed += 1
         log.info(
             "stored feedback",
             extra=log_fields(interaction_id=event.interaction_id, feedback_id=event.event_id),

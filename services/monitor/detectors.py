@@ -64,6 +64,13 @@ class Span:
     start: int
     end: int
 
+    def to_json(self) -> dict[str, str | int]:
+        return {"field": self.field, "start": self.start, "end": self.end}
+
+    @classmethod
+    def from_json(cls, value: dict[str, str | int]) -> Span:
+        return cls(str(value["field"]), int(value["start"]), int(value["end"]))
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -137,7 +144,7 @@ class SampledRunner:
     def __init__(
         self,
         detectors: Sequence[Detector],
-        on_findings: Callable[[events_pb2.InteractionEvent, list[Finding]], None],
+        on_findings: Callable[[events_pb2.InteractionEvent, list[Finding]], object],
         capacity: int = 1_000,
     ) -> None:
         if any(d.tier is not Tier.SAMPLED for d in detectors):

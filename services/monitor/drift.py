@@ -19,7 +19,8 @@ corpus).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,24 @@ from numpy.typing import NDArray
 from copilot.embedding import Embedder
 from copilot.events.v1 import events_pb2
 from services.monitor.detectors import Finding, Severity, Tier
+
+
+class DeferredEmbedder:
+    """Builds the embedder on first use, on the thread that first embeds: loading torch and the model takes
+    seconds (tens on a busy machine) that the monitor's start-up and its consumer need not wait for."""
+
+    def __init__(self, build: Callable[[], Embedder], model_id: str, dimension: int) -> None:
+        self.model_id = model_id
+        self.dimension = dimension
+        self._build = build
+        self._embedder: Embedder | None = None
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = self._build()
+        return self._embedder.embed(texts)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 SQLite by default (a file, or ``:memory:`` in tests), PostgreSQL in production (a
 ``postgresql+psycopg://`` URL), through SQLAlchemy Core. Alembic migrations run when the store opens. Every
-write is one transaction keyed on the event id, so a replayed Kafka message changes nothing.
+write is one transaction keyed on the event id, so a replayed Kafka message changes nothing. The consumer
+stores a whole Kafka batch with ``record_many``: a few multi-row statements instead of a few per event.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.pool import StaticPool
 
 from copilot.events.v1 import events_pb2
-from services.monitor.detectors import Finding, Severity
+from services.monitor.detectors import Finding, Severity, Span
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.review import ItemKind, NewItem, ReviewPolicy, open_items
 from services.monitor.schema import (
@@ -33,6 +34,7 @@ from services.monitor.schema import (
     flags,
     from_us,
     insert_ignoring_duplicates,
+    insert_many_ignoring_duplicates,
     interactions,
     now_us,
 )
@@ -65,6 +67,7 @@ class StoredFlag:
     created_at: datetime
     user_id: str
     question: str
+    spans: tuple[Span, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,32 +92,109 @@ def _feedback_flag_id(feedback_id: str) -> str:
     return str(uuid.uuid5(_FLAG_NAMESPACE, f"{FEEDBACK_DETECTOR}\x1f{feedback_id}"))
 
 
-def _flag_rows(event_id: str, findings: Sequence[Finding], now: int) -> list[dict[str, Any]]:
+def flag_ids(event_id: str, findings: Sequence[Finding]) -> list[str]:
+    """The ids the store gives the flags of these findings on this event (also their review items' ids)."""
     per_detector: dict[str, int] = {}
-    rows = []
+    ids = []
     for finding in findings:
         index = per_detector.get(finding.detector, 0)
         per_detector[finding.detector] = index + 1
-        rows.append(
-            {
-                "flag_id": _flag_id(event_id, finding.detector, index),
-                "interaction_id": event_id,
-                "detector": finding.detector,
-                "severity": int(finding.severity),
-                "reason": finding.reason,
-                "evidence": json.dumps(list(finding.evidence), ensure_ascii=False),
-                "created_at_us": now,
-            }
+        ids.append(_flag_id(event_id, finding.detector, index))
+    return ids
+
+
+def _flag_rows(event_id: str, findings: Sequence[Finding], now: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "flag_id": flag_id,
+            "interaction_id": event_id,
+            "detector": finding.detector,
+            "severity": int(finding.severity),
+            "reason": finding.reason,
+            "evidence": json.dumps(list(finding.evidence), ensure_ascii=False),
+            "spans": [span.to_json() for span in finding.spans],
+            "created_at_us": now,
+        }
+        for finding, flag_id in zip(findings, flag_ids(event_id, findings), strict=True)
+    ]
+
+
+def _interaction_row(event: events_pb2.InteractionEvent, now: int) -> dict[str, Any]:
+    return {
+        "interaction_id": event.event_id,
+        "user_id": event.user_id,
+        "question": event.question,
+        "answer": event.answer,
+        "refused": event.refused,
+        "occurred_at_us": _occurred_us(event, now),
+        "recorded_at_us": now,
+        "event": event.SerializeToString(),
+    }
+
+
+def _occurred_us(event: events_pb2.InteractionEvent, now: int) -> int:
+    return event.occurred_at.ToMicroseconds() if event.HasField("occurred_at") else now
+
+
+def _lock_interactions(conn: sa.Connection, interaction_ids: Sequence[str]) -> None:
+    """Serialises writes about the same interactions across monitor replicas sharing a PostgreSQL database
+    until the transaction ends. Without it an interaction and its feedback, stored at once by two replicas,
+    would each miss the other and the feedback would never become a flag. The locks are taken in one order,
+    so two batches never wait on each other in a circle. SQLite has one writer at a time anyway."""
+    if conn.dialect.name == "postgresql" and interaction_ids:
+        conn.execute(
+            sa.text(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(id, 0) AS k"
+                " FROM unnest(CAST(:ids AS text[])) AS t(id) ORDER BY k) AS keys"
+            ),
+            {"ids": list(interaction_ids)},
         )
-    return rows
 
 
-def _lock_interaction(conn: sa.Connection, interaction_id: str) -> None:
-    """Serialises writes about one interaction across monitor replicas sharing a PostgreSQL database until
-    the transaction ends. Without it an interaction and its feedback, stored at once by two replicas, would
-    each miss the other and the feedback would never become a flag. SQLite has one writer at a time anyway."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(interaction_id, 0))))
+def _feedback_flag_row(interaction_id: str, row: sa.Row[Any], now: int) -> dict[str, Any]:
+    evidence = [f"{row.channel or 'feedback'}: {row.comment}"] if row.comment else []
+    return {
+        "flag_id": _feedback_flag_id(row.feedback_id),
+        "interaction_id": interaction_id,
+        "detector": FEEDBACK_DETECTOR,
+        "severity": int(_FEEDBACK_SEVERITY[row.rating]),
+        "reason": _FEEDBACK_REASON[row.rating],
+        "evidence": json.dumps(evidence, ensure_ascii=False),
+        "spans": [],
+        "created_at_us": now,
+    }
+
+
+def _mark_feedback(conn: sa.Connection, marked: Sequence[dict[str, Any]]) -> None:
+    """Records which flag each feedback became, so it is never flagged twice."""
+    if marked:
+        conn.execute(
+            feedback.update()
+            .where(feedback.c.feedback_id == sa.bindparam("key"))
+            .values(flag_id=sa.bindparam("flag")),
+            list(marked),
+        )
+
+
+def _review_items(event: events_pb2.InteractionEvent, flag_rows: Sequence[dict[str, Any]]) -> list[NewItem]:
+    passages = list(event.passages)
+    return [
+        NewItem(
+            item_id=flag["flag_id"],
+            kind=ItemKind.FLAG,
+            detector=flag["detector"],
+            severity=Severity(flag["severity"]),
+            question=event.question,
+            answer=event.answer,
+            passages=passages,
+            reason=flag["reason"],
+            evidence=json.loads(flag["evidence"]),
+            spans=[Span.from_json(span) for span in flag["spans"]],
+            interaction_id=event.event_id,
+            user_id=event.user_id,
+        )
+        for flag in flag_rows
+    ]
 
 
 def database_url(database: Path | str) -> str:
@@ -246,43 +326,53 @@ class FlagStore:
         """Stores the interaction, its flags, their review items and the flags of feedback that arrived before
         it, in one transaction. Returns False, writing nothing, when the event was stored before, so a
         replayed Kafka message never duplicates flags."""
-        if not event.event_id:
-            raise ValueError("event has no event_id to deduplicate on")
+        return self.record_many([(event, findings)])[0]
+
+    def record_many(
+        self, batch: Sequence[tuple[events_pb2.InteractionEvent, Sequence[Finding]]]
+    ) -> list[bool]:
+        """``record`` for many events in one transaction and a handful of statements. Returns, for each
+        event, whether it was stored now; False for one stored before or earlier in ``batch``."""
+        first: dict[str, int] = {}
+        for position, (event, _) in enumerate(batch):
+            if not event.event_id:
+                raise ValueError("event has no event_id to deduplicate on")
+            first.setdefault(event.event_id, position)
+        if not first:
+            return []
         now = now_us()
-        occurred = event.occurred_at.ToMicroseconds() if event.HasField("occurred_at") else now
-        flag_rows = _flag_rows(event.event_id, findings, now)
         with self.writing() as conn:
-            _lock_interaction(conn, event.event_id)
-            inserted = insert_ignoring_duplicates(
+            _lock_interactions(conn, list(first))
+            inserted = insert_many_ignoring_duplicates(
                 conn,
                 interactions,
                 "interaction_id",
-                {
-                    "interaction_id": event.event_id,
-                    "user_id": event.user_id,
-                    "question": event.question,
-                    "answer": event.answer,
-                    "refused": event.refused,
-                    "occurred_at_us": occurred,
-                    "recorded_at_us": now,
-                    "event": event.SerializeToString(),
-                },
+                [_interaction_row(batch[p][0], now) for p in first.values()],
             )
-            if not inserted:
-                return False
-            waiting = conn.execute(
-                sa.select(feedback).where(
-                    feedback.c.interaction_id == event.event_id,
-                    feedback.c.flag_id.is_(None),
-                    feedback.c.rating.in_(list(_FEEDBACK_SEVERITY)),
-                )
-            ).all()
-            flag_rows.extend(self._feedback_flag(conn, event.event_id, row, now) for row in waiting)
+            new = [position for event_id, position in first.items() if event_id in inserted]
+            waiting = self._waiting_feedback(conn, [batch[p][0].event_id for p in new])
+            flag_rows: list[dict[str, Any]] = []
+            items: list[NewItem] = []
+            per_event: list[tuple[list[str], float]] = []
+            marked: list[dict[str, Any]] = []
+            for position in new:
+                event, findings = batch[position]
+                rows = _flag_rows(event.event_id, findings, now)
+                for row in waiting.get(event.event_id, ()):
+                    rows.append(_feedback_flag_row(event.event_id, row, now))
+                    marked.append({"key": row.feedback_id, "flag": rows[-1]["flag_id"]})
+                if rows:
+                    flag_rows += rows
+                    items += _review_items(event, rows)
+                per_event.append(([row["detector"] for row in rows], (now - _occurred_us(event, now)) / 1e6))
+            _mark_feedback(conn, marked)
             if flag_rows:
                 conn.execute(flags.insert(), flag_rows)
-            self._queue(conn, event, flag_rows, now)
-        self._report(flag_rows, (now - occurred) / 1e6)
-        return True
+            open_items(conn, items, self.review_policy, now)
+        for detectors, delay_s in per_event:
+            self._report(detectors, delay_s)
+        stored = set(new)
+        return [position in stored for position in range(len(batch))]
 
     def add_findings(self, event: events_pb2.InteractionEvent, findings: Sequence[Finding]) -> int:
         """Adds flags to an interaction stored before, such as those of the sampled detectors that run after
@@ -298,13 +388,11 @@ class FlagStore:
             ).first()
             if stored is None:
                 raise ValueError(f"interaction {event.event_id!r} is not stored")
-            new_rows = [
-                row
-                for row in _flag_rows(event.event_id, findings, now)
-                if insert_ignoring_duplicates(conn, flags, "flag_id", row)
-            ]
-            self._queue(conn, event, new_rows, now)
-        self._report(new_rows, None)
+            rows = _flag_rows(event.event_id, findings, now)
+            added = insert_many_ignoring_duplicates(conn, flags, "flag_id", rows)
+            new_rows = [row for row in rows if row["flag_id"] in added]
+            open_items(conn, _review_items(event, new_rows), self.review_policy, now)
+        self._report([row["detector"] for row in new_rows], None)
         return len(new_rows)
 
     def record_feedback(self, event: events_pb2.FeedbackEvent) -> bool:
@@ -326,7 +414,7 @@ class FlagStore:
         }
         flag_rows = []
         with self.writing() as conn:
-            _lock_interaction(conn, event.interaction_id)
+            _lock_interactions(conn, [event.interaction_id])
             if not insert_ignoring_duplicates(conn, feedback, "feedback_id", row):
                 return False
             stored = conn.execute(
@@ -336,63 +424,35 @@ class FlagStore:
                 saved = conn.execute(
                     sa.select(feedback).where(feedback.c.feedback_id == event.event_id)
                 ).one()
-                flag_rows.append(self._feedback_flag(conn, event.interaction_id, saved, now))
+                flag_rows.append(_feedback_flag_row(event.interaction_id, saved, now))
+                _mark_feedback(conn, [{"key": saved.feedback_id, "flag": flag_rows[0]["flag_id"]}])
                 conn.execute(flags.insert(), flag_rows)
-                self._queue(conn, events_pb2.InteractionEvent.FromString(stored.event), flag_rows, now)
-        self._report(flag_rows, None)
+                interaction = events_pb2.InteractionEvent.FromString(stored.event)
+                open_items(conn, _review_items(interaction, flag_rows), self.review_policy, now)
+        self._report([row["detector"] for row in flag_rows], None)
         return True
 
     @staticmethod
-    def _feedback_flag(
-        conn: sa.Connection, interaction_id: str, row: sa.Row[Any], now: int
-    ) -> dict[str, Any]:
-        flag_id = _feedback_flag_id(row.feedback_id)
-        conn.execute(
-            feedback.update().where(feedback.c.feedback_id == row.feedback_id).values(flag_id=flag_id)
-        )
-        evidence = [f"{row.channel or 'feedback'}: {row.comment}"] if row.comment else []
-        return {
-            "flag_id": flag_id,
-            "interaction_id": interaction_id,
-            "detector": FEEDBACK_DETECTOR,
-            "severity": int(_FEEDBACK_SEVERITY[row.rating]),
-            "reason": _FEEDBACK_REASON[row.rating],
-            "evidence": json.dumps(evidence, ensure_ascii=False),
-            "created_at_us": now,
-        }
-
-    def _queue(
-        self,
-        conn: sa.Connection,
-        event: events_pb2.InteractionEvent,
-        flag_rows: Sequence[dict[str, Any]],
-        now: int,
-    ) -> None:
-        open_items(
-            conn,
-            [
-                NewItem(
-                    item_id=flag["flag_id"],
-                    kind=ItemKind.FLAG,
-                    detector=flag["detector"],
-                    severity=Severity(flag["severity"]),
-                    question=event.question,
-                    answer=event.answer,
-                    passages=list(event.passages),
-                    reason=flag["reason"],
-                    evidence=json.loads(flag["evidence"]),
-                    interaction_id=event.event_id,
-                    user_id=event.user_id,
+    def _waiting_feedback(
+        conn: sa.Connection, interaction_ids: Sequence[str]
+    ) -> dict[str, list[sa.Row[Any]]]:
+        """Negative and reported feedback that arrived before its interaction and has no flag yet."""
+        waiting: dict[str, list[sa.Row[Any]]] = {}
+        for start in range(0, len(interaction_ids), 500):
+            for row in conn.execute(
+                sa.select(feedback)
+                .where(
+                    feedback.c.interaction_id.in_(interaction_ids[start : start + 500]),
+                    feedback.c.flag_id.is_(None),
+                    feedback.c.rating.in_(list(_FEEDBACK_SEVERITY)),
                 )
-                for flag in flag_rows
-            ],
-            self.review_policy,
-            now,
-        )
+                .order_by(feedback.c.seq)
+            ):
+                waiting.setdefault(row.interaction_id, []).append(row)
+        return waiting
 
-    def _report(self, flag_rows: Sequence[dict[str, Any]], delay_s: float | None) -> None:
+    def _report(self, detectors: list[str], delay_s: float | None) -> None:
         """Counts what was stored, once it is committed."""
-        detectors = [flag["detector"] for flag in flag_rows]
         pending: list[tuple[list[str], float | None]] | None = getattr(self._batch, "reports", None)
         if pending is not None:
             pending.append((detectors, delay_s))
@@ -418,6 +478,7 @@ class FlagStore:
                 flags.c.reason,
                 flags.c.evidence,
                 flags.c.created_at_us,
+                flags.c.spans,
                 interactions.c.user_id,
                 interactions.c.question,
             )
@@ -440,6 +501,7 @@ class FlagStore:
                 created_at=from_us(row.created_at_us),
                 user_id=row.user_id,
                 question=row.question,
+                spans=tuple(Span.from_json(span) for span in row.spans),
             )
             for row in rows
         ]

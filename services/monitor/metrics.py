@@ -1,10 +1,10 @@
-"""OpenTelemetry metrics of the monitor: events consumed, flags per detector, processing delay, consumer lag
-and review queue size."""
+"""OpenTelemetry metrics of the monitor: events consumed, flags per detector, processing delay, consumer lag,
+review queue size, what the sampled tier inspected or dropped, and what became of alerts."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -66,9 +66,27 @@ class MonitorMetrics:
             unit="{item}",
             description="Review items not yet resolved",
         )
+        # Counted by the sampled runner and the alerter themselves, read when metrics are collected.
+        self._sampled: Callable[[], Mapping[str, int]] | None = None
+        self._alerts: Callable[[], Mapping[str, int]] | None = None
+        meter.create_observable_counter(
+            "copilot.monitor.sampled_events",
+            callbacks=[self._observe_sampled],
+            unit="{event}",
+            description="Interactions the sampled tier took (submitted), inspected, or dropped when behind",
+        )
+        meter.create_observable_counter(
+            "copilot.monitor.alerts",
+            callbacks=[self._observe_alerts],
+            unit="{alert}",
+            description=(
+                "Alerts by outcome (submitted, below_severity, duplicate, queue_full; per destination sent, "
+                "rate_limited, failed, retried)"
+            ),
+        )
 
-    def event(self, topic: str, outcome: str) -> None:
-        self._events.add(1, {"topic": topic, "outcome": outcome})
+    def event(self, topic: str, outcome: str, count: int = 1) -> None:
+        self._events.add(count, {"topic": topic, "outcome": outcome})
 
     def flags(self, detectors: Sequence[str]) -> None:
         for detector in detectors:
@@ -84,6 +102,14 @@ class MonitorMetrics:
     def watch_queue(self, size: Callable[[], int]) -> None:
         self._queue_size = size
 
+    def watch_sampled(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """``counts`` returns the sampled runner's running totals by outcome."""
+        self._sampled = counts
+
+    def watch_alerts(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """``counts`` returns the alerter's running totals, keyed "outcome" or "outcome:destination"."""
+        self._alerts = counts
+
     def _observe_lag(self, _options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
             lags = dict(self._lag)
@@ -91,3 +117,17 @@ class MonitorMetrics:
 
     def _observe_queue(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [] if self._queue_size is None else [Observation(self._queue_size())]
+
+    def _observe_sampled(self, _options: CallbackOptions) -> Iterable[Observation]:
+        counts = {} if self._sampled is None else self._sampled()
+        return [Observation(n, {"outcome": outcome}) for outcome, n in counts.items()]
+
+    def _observe_alerts(self, _options: CallbackOptions) -> Iterable[Observation]:
+        observations = []
+        for key, n in ({} if self._alerts is None else self._alerts()).items():
+            outcome, _, destination = key.partition(":")
+            attributes = (
+                {"outcome": outcome, "destination": destination} if destination else {"outcome": outcome}
+            )
+            observations.append(Observation(n, attributes))
+        return observations

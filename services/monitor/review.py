@@ -25,10 +25,11 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from copilot.common.v1 import common_pb2
 from copilot.errors import InvalidInput, NotFound, PermissionDenied
 from services.monitor import agreement
-from services.monitor.detectors import Severity
+from services.monitor.detectors import Severity, Span
 from services.monitor.schema import (
     from_us,
     insert_ignoring_duplicates,
+    insert_many_ignoring_duplicates,
     now_us,
     review_assignments,
     review_comments,
@@ -130,6 +131,8 @@ class ReviewItem:
     question: str
     answer: str
     passages: tuple[common_pb2.Passage, ...]
+    # Where the flag's evidence sits in the question, answer and passages.
+    spans: tuple[Span, ...]
     labels_required: int
     assignees: tuple[str, ...]
     labels: tuple[Label, ...]
@@ -153,6 +156,7 @@ class NewItem:
     passages: Sequence[common_pb2.Passage]
     reason: str = ""
     evidence: Sequence[str] = ()
+    spans: Sequence[Span] = ()
     interaction_id: str | None = None
     user_id: str = ""
     batch: str = ""
@@ -241,35 +245,56 @@ def _due(policy: ReviewPolicy, severity: Severity | None) -> timedelta:
     return policy.evaluation_sla if severity is None else policy.sla[severity]
 
 
-def _pick_reviewers(conn: sa.Connection, policy: ReviewPolicy, detector: str, count: int) -> list[str]:
-    """The next ``count`` reviewers of the detector's pool in round-robin order, continuing where the last
-    item left off (the cursor is stored, so restarts and several monitor replicas share one rotation)."""
-    pool_name = detector if detector in policy.reviewers_by_detector else "*"
-    pool = policy.reviewers_by_detector.get(detector, policy.reviewers)
-    if not pool:
-        return []
-    insert_ignoring_duplicates(conn, review_cursors, "pool", {"pool": pool_name, "position": 0})
-    start = conn.execute(
-        sa.select(review_cursors.c.position).where(review_cursors.c.pool == pool_name).with_for_update()
-    ).scalar_one()
-    chosen = [pool[(start + i) % len(pool)] for i in range(min(count, len(pool)))]
-    conn.execute(
-        review_cursors.update().where(review_cursors.c.pool == pool_name).values(position=start + len(chosen))
-    )
-    return chosen
+def _assign_round_robin(
+    conn: sa.Connection, policy: ReviewPolicy, items: Sequence[tuple[NewItem, int]], at_us: int
+) -> None:
+    """Assigns each (item, labels required) the next reviewers of its detector's pool in round-robin order,
+    continuing where the last item left off (the cursor is stored, so restarts and several monitor replicas
+    share one rotation)."""
+    by_pool: dict[str, tuple[tuple[str, ...], list[tuple[NewItem, int]]]] = {}
+    for item, required in items:
+        pool_name = item.detector if item.detector in policy.reviewers_by_detector else "*"
+        pool = policy.reviewers_by_detector.get(item.detector, policy.reviewers)
+        if pool:
+            by_pool.setdefault(pool_name, (pool, []))[1].append((item, required))
+    assignments = []
+    # Cursor rows are locked in name order, so two writers never wait on each other's.
+    for pool_name in sorted(by_pool):
+        pool, pool_items = by_pool[pool_name]
+        insert_ignoring_duplicates(conn, review_cursors, "pool", {"pool": pool_name, "position": 0})
+        position = conn.execute(
+            sa.select(review_cursors.c.position).where(review_cursors.c.pool == pool_name).with_for_update()
+        ).scalar_one()
+        for item, required in pool_items:
+            chosen = [pool[(position + i) % len(pool)] for i in range(min(required, len(pool)))]
+            position += len(chosen)
+            assignments += [{"item_id": item.item_id, "reviewer": r, "assigned_at_us": at_us} for r in chosen]
+        conn.execute(
+            review_cursors.update().where(review_cursors.c.pool == pool_name).values(position=position)
+        )
+    if assignments:
+        conn.execute(review_assignments.insert(), assignments)
 
 
 def open_items(conn: sa.Connection, items: Iterable[NewItem], policy: ReviewPolicy, at_us: int) -> list[str]:
-    """Queues the items that are not queued yet and assigns them; returns the ids of the new ones."""
-    created = []
+    """Queues the items that are not queued yet and assigns them; returns the ids of the new ones. One
+    statement for all of them: the consumer opens the items of a whole Kafka batch at once."""
+    wanted: dict[str, tuple[NewItem, int]] = {}
+    rows = []
+    # The flags of one interaction share its passages; each list is converted once.
+    passages_json: dict[int, str] = {}
     for item in items:
         if item.severity is not None and item.severity < policy.min_severity:
             continue
+        if item.item_id in wanted:
+            continue
         required = item.labels_required or policy.labels_required
-        inserted = insert_ignoring_duplicates(
-            conn,
-            review_items,
-            "item_id",
+        wanted[item.item_id] = (item, required)
+        if id(item.passages) not in passages_json:
+            passages_json[id(item.passages)] = json.dumps(
+                [_passage_json(p) for p in item.passages], ensure_ascii=False
+            )
+        rows.append(
             {
                 "item_id": item.item_id,
                 "kind": item.kind.value,
@@ -285,23 +310,18 @@ def open_items(conn: sa.Connection, items: Iterable[NewItem], policy: ReviewPoli
                 "criteria": item.criteria,
                 "question": item.question,
                 "answer": item.answer,
-                "passages": json.dumps([_passage_json(p) for p in item.passages], ensure_ascii=False),
+                "passages": passages_json[id(item.passages)],
+                "spans": [span.to_json() for span in item.spans],
                 "labels_required": required,
                 "created_at_us": at_us,
                 "due_at_us": at_us + int(_due(policy, item.severity) / timedelta(microseconds=1)),
                 "resolved_at_us": None,
-            },
+            }
         )
-        if not inserted:
-            continue
-        reviewers = _pick_reviewers(conn, policy, item.detector, required)
-        if reviewers:
-            conn.execute(
-                review_assignments.insert(),
-                [{"item_id": item.item_id, "reviewer": r, "assigned_at_us": at_us} for r in reviewers],
-            )
-        created.append(item.item_id)
-    return created
+    inserted = insert_many_ignoring_duplicates(conn, review_items, "item_id", rows)
+    created = [entry for item_id, entry in wanted.items() if item_id in inserted]
+    _assign_round_robin(conn, policy, created, at_us)
+    return [item.item_id for item, _ in created]
 
 
 # --- the queue ----------------------------------------------------------------------------------------------
@@ -629,6 +649,7 @@ class ReviewQueue:
             question=row.question,
             answer=row.answer,
             passages=_passages_from_json(row.passages),
+            spans=tuple(Span.from_json(span) for span in row.spans or ()),
             labels_required=row.labels_required,
             assignees=tuple(assignees),
             labels=tuple(labels),

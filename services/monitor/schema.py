@@ -8,6 +8,7 @@ microseconds since the epoch: exact, and they sort in SQL without parsing on SQL
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 # SQLite only autoincrements a column declared exactly INTEGER PRIMARY KEY.
 Seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Micros = sa.BigInteger
+EMPTY_JSON_LIST = sa.text("'[]'")
 
 metadata = sa.MetaData()
 
@@ -48,6 +50,8 @@ flags = sa.Table(
     # JSON list of strings.
     sa.Column("evidence", sa.Text, nullable=False),
     sa.Column("created_at_us", Micros, nullable=False),
+    # Where the evidence sits: [{"field": "answer", "start": 10, "end": 24}, ...] (detectors.Span).
+    sa.Column("spans", sa.JSON, nullable=False, server_default=EMPTY_JSON_LIST),
     sqlite_autoincrement=True,
 )
 sa.Index("flags_newest", flags.c.created_at_us.desc(), flags.c.seq.desc())
@@ -93,6 +97,8 @@ review_items = sa.Table(
     sa.Column("answer", sa.Text, nullable=False),
     # JSON list of copilot.common.v1.Passage in proto JSON form.
     sa.Column("passages", sa.Text, nullable=False),
+    # The flag's evidence spans, as in flags.spans; empty for evaluation tasks.
+    sa.Column("spans", sa.JSON, nullable=False, server_default=EMPTY_JSON_LIST),
     sa.Column("labels_required", sa.Integer, nullable=False),
     sa.Column("created_at_us", Micros, nullable=False),
     sa.Column("due_at_us", Micros, nullable=False),
@@ -164,3 +170,15 @@ def insert_ignoring_duplicates(
     # RETURNING rather than rowcount, which drivers report as -1 when they add an implicit RETURNING.
     statement = insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
     return conn.execute(statement, values).first() is not None
+
+
+def insert_many_ignoring_duplicates(
+    conn: sa.Connection, table: sa.Table, key: str, rows: Sequence[dict[str, Any]]
+) -> set[Any]:
+    """Inserts each row unless one with the same key exists (or comes earlier in ``rows``); returns the keys
+    it inserted. One multi-row statement per few hundred rows instead of one per row."""
+    if not rows:
+        return set()
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    return set(conn.execute(statement, list(rows)).scalars())

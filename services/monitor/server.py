@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from copilot.auth import TokenVerifier
+from copilot.embedding import MiniLmEmbedder
+from copilot.events.v1 import events_pb2
 from copilot.grpc_server import GrpcServer
 from copilot.kafka import ensure_topics
 from copilot.logs import configure_logging
 from copilot.monitor.v1 import monitor_pb2_grpc
 from copilot.tracing import configure_tracing
+from services.monitor.alerts import Alerter, Destination, FlagAlerts, SlackDestination, WebhookDestination
 from services.monitor.consumer import MonitorConsumer
-from services.monitor.detectors import default_detectors
+from services.monitor.detectors import (
+    Detector,
+    Finding,
+    SampledRunner,
+    ToxicityClassifierDetector,
+    default_detectors,
+)
+from services.monitor.drift import DeferredEmbedder, QueryDriftMonitor, RetrievalDecayMonitor
 from services.monitor.flagstore import FlagStore
 from services.monitor.metrics import MonitorMetrics, configure_metrics
 from services.monitor.review import ReviewQueue
@@ -35,6 +45,14 @@ def main() -> None:
     store = FlagStore(settings.database_target(), settings.review.policy(), metrics)
     queue = ReviewQueue(store)
     metrics.watch_queue(queue.open_count)
+    alerts = _alerts(settings)
+    if alerts is not None:
+        metrics.watch_alerts(alerts.alerter.snapshot)
+        alerts.alerter.start()
+    sampled = _sampled_tier(settings, store, alerts)
+    if sampled is not None:
+        metrics.watch_sampled(sampled.counts)
+        sampled.start()
     kafka = settings.kafka
     ensure_topics(
         kafka.bootstrap_servers, [kafka.interactions_topic, kafka.feedback_topic, settings.dead_letter_topic]
@@ -46,8 +64,10 @@ def main() -> None:
         settings.consumer_group,
         settings.dead_letter_topic,
         store,
-        default_detectors(settings.latency_ceiling_ms),
+        inline_tier(settings),
         metrics,
+        sampled,
+        alerts,
     )
     consumer.start()
     web = None
@@ -73,9 +93,74 @@ def main() -> None:
         if web is not None:
             web.stop()
         consumer.stop()
+        # Whatever the sampled tier still finds is stored and alerted on before the store closes.
+        if sampled is not None:
+            sampled.stop(timeout_s=10)
+        if alerts is not None:
+            alerts.alerter.stop()
         store.close()
 
     server.run_until_signal(on_stop=close)
+
+
+def inline_tier(settings: MonitorSettings) -> list[Detector]:
+    """The detectors the consumer runs on every interaction."""
+    return [
+        *default_detectors(settings.latency_ceiling_ms),
+        RetrievalDecayMonitor(
+            baseline_size=settings.retrieval_decay_baseline_size,
+            window_size=settings.retrieval_decay_window_size,
+        ),
+    ]
+
+
+def _alerts(settings: MonitorSettings) -> FlagAlerts | None:
+    """Alerts go to the webhooks that are configured; None when none is."""
+    destinations: list[Destination] = []
+    if settings.alert_webhook_url is not None:
+        destinations.append(WebhookDestination(settings.alert_webhook_url.get_secret_value()))
+    if settings.alert_slack_webhook_url is not None:
+        destinations.append(SlackDestination(settings.alert_slack_webhook_url.get_secret_value()))
+    if not destinations:
+        return None
+    alerter = Alerter(
+        destinations,
+        min_severity=settings.alert_severity(),
+        dedup_window_s=settings.alert_dedup_window_s,
+        rate_per_minute=settings.alert_rate_per_minute,
+        burst=settings.alert_burst,
+    )
+    return FlagAlerts(alerter, settings.review_base_url, settings.review.policy().min_severity)
+
+
+def _sampled_tier(
+    settings: MonitorSettings, store: FlagStore, alerts: FlagAlerts | None
+) -> SampledRunner | None:
+    """The expensive detectors on a sample of interactions, on a thread of their own; None when every
+    sample rate is 0."""
+    detectors: list[Detector] = []
+    if settings.toxicity_classifier_sample_rate > 0:
+        detectors.append(ToxicityClassifierDetector(sample_rate=settings.toxicity_classifier_sample_rate))
+    if settings.drift_sample_rate > 0:
+        embedder = DeferredEmbedder(MiniLmEmbedder, MiniLmEmbedder.model_id, MiniLmEmbedder.dimension)
+        detectors.append(
+            QueryDriftMonitor(
+                embedder,
+                sample_rate=settings.drift_sample_rate,
+                baseline_size=settings.drift_baseline_size,
+                window_size=settings.drift_window_size,
+            )
+        )
+    if not detectors:
+        return None
+
+    def on_findings(event: events_pb2.InteractionEvent, findings: list[Finding]) -> None:
+        if findings:
+            store.add_findings(event, findings)
+            if alerts is not None:
+                alerts(event, findings)
+
+    return SampledRunner(detectors, on_findings)
 
 
 if __name__ == "__main__":

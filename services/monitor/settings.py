@@ -4,7 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from copilot.settings import ServiceSettings
@@ -69,6 +69,53 @@ class MonitorSettings(ServiceSettings):
     # Set when the page is served over HTTPS, so the session cookie never travels in clear text.
     cookie_secure: bool = False
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+
+    # Severe flags are posted to these as they are stored; unset ones are off.
+    alert_webhook_url: SecretStr | None = None
+    alert_slack_webhook_url: SecretStr | None = None
+    alert_min_severity: Literal["LOW", "MEDIUM", "HIGH"] = "HIGH"
+    # Per destination: an incident that flags a thousand events must not flood a channel.
+    alert_rate_per_minute: float = Field(default=20, gt=0)
+    alert_burst: int = Field(default=5, ge=1)
+    # The same finding (on one interaction, or the same evidence anywhere) alerts once in this window.
+    alert_dedup_window_s: float = Field(default=600, ge=0)
+    # The review page's address as reviewers reach it (https://review.example.com), for links in alerts;
+    # empty leaves the links out.
+    review_base_url: str = ""
+
+    # The sampled tier: fractions of interactions the expensive detectors inspect; 0 turns one off.
+    toxicity_classifier_sample_rate: float = Field(default=0.1, ge=0, le=1)
+    drift_sample_rate: float = Field(default=0.2, ge=0, le=1)
+    # Sampled questions in the drift baseline and in each window compared with it.
+    drift_baseline_size: int = Field(default=300, ge=20)
+    drift_window_size: int = Field(default=300, ge=20)
+    # Interactions in the retrieval-decay baseline and in each window compared with it.
+    retrieval_decay_baseline_size: int = Field(default=500, ge=20)
+    retrieval_decay_window_size: int = Field(default=500, ge=20)
+
+    @field_validator("alert_min_severity", mode="before")
+    @classmethod
+    def _upper_severity(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("alert_webhook_url", "alert_slack_webhook_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("review_base_url", mode="after")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL or empty")
+        return value.rstrip("/")
+
+    def alert_severity(self) -> Severity:
+        return Severity[self.alert_min_severity]
 
     def database_target(self) -> str:
         """The URL to open: database_url when set, else the SQLite file."""

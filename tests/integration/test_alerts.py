@@ -9,12 +9,26 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from services.monitor.alerts import Alerter, Destination, SlackDestination, TokenBucket, WebhookDestination
+from copilot.events.v1 import events_pb2
+from services.monitor.alerts import (
+    Alerter,
+    Destination,
+    FlagAlerts,
+    SlackDestination,
+    TokenBucket,
+    WebhookDestination,
+)
 from services.monitor.detectors import Finding, Severity
+from services.monitor.flagstore import FlagStore
+from services.monitor.metrics import MonitorMetrics
+from services.monitor.review import ReviewQueue
 
 KEY_LEAK = Finding("secret", Severity.HIGH, "answer contains an AWS access key id", ("AKIA****MPLE",))
 OTHER_LEAK = Finding("secret", Severity.HIGH, "answer contains an AWS access key id", ("AKIA****ABCD",))
@@ -229,3 +243,42 @@ def test_destinations_need_http_urls() -> None:
 
 def test_stop_without_start_returns_at_once() -> None:
     Alerter([WebhookDestination("http://127.0.0.1:9/hook")]).stop(timeout_s=0.1)
+
+
+def test_flag_alerts_link_each_flag_to_its_review_item_and_count_in_metrics(
+    server: tuple[str, Recorder], tmp_path: Path
+) -> None:
+    base, recorder = server
+    store = FlagStore(tmp_path / "monitor.sqlite")
+    event = events_pb2.InteractionEvent(event_id="evt-9", user_id="u-9", question="Deploy key?", answer="a")
+    findings = [SLOW, KEY_LEAK, OTHER_LEAK]
+    store.record(event, findings)
+    reader = InMemoryMetricReader()
+    metrics = MonitorMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    alerter = _alerter(base)
+    metrics.watch_alerts(alerter.snapshot)
+    alerts = FlagAlerts(alerter, "https://review.example.com/")
+    # The second leak on the same interaction is a duplicate by interaction.
+    assert alerts(event, findings) == 1
+    assert alerter.wait_idle(10)
+    alerter.stop()
+    [hook] = recorder.received["/hook"]
+    [flag] = [f for f in store.list_flags() if f.detector == "secret" and f.evidence == KEY_LEAK.evidence]
+    assert hook["review_url"] == f"https://review.example.com/items/{flag.flag_id}"
+    assert ReviewQueue(store).get(flag.flag_id).interaction_id == "evt-9"
+    [points] = [
+        metric.data.data_points
+        for resource in reader.get_metrics_data().resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "copilot.monitor.alerts"
+    ]
+    counted = {tuple(sorted(p.attributes.items())): p.value for p in points}
+    assert counted == {
+        (("outcome", "submitted"),): 3,
+        (("outcome", "below_severity"),): 1,
+        (("outcome", "duplicate"),): 1,
+        (("destination", "webhook"), ("outcome", "sent")): 1,
+        (("destination", "slack"), ("outcome", "sent")): 1,
+    }
+    store.close()

@@ -4,15 +4,18 @@ killed with SIGKILL mid-stream that loses nothing and duplicates nothing when it
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -127,9 +130,27 @@ def test_consumer_flags_dead_letters_and_never_duplicates(kafka_bootstrap: str, 
     metrics = MonitorMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
     store = FlagStore(tmp_path / "monitor.sqlite", metrics=metrics)
     sampled = SampledRunner([EveryAnswer()], store.add_findings)
+    metrics.watch_sampled(sampled.counts)
     sampled.start()
+    alerted: list[tuple[str, list[str], bool, int]] = []
+
+    def alerts(event: events_pb2.InteractionEvent, findings: Sequence[Finding]) -> None:
+        # What another process would see at this moment: the stored interaction and the committed offset.
+        stored = event.event_id in {i.interaction_id for i in store.list_interactions()}
+        committed = _committed(kafka_bootstrap, group, topic, 1)
+        alerted.append((event.event_id, sorted({f.detector for f in findings}), stored, committed))
+
     consumer = MonitorConsumer(
-        kafka_bootstrap, topic, feedback_topic, group, dlq, store, default_detectors(), metrics, sampled
+        kafka_bootstrap,
+        topic,
+        feedback_topic,
+        group,
+        dlq,
+        store,
+        default_detectors(),
+        metrics,
+        sampled,
+        alerts,
     )
     consumer.start()
     assert _wait(lambda: len(store.list_interactions()) == 2 and consumer.processed == 3), (
@@ -137,6 +158,11 @@ def test_consumer_flags_dead_letters_and_never_duplicates(kafka_bootstrap: str, 
     )
     consumer.stop()
     sampled.stop()
+    # Alerts saw the flagged interaction only after its batch was stored and its offsets committed.
+    assert alerted == [
+        ("evt-1", ["acl_anomaly"], True, 3),
+        ("evt-2", ["acl_anomaly", "pii", "ungrounded"], True, 3),
+    ]
     # The sampled tier saw each stored interaction once, after its batch was committed.
     assert sorted(f.interaction_id for f in store.list_flags() if f.detector == "every_answer") == [
         "evt-1",
@@ -157,6 +183,11 @@ def test_consumer_flags_dead_letters_and_never_duplicates(kafka_bootstrap: str, 
         (topic, "dead_lettered"): 1,
         (feedback_topic, "stored"): 1,
         (feedback_topic, "dead_lettered"): 1,
+    }
+    assert {p.attributes["outcome"]: p.value for p in points["copilot.monitor.sampled_events"]} == {
+        "submitted": 2,
+        "inspected": 2,
+        "dropped": 0,
     }
     # Everything on the broker was read: no lag left on either topic.
     assert {(p.attributes["topic"], p.value) for p in points["copilot.monitor.consumer_lag"]} == {
@@ -256,6 +287,23 @@ def test_monitor_killed_mid_stream_loses_and_duplicates_nothing(
     producer.flush()
 
     database = tmp_path / "monitor.sqlite"
+    # Stands in for the incident tool or SIEM the monitor alerts (those servers cannot be reached from here).
+    alerts: list[dict[str, object]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            alerts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    http_port = free_port()
+    page = f"http://127.0.0.1:{http_port}"
     env = {
         **os.environ,
         "COPILOT_MONITOR_PORT": str(free_port()),
@@ -268,7 +316,9 @@ def test_monitor_killed_mid_stream_loses_and_duplicates_nothing(
         "COPILOT_MONITOR_KAFKA__FEEDBACK_TOPIC": feedback_topic,
         "COPILOT_MONITOR_AUTH__ISSUER": issuer.issuer,
         "COPILOT_MONITOR_AUTH__AUDIENCE": issuer.audience,
-        "COPILOT_MONITOR_HTTP_PORT": str(free_port()),
+        "COPILOT_MONITOR_HTTP_PORT": str(http_port),
+        "COPILOT_MONITOR_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{hook.server_address[1]}/hook",
+        "COPILOT_MONITOR_REVIEW_BASE_URL": page,
     }
 
     def start(log_name: str) -> subprocess.Popen[bytes]:
@@ -312,19 +362,23 @@ def test_monitor_killed_mid_stream_loses_and_duplicates_nothing(
             90,
         )
         assert done, f"{_counts(database)}; " + (tmp_path / "second.log").read_text()[-3000:]
-        # The same process serves the review page.
-        page = f"http://127.0.0.1:{env['COPILOT_MONITOR_HTTP_PORT']}"
+        # The same process serves the review page, and alerts link to the flag's item on it.
+        bearer = {"authorization": f"Bearer {issuer.mint('ops')}"}
         assert httpx.get(f"{page}/healthz").text == "ok"
-        assert (
-            httpx.get(f"{page}/", headers={"authorization": f"Bearer {issuer.mint('ops')}"}).status_code
-            == 200
-        )
+        assert httpx.get(f"{page}/", headers=bearer).status_code == 200
+        assert _wait(lambda: any(a["detector"] == "secret" for a in alerts), 30), alerts
+        [leak, *_] = [a for a in alerts if a["detector"] == "secret"]
+        assert leak["severity"] == "HIGH" and str(leak["review_url"]).startswith(f"{page}/items/")
+        item = httpx.get(str(leak["review_url"]), headers=bearer)
+        assert item.status_code == 200 and "Flag: secret" in item.text
     finally:
         second.send_signal(signal.SIGTERM)
         try:
             second.wait(30)
         except subprocess.TimeoutExpired:
             second.kill()
+        hook.shutdown()
+        hook.server_close()
     interactions, flags, review_items = _counts(database)
     assert interactions == 1200
     # Each event's flags were stored exactly once, and each flag has its one review item.

@@ -95,7 +95,7 @@ def test_migrations_match_the_schema_and_a_restart_keeps_data(database: str) -> 
     reopened.close()
     engine = sa.create_engine(database)
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     engine.dispose()
 
@@ -159,5 +159,35 @@ def test_concurrent_writers_store_each_event_once(database: str) -> None:
     assert stored == len(events)
     assert len(stores[0].list_flags(limit=1000)) == 2 * len(events)
     assert ReviewQueue(stores[1]).open_count() == 2 * len(events)
+    for store in stores:
+        store.close()
+
+
+def test_concurrent_batches_in_different_orders_store_each_event_once(database: str) -> None:
+    """Two replicas storing overlapping Kafka batches, each in its own order, with feedback waiting for some
+    of the events: the interaction locks are taken in one order, so neither waits on the other in a circle."""
+    stores = [FlagStore(database), FlagStore(database)]
+    events = [event(f"e{n}") for n in range(60)]
+    for n in range(0, 60, 6):
+        stores[0].record_feedback(
+            events_pb2.FeedbackEvent(
+                event_id=f"fb{n}", interaction_id=f"e{n}", rating=events_pb2.FEEDBACK_RATING_NEGATIVE
+            )
+        )
+
+    def record_batches(store: FlagStore, order: list[events_pb2.InteractionEvent]) -> int:
+        stored = 0
+        for start in range(0, len(order), 15):
+            stored += sum(store.record_many([(e, [PII, REFUSAL]) for e in order[start : start + 15]]))
+        return stored
+
+    orders = [events, events[::-1], events[1::2] + events[::2], events[::2] + events[1::2]]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        stored = sum(pool.map(record_batches, stores * 2, orders))
+    assert stored == len(events)
+    flags = stores[1].list_flags(limit=1000)
+    assert len(flags) == 2 * len(events) + 10
+    assert len([f for f in flags if f.detector == "feedback"]) == 10
+    assert ReviewQueue(stores[1]).open_count() == len(flags)
     for store in stores:
         store.close()

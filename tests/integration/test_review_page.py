@@ -17,14 +17,22 @@ from copilot.common.v1 import common_pb2
 from copilot.devissuer import DevIssuer
 from copilot.events.v1 import events_pb2
 from copilot.settings import AuthSettings
-from services.monitor.detectors import Finding, Severity
+from services.monitor.detectors import Finding, Severity, Span
 from services.monitor.flagstore import FlagStore
 from services.monitor.review import EvaluationSample, ItemFilter, ReviewPolicy, ReviewQueue, Verdict
 from services.monitor.web.app import COOKIE, ReviewPage, WebServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2"> What is the "travel" budget?'
-PII = Finding("pii", Severity.HIGH, "answer contains an IBAN", ("GB** **** 54 32",))
+SCRIPT = "<script>window.__xss = 1</script>"
+# Spans over the planted markup in the question and the amount in the passage, so highlighting must escape.
+PII = Finding(
+    "pii",
+    Severity.HIGH,
+    "answer contains an IBAN",
+    ("GB** **** 54 32",),
+    (Span("question", 0, len(SCRIPT)), Span("passage:c1", 8, 19), Span("answer", 6, 999)),
+)
 
 
 @pytest.fixture
@@ -39,7 +47,12 @@ def page_server(auth_settings: AuthSettings, tmp_path: Path) -> Iterator[tuple[s
             answer="It is 412,000 USD [1]. <b>bold?</b>",
             passages=[
                 common_pb2.Passage(
-                    chunk_id="c1", title="Budget <memo>", uri="/docs/budget.md", text="Travel: 412,000 USD."
+                    chunk_id="c1",
+                    title="Budget <memo>",
+                    uri="/docs/budget.md",
+                    text="Travel: 412,000 USD.",
+                    suspicious=True,
+                    suspicion=["<hidden_text>"],
                 )
             ],
         ),
@@ -70,7 +83,8 @@ def test_sign_in_forms_and_escaping_over_http(
 ) -> None:
     url, queue = page_server
     item_id = _item_id(queue)
-    with httpx.Client(base_url=url, follow_redirects=False) as client:
+    # A busy machine: the first agreement page imports statsmodels and bootstraps, slower than 5 s there.
+    with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as client:
         assert client.get("/").headers["location"].startswith("/login")
         refused = client.post("/login", data={"token": issuer.mint("alice")})
         assert refused.status_code == 403 and "copilot-reviewer" in refused.text
@@ -89,6 +103,12 @@ def test_sign_in_forms_and_escaping_over_http(
         assert "default-src 'none'" in page.headers["content-security-policy"]
         assert "<script>" not in page.text and "<img src=x" not in page.text
         assert "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in page.text
+        # The evidence spans are highlighted, escaped like the rest; a span past the end stops at it.
+        question = '<div class="text" id="question"><mark>&lt;script&gt;window.__xss = 1&lt;/script&gt;'
+        assert question + "</mark>" in page.text
+        assert "Travel: <mark>412,000 USD</mark>." in page.text
+        assert "It is <mark>412,000 USD [1]. &lt;b&gt;bold?&lt;/b&gt;</mark></div>" in page.text
+        assert "marked suspicious at ingest: &lt;hidden_text&gt;" in page.text
         assert "Budget &lt;memo&gt;" in page.text
         form_token = re.search(r'name="form_token" value="([0-9a-f]+)"', page.text)
         assert form_token is not None
@@ -164,6 +184,9 @@ def test_reviewer_labels_an_item_in_chromium(
             )
             assert page.inner_text("#state") == "open"
             assert "GB** **** 54 32" in page.inner_text("#evidence")
+            # The evidence spans are marked, and the marked text is still only text.
+            assert page.inner_text("#question mark") == SCRIPT
+            assert page.locator("div.passage mark").inner_text() == "412,000 USD"
 
             page.fill("#label-form textarea[name=comment]", "a real IBAN")
             page.click("#verdict-true_positive")

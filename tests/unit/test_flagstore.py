@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -15,13 +16,13 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from copilot.events.v1 import events_pb2
-from services.monitor.detectors import Finding, Severity
+from services.monitor.detectors import Finding, Severity, Span
 from services.monitor.flagstore import FlagStore, migrate
 from services.monitor.metrics import MonitorMetrics
-from services.monitor.review import ReviewQueue
+from services.monitor.review import ItemFilter, ReviewPolicy, ReviewQueue
 from services.monitor.schema import metadata
 
-HEAD = "0002"
+HEAD = "0003"
 
 PII = Finding("pii", Severity.HIGH, "answer contains an IBAN", ("GB** **** **** **** **54 32",))
 PII_EMAIL = Finding("pii", Severity.MEDIUM, "answer contains an email address", ("jane@acme-corp.com",))
@@ -314,3 +315,49 @@ def test_findings_added_later_are_idempotent_and_queued(store: FlagStore) -> Non
     assert ReviewQueue(store).open_count() == 2
     with pytest.raises(ValueError, match="not stored"):
         store.add_findings(event("missing", 0), [toxic])
+
+
+def test_evidence_spans_are_kept_on_the_flag_and_its_review_item(store: FlagStore) -> None:
+    spans = (Span("answer", 10, 24), Span("passage:wiki#7", 0, 5))
+    located = Finding("pii", Severity.HIGH, "answer contains an IBAN", ("GB** 32",), spans)
+    store.record(event("e1", 0), [located, REFUSAL])
+    flags = {f.detector: f for f in store.list_flags()}
+    assert flags["pii"].spans == spans
+    assert flags["refusal"].spans == ()
+    items = {i.detector: i for i in ReviewQueue(store).list_items(ItemFilter())[0]}
+    assert ReviewQueue(store).get(items["pii"].item_id).spans == spans
+    assert ReviewQueue(store).get(items["refusal"].item_id).spans == ()
+
+
+def test_a_batch_stores_each_new_event_once_with_waiting_feedback(tmp_path: Path) -> None:
+    flag_store = FlagStore(tmp_path / "monitor.db", ReviewPolicy(labels_required=1, reviewers=("ann", "bob")))
+    flag_store.record(event("e1", 0), [PII])
+    flag_store.record_feedback(feedback("fb1", "e3", events_pb2.FEEDBACK_RATING_REPORTED, "wrong"))
+    batch = [
+        (event("e1", 0), [PII]),  # stored before: a replay
+        (event("e2", 1), [PII, REFUSAL]),
+        (event("e2", 1), [PII, REFUSAL]),  # the same message twice in one batch
+        (event("e3", 2), []),
+        (event("e4", 3), [REFUSAL]),
+    ]
+    with flag_store.batch():
+        assert flag_store.record_many(batch) == [False, True, False, True, True]
+    assert flag_store.record_many(batch) == [False] * 5
+    assert flag_store.record_many([]) == []
+    flags = Counter((f.interaction_id, f.detector) for f in flag_store.list_flags(limit=100))
+    assert flags == Counter(
+        [("e1", "pii"), ("e2", "pii"), ("e2", "refusal"), ("e3", "feedback"), ("e4", "refusal")]
+    )
+    items, total = ReviewQueue(flag_store).list_items(ItemFilter(), limit=100)
+    assert total == 5
+    # Round robin continues across the batch in the order the events came.
+    assert [i.assignees for i in sorted(items, key=lambda i: (i.created_at, i.interaction_id))] == [
+        ("ann",),
+        ("bob",),
+        ("ann",),
+        ("bob",),
+        ("ann",),
+    ]
+    with pytest.raises(ValueError, match="event_id"):
+        flag_store.record_many([(events_pb2.InteractionEvent(), [])])
+    flag_store.close()

@@ -16,7 +16,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from copilot.auth import Principal
 from copilot.errors import CopilotError, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from copilot.grpc_server import Verifier
 from services.monitor import agreement
+from services.monitor.detectors import Span
 from services.monitor.review import (
     VERDICTS,
     AgreementEntry,
@@ -63,6 +64,30 @@ _COEFFICIENTS = (
     ("krippendorff_alpha", "Krippendorff's α"),
     ("gwet_ac1", "Gwet's AC1"),
 )
+
+
+def marked(text: str, spans: Iterable[Span], field: str) -> list[tuple[str, bool]]:
+    """``text`` cut into (piece, is evidence) by the spans of ``field``; overlapping spans merge, and spans
+    reaching past the text (an edited event, a bug) are cut to it. The template escapes every piece."""
+    ranges = sorted((max(0, span.start), min(len(text), span.end)) for span in spans if span.field == field)
+    merged: list[list[int]] = []
+    for start, end in ranges:
+        if start >= end:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    pieces: list[tuple[str, bool]] = []
+    at = 0
+    for start, end in merged:
+        if at < start:
+            pieces.append((text[at:start], False))
+        pieces.append((text[start:end], True))
+        at = end
+    if at < len(text) or not pieces:
+        pieces.append((text[at:], False))
+    return pieces
 
 
 @dataclass(frozen=True)
@@ -125,6 +150,7 @@ class ReviewPage:
         )
         self._templates.globals["verdict_label"] = lambda v: str(v).replace("_", " ")
         self._templates.globals["state_label"] = lambda s: str(s).replace("_", " ")
+        self._templates.globals["marked"] = marked
         self.app = Starlette(
             routes=[
                 Route("/", self._guard(self.queue_page)),
