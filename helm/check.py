@@ -3,8 +3,8 @@
 ``python helm/check.py`` (``make helm-lint``): for the default values and each ``examples/*.yaml``
 profile, Helm's own linter (helm-python-sdk, Helm's Go SDK) runs in strict mode, the chart is rendered,
 and every manifest is validated strictly against the Kubernetes API schemas of ``KUBE_VERSION``
-(kubernetes-validate). Custom resources have no schema there; the pods they embed are validated as
-PodTemplates. yamllint checks the values files.
+(kubernetes-validate); the chart renders only built-in kinds, so a custom resource is an error. yamllint
+checks the values files.
 """
 
 from __future__ import annotations
@@ -38,13 +38,6 @@ rules:
   truthy: {check-keys: false}
   comments: {min-spaces-from-content: 1}
 """
-# Pods inside custom resources, validated as core/v1 PodTemplateSpecs.
-_EMBEDDED_PODS = {
-    "RayService": lambda doc: [
-        doc["spec"]["rayClusterConfig"]["headGroupSpec"]["template"],
-        *(group["template"] for group in doc["spec"]["rayClusterConfig"].get("workerGroupSpecs", [])),
-    ],
-}
 
 
 @dataclass
@@ -107,25 +100,13 @@ def validate(manifest: Manifest) -> list[str]:
     """Strict schema validation: unknown fields and wrong types are errors."""
     where = f"{manifest.kind}/{manifest.name} ({manifest.template})"
     doc = manifest.doc
-    if doc["kind"] in _EMBEDDED_PODS:
-        return [
-            error
-            for pod in _EMBEDDED_PODS[doc["kind"]](doc)
-            for error in _validate_one({"apiVersion": "v1", "kind": "PodTemplate", "template": pod}, where)
-        ]
-    return _validate_one(doc, where)
-
-
-def _validate_one(doc: dict[str, Any], name: str) -> list[str]:
     try:
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
     except kubernetes_validate.ValidationError as error:
         path = ".".join(str(p) for p in error.path)
-        return [f"{name}: {path}: {error.message}"]
+        return [f"{where}: {path}: {error.message}"]
     except kubernetes_validate.SchemaNotFoundError:
-        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
-            return []  # the Prometheus Operator's CRD; its fields are checked by the chart's tests
-        return [f"{name}: no Kubernetes {KUBE_VERSION} schema for {doc['apiVersion']} {doc['kind']}"]
+        return [f"{where}: no Kubernetes {KUBE_VERSION} schema for {doc['apiVersion']} {doc['kind']}"]
     return []
 
 

@@ -66,11 +66,17 @@ class EdgeChunkStore(ChunkStore):
             vectors={DENSE_VECTOR: EdgeVectorParams(size=dimension, distance=Distance.Cosine)},
             sparse_vectors={LEXICAL_VECTOR: EdgeSparseVectorParams(modifier=Modifier.Idf)},
         )
+        self._dimension = dimension
         # Passing the config on load makes the engine reject a shard built for another dimension.
         if path.exists():
             try:
                 self._shard = EdgeShard.load(str(path), config)
             except Exception as exc:
+                if "WouldBlock" in str(exc):
+                    raise ValueError(
+                        f"the chunk store at {path} is open in another process (WouldBlock); "
+                        "only one process, the store host, may open it"
+                    ) from exc
                 raise ValueError(
                     f"the chunk store at {path} was made by an older version or for another embedding "
                     f"model ({exc}); remove it and ingest again"
@@ -162,6 +168,10 @@ class EdgeChunkStore(ChunkStore):
                 EdgeSparseVector(list(vector.indices), list(vector.values)), using=LEXICAL_VECTOR
             )
         else:
+            if len(vector) != self._dimension:
+                raise ValueError(
+                    f"query vector has {len(vector)} dimensions; the store's have {self._dimension}"
+                )
             nearest = Query.Nearest(list(vector), using=DENSE_VECTOR)
         request = QueryRequest(
             limit=limit,

@@ -122,8 +122,11 @@ def main() -> None:
         log.warning("neither Slack nor Teams is enabled (COPILOT_BOTS_SLACK__ENABLED, ..._TEAMS__ENABLED)")
     server = GrpcServer("bots", settings, verifier=None)
     server.start()
-    ensure_topics(settings.kafka.bootstrap_servers, [settings.feedback_topic])
-    publisher = EventPublisher(settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "bots.sqlite")
+    kafka_options = settings.kafka.client_options()
+    ensure_topics(settings.kafka.bootstrap_servers, [settings.feedback_topic], **kafka_options)
+    publisher = EventPublisher(
+        settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "bots.sqlite", **kafka_options
+    )
     events = TopicPublisher(publisher, settings.feedback_topic, key=lambda e: e.interaction_id)
     bots = build(settings, events)
     port = bots.http.start()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 from google.protobuf.message import DecodeError
 from kafka.consumer.fetcher import ConsumerRecord
@@ -44,10 +46,13 @@ class IngestRequestConsumer:
         pipeline: IngestPipeline,
         max_document_bytes: int,
         retry_after_s: float = 5.0,
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``kafka_options``: the connection's security, from ``KafkaSettings.client_options``."""
+        options = dict(kafka_options or {})
         # Embedding a large document takes a while; fetching more would only age in the buffer.
-        self._consumer = group_consumer(bootstrap_servers, topic, group, max_poll_records=1)
-        self._dead_letters = DeadLetters(bootstrap_servers, dead_letter_topic)
+        self._consumer = group_consumer(bootstrap_servers, topic, group, max_poll_records=1, **options)
+        self._dead_letters = DeadLetters(bootstrap_servers, dead_letter_topic, **options)
         self._pipeline = pipeline
         self._max_bytes = max_document_bytes
         self._retry_after_s = retry_after_s

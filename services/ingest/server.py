@@ -25,8 +25,11 @@ def main() -> None:
         ingest_pb2_grpc.add_IngestServiceServicer_to_server, "copilot.ingest.v1.IngestService"
     )
     server.start()
-    ensure_topics(settings.kafka.bootstrap_servers, [settings.kafka.documents_topic])
-    publisher = EventPublisher(settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "ingest.sqlite")
+    kafka_options = settings.kafka.client_options()
+    ensure_topics(settings.kafka.bootstrap_servers, [settings.kafka.documents_topic], **kafka_options)
+    publisher = EventPublisher(
+        settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "ingest.sqlite", **kafka_options
+    )
     embedder = MiniLmEmbedder(threads=settings.embedding_threads)
     store = open_store(settings.store, embedder.dimension)
     pipeline = IngestPipeline(
@@ -41,7 +44,7 @@ def main() -> None:
     consumer: IngestRequestConsumer | None = None
     if settings.consume_requests:
         topics = [settings.kafka.ingest_requests_topic, settings.dead_letter_topic]
-        ensure_topics(settings.kafka.bootstrap_servers, topics)
+        ensure_topics(settings.kafka.bootstrap_servers, topics, **kafka_options)
         consumer = IngestRequestConsumer(
             settings.kafka.bootstrap_servers,
             settings.kafka.ingest_requests_topic,
@@ -49,6 +52,7 @@ def main() -> None:
             settings.dead_letter_topic,
             pipeline,
             settings.max_document_bytes,
+            kafka_options=kafka_options,
         )
         consumer.start()
     server.set_serving(True)

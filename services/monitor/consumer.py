@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from google.protobuf.message import DecodeError
 from kafka.consumer.fetcher import ConsumerRecord
@@ -51,14 +52,19 @@ class MonitorConsumer:
         metrics: MonitorMetrics | None = None,
         sampled: SampledRunner | None = None,
         alerts: Alerts | None = None,
+        kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         """``detectors``: their inline tier runs on every interaction. ``sampled``, when given, gets each
         newly stored interaction once its batch is committed, for the expensive detectors that report to the
         store later (``FlagStore.add_findings``). ``alerts``, when given, gets each newly stored interaction
-        with its inline findings, also after the commit (``alerts.FlagAlerts``)."""
-        self._consumer = group_consumer(bootstrap_servers, interactions_topic, group, max_poll_records=500)
+        with its inline findings, also after the commit (``alerts.FlagAlerts``). ``kafka_options``: the
+        connection's security, from ``KafkaSettings.client_options``."""
+        options = dict(kafka_options or {})
+        self._consumer = group_consumer(
+            bootstrap_servers, interactions_topic, group, max_poll_records=500, **options
+        )
         self._consumer.subscribe([interactions_topic, feedback_topic])
-        self._dead_letters = DeadLetters(bootstrap_servers, dead_letter_topic)
+        self._dead_letters = DeadLetters(bootstrap_servers, dead_letter_topic, **options)
         self._handlers: dict[str, Callable[[ConsumerRecord], str]] = {
             interactions_topic: self._interaction,
             feedback_topic: self._feedback,

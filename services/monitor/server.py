@@ -55,7 +55,9 @@ def main() -> None:
         sampled.start()
     kafka = settings.kafka
     ensure_topics(
-        kafka.bootstrap_servers, [kafka.interactions_topic, kafka.feedback_topic, settings.dead_letter_topic]
+        kafka.bootstrap_servers,
+        [kafka.interactions_topic, kafka.feedback_topic, settings.dead_letter_topic],
+        **kafka.client_options(),
     )
     consumer = MonitorConsumer(
         kafka.bootstrap_servers,
@@ -68,6 +70,7 @@ def main() -> None:
         metrics,
         sampled,
         alerts,
+        kafka_options=kafka.client_options(),
     )
     consumer.start()
     web = None

@@ -26,6 +26,8 @@ from copilot.vectorstore.port import NO_NARROWING, ChunkStore, Narrowing, Scored
 OVERFETCH = 4
 #: Fewest candidates per ranking: fusion needs some depth to reward chunks both rankings like.
 MIN_CANDIDATES = 20
+#: Longest passage adjacent-chunk merging builds, in chunks (about 600 tokens).
+MAX_MERGED_CHUNKS = 3
 #: An ACL entry as ingest writes them.
 _ENTRY = re.compile(r"^(everyone|user:[^\s]+|group:[^\s]+)$")
 
@@ -92,21 +94,20 @@ def held_entries(principal: Principal, role_groups: Mapping[str, Sequence[str]])
     return sorted(entries)
 
 
-def cap_per_document(chunks: Sequence[ScoredChunk], per_document: int, limit: int) -> list[ScoredChunk]:
-    """The first ``limit`` of ``chunks`` (best first) with at most ``per_document`` from any document.
+def cap_per_document(hits: Sequence[Hit], per_document: int, limit: int) -> list[Hit]:
+    """The first ``limit`` of ``hits`` (best first) with at most ``per_document`` from any document.
 
-    ``per_document`` 0 keeps every chunk. Skipped chunks free their slot for the next document's.
+    ``per_document`` 0 keeps every hit. Skipped hits free their slot for the next document's.
     """
-    kept: list[ScoredChunk] = []
+    kept: list[Hit] = []
     taken: Counter[str] = Counter()
-    for chunk in chunks:
+    for hit in hits:
         if len(kept) == limit:
             break
-        document_id = str(chunk.payload["document_id"])
-        if per_document and taken[document_id] >= per_document:
+        if per_document and taken[hit.document_id] >= per_document:
             continue
-        taken[document_id] += 1
-        kept.append(chunk)
+        taken[hit.document_id] += 1
+        kept.append(hit)
     return kept
 
 
@@ -131,30 +132,33 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     return dot / norm if norm else 0.0
 
 
-def merge_adjacent(hits: Sequence[Hit]) -> list[Hit]:
+def merge_adjacent(hits: Sequence[Hit], max_chunks: int = MAX_MERGED_CHUNKS) -> list[Hit]:
     """Joins hits that are neighbouring chunks of one document into one passage, in the better one's place.
 
     Neighbours overlap (the chunker repeats a sentence or two), so the later text is appended from where
-    the earlier one ends. Chunks of different sections are not contiguous text and stay apart.
+    the earlier one ends. Chunks of different sections are not contiguous text and stay apart, and no
+    passage grows past ``max_chunks`` chunks.
     """
     merged: list[Hit] = []
     for hit in hits:
         for i, kept in enumerate(merged):
-            joined = _join(kept, hit)
+            joined = _join(kept, hit, max_chunks)
             if joined is not None:
                 merged[i] = joined
                 break
         else:
             merged.append(hit)
     # A merge can make a passage the neighbour of one kept earlier; repeat until nothing joins.
-    return merged if len(merged) == len(hits) else merge_adjacent(merged)
+    return merged if len(merged) == len(hits) else merge_adjacent(merged, max_chunks)
 
 
-def _join(a: Hit, b: Hit) -> Hit | None:
+def _join(a: Hit, b: Hit, max_chunks: int) -> Hit | None:
     if a.document_id != b.document_id:
         return None
     first, second = (a, b) if a.chunk_index < b.chunk_index else (b, a)
     if second.chunk_index != first.last_chunk_index + 1 or second.char_start > first.char_end:
+        return None
+    if second.last_chunk_index - first.chunk_index + 1 > max_chunks:
         return None
     text = first.text + second.text[max(0, first.char_end - second.char_start) :]
     return replace(
@@ -269,17 +273,20 @@ class Searcher:
             # Dense hits come scored by cosine already; they win over the recomputed value.
             similarity.update({c.point_id: c.score for c in rankings[0]})
         order = reciprocal_rank_fusion([[c.point_id for c in r] for r in rankings], weights, self._rrf_k)
-        ranked = [by_id[i] for i in order]
+        hits = [_hit(by_id[i], held, similarity.get(i, 0.0)) for i in order]
+        # Neighbours join before the cap per document, so a passage reads on where its best chunk stops
+        # and still counts once; the cap comes before reranking, so its few candidates span documents.
+        if self._merge:
+            hits = merge_adjacent(hits)
+        hits = cap_per_document(hits, per_document, len(hits))
         if options.rerank and self._reranker is not None:
-            ranked = self._reranked(query, ranked[: self._rerank_candidates])
-        kept = cap_per_document(ranked, per_document, limit)
-        hits = [_hit(c, held, similarity.get(c.point_id, 0.0)) for c in kept]
-        return merge_adjacent(hits) if self._merge else hits
+            hits = self._reranked(query, hits[: self._rerank_candidates])
+        return hits[:limit]
 
-    def _reranked(self, query: str, chunks: list[ScoredChunk]) -> list[ScoredChunk]:
+    def _reranked(self, query: str, hits: list[Hit]) -> list[Hit]:
         assert self._reranker is not None
-        scores = self._reranker.score(query, [str(c.payload.get("text", "")) for c in chunks])
-        return [c for _, c in sorted(zip(scores, chunks, strict=True), key=lambda pair: -pair[0])]
+        scores = self._reranker.score(query, [h.text for h in hits])
+        return [h for _, h in sorted(zip(scores, hits, strict=True), key=lambda pair: -pair[0])]
 
     def _validate(self, query: str, options: SearchOptions) -> None:
         if not query:

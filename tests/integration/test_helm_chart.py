@@ -2,8 +2,8 @@
 example profile, checked against the Kubernetes API schemas and against the services' settings classes.
 
 No cluster runs here: what a cluster would add (scheduling, the kubelet's probes, a CNI enforcing the
-NetworkPolicies, the KubeRay operator) is not exercised. The helm test pod's health check runs for real
-against a gRPC health server on loopback.
+NetworkPolicies, the Secrets the chart refers to) is not exercised; the tests stand in for those Secrets'
+values. The helm test pod's health check runs for real against a gRPC health server on loopback.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ from typing import Any
 import grpc
 import helm_python as helm
 import pytest
-import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pydantic import BaseModel
 
 from copilot.settings import ServiceSettings
 from services.generation.settings import GenerationSettings
+from services.ingest.parsing import DEFAULT_LIMITS, ParseLimits
 from services.ingest.settings import IngestSettings
 from services.monitor.settings import MonitorSettings
+from services.retrieval.search import Mode
 from services.retrieval.settings import RetrievalSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,14 +41,11 @@ _spec.loader.exec_module(check)
 
 COMPONENTS = ("ingest", "retrieval", "generation", "monitor", "bots")
 PROFILES = ["default", *(p.name for p in sorted(check.EXAMPLES.glob("*.yaml")))]
-GPU_PROFILES = {"gpu-1.yaml", "gpu-multi.yaml", "kuberay.yaml"}
+GPU_PROFILES = {"gpu-1.yaml", "gpu-multi.yaml"}
+KAFKA_CLIENTS = ("ingest", "generation", "monitor", "bots")
 GPU = "nvidia.com/gpu"
 # Set for the container runtime and libraries, not for a settings class.
 NON_SETTINGS_ENV = {"HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"}
-RAY_ADDRESS_MISSING = pytest.mark.xfail(
-    strict=True,
-    reason="RayService mode sets COPILOT_GENERATION_RAY_ADDRESS; GenerationSettings has no ray_address yet",
-)
 
 
 def settings_classes() -> dict[str, type[ServiceSettings]]:
@@ -95,11 +93,6 @@ def pod_specs(manifests: list[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{m.kind}/{m.name}", m.doc["spec"]["template"]["spec"]
         elif m.kind == "Pod":
             yield f"Pod/{m.name}", m.doc["spec"]
-        elif m.kind == "RayService":
-            cluster = m.doc["spec"]["rayClusterConfig"]
-            yield f"RayService/{m.name}/head", cluster["headGroupSpec"]["template"]["spec"]
-            for group in cluster["workerGroupSpecs"]:
-                yield f"RayService/{m.name}/{group['groupName']}", group["template"]["spec"]
 
 
 def gpus(container: dict[str, Any]) -> int:
@@ -176,7 +169,7 @@ def test_services_have_native_grpc_probes_and_start_as_their_module(
             readiness["periodSeconds"] * readiness["failureThreshold"]
             < liveness["periodSeconds"] * liveness["failureThreshold"]
         ), name
-        if name == "generation" and not values["generation"]["rayService"]["enabled"]:
+        if name == "generation":
             startup = probes["startupProbe"]
             budget = startup["periodSeconds"] * startup["failureThreshold"]
             # The model loads within the startup probe's budget, or the engine gives up first with a reason.
@@ -197,10 +190,6 @@ def test_gpu_requests_only_on_generation_engines_of_gpu_profiles(
         assert requested == {}
         return
     assert requested and all(n >= 1 for n in requested.values())
-    if profile == "kuberay.yaml":
-        # The engine runs on the RayService's GPU workers; the generation pod only serves gRPC.
-        assert {where for where, _ in requested} == {"RayService/copilot-generation-ray/gpu"}
-        return
     assert {where for where, _ in requested} == {"Deployment/copilot-generation"}
     spec = one(rendered[profile], "Deployment", "copilot-generation")["spec"]["template"]["spec"]
     resources = spec["containers"][0]["resources"]
@@ -245,14 +234,9 @@ def test_network_policies_deny_by_default_and_allow_only_the_calls_each_service_
         return all(labels.get(k) == v for k, v in policy_selector.items())
 
     for m in manifests:
-        if m.kind in ("Deployment", "Pod") or m.kind == "RayService":
-            labels = (
-                m.doc["metadata"]["labels"]
-                if m.kind == "Pod"
-                else m.doc["spec"]["template"]["metadata"]["labels"]
-                if m.kind == "Deployment"
-                else m.doc["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["metadata"]["labels"]
-            )
+        if m.kind in ("Deployment", "Pod"):
+            template = m.doc if m.kind == "Pod" else m.doc["spec"]["template"]
+            labels = template["metadata"]["labels"]
             assert selects(selector, labels), m.name
             own = [p for p in policies.values() if selects(p["spec"]["podSelector"]["matchLabels"], labels)]
             assert len(own) == 1, m.name
@@ -279,7 +263,9 @@ def test_network_policies_deny_by_default_and_allow_only_the_calls_each_service_
     for name in ("ingest", "retrieval", "generation", "monitor"):
         assert 53 in egress_ports(name), name
         assert 443 in egress_ports(name), name  # the realm's JWKS
-    assert 9092 in egress_ports("generation") or 9093 in egress_ports("generation")
+    for name in KAFKA_CLIENTS:
+        if f"copilot-{name}" in policies:
+            assert {9092, 9093} & egress_ports(name), name
     # Retrieval reads the vector store and never publishes to Kafka.
     assert not {9092, 9093} & egress_ports("retrieval")
     assert 6333 in egress_ports("retrieval") and 6333 in egress_ports("ingest")
@@ -319,22 +305,6 @@ def test_bundled_qdrant_and_bots_when_enabled(rendered: dict[str, list[Any]]) ->
     assert {p["name"]: p["port"] for p in monitor_ports} == {"grpc": 50054, "http": 8080}
 
 
-def test_rayservice_only_when_enabled(rendered: dict[str, list[Any]]) -> None:
-    for profile in PROFILES:
-        assert bool(find(rendered[profile], "RayService")) == (profile == "kuberay.yaml"), profile
-    ray = one(rendered["kuberay.yaml"], "RayService", "copilot-generation-ray")
-    serve = yaml.safe_load(ray["spec"]["serveConfigV2"])
-    (app,) = serve["applications"]
-    assert app["name"] == "copilot-generation"
-    assert app["deployments"][0]["num_replicas"] == 2
-    assert app["deployments"][0]["ray_actor_options"]["num_gpus"] == 1
-    (workers,) = ray["spec"]["rayClusterConfig"]["workerGroupSpecs"]
-    assert workers["replicas"] == 2
-    env = one(rendered["kuberay.yaml"], "ConfigMap", "copilot-generation-env")["data"]
-    assert env["COPILOT_GENERATION_RAY_ADDRESS"] == "ray://copilot-generation-ray-head-svc:10001"
-    assert find(rendered["kuberay.yaml"], "ServiceMonitor")[0]["spec"]["endpoints"][0]["port"] == "metrics"
-
-
 def test_changed_settings_change_the_checksum_that_rolls_the_pods() -> None:
     def checksums(values: dict[str, Any] | None) -> dict[str, str]:
         return {
@@ -361,7 +331,28 @@ def test_changed_settings_change_the_checksum_that_rolls_the_pods() -> None:
             "generation.modelVolume.existingClaim is required",
         ),
         ({"bots": {"enabled": True}}, "bots.existingSecret is required"),
-        ({"serviceMonitor": {"enabled": True}}, "serviceMonitor.enabled needs generation.rayService.enabled"),
+        # KubeRay is not supported: the services cannot join an outside Ray cluster.
+        ({"generation": {"rayService": {"enabled": True}}}, "rayService"),
+        ({"serviceMonitor": {"enabled": True}}, "serviceMonitor"),
+        ({"kafka": {"securityProtocol": "SASL_SCRAM"}}, "/kafka/securityProtocol"),
+        ({"kafka": {"securityProtocol": "SASL_SSL"}}, "kafka.sasl.mechanism is required"),
+        (
+            {
+                "kafka": {
+                    "securityProtocol": "SASL_SSL",
+                    "sasl": {"mechanism": "PLAIN", "username": "copilot"},
+                }
+            },
+            "kafka.existingSecret is required",
+        ),
+        ({"kafka": {"tls": {"caSecret": "kafka-ca"}}}, "kafka.tls needs kafka.securityProtocol SSL"),
+        (
+            {"kafka": {"securityProtocol": "SSL", "sasl": {"username": "copilot"}}},
+            "kafka.existingSecret need kafka.securityProtocol SASL_SSL or SASL_PLAINTEXT, not SSL",
+        ),
+        ({"retrieval": {"search": {"reranker": "colbert"}}}, "/retrieval/search/reranker"),
+        ({"monitor": {"reviewBaseUrl": "review.corp.example"}}, "/monitor/reviewBaseUrl"),
+        ({"monitor": {"alerts": {"minSeverity": "CRITICAL"}}}, "/monitor/alerts/minSeverity"),
     ],
 )
 def test_bad_values_are_refused_with_the_reason(values: dict[str, Any], message: str) -> None:
@@ -369,9 +360,32 @@ def test_bad_values_are_refused_with_the_reason(values: dict[str, Any], message:
         check.render(values)
 
 
-@pytest.mark.parametrize(
-    "profile", [pytest.param(p, marks=RAY_ADDRESS_MISSING) if p == "kuberay.yaml" else p for p in PROFILES]
-)
+def load_settings(
+    manifests: list[Any],
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    secrets: dict[tuple[str, str], str] | None = None,
+) -> Any:
+    """NAME's settings, loaded from the environment its pod would get: its ConfigMap, its literal env
+    entries, and for each secretKeyRef the value SECRETS holds under (Secret name, key); a ref SECRETS
+    lacks is left unset, as an optional key missing from its Secret would be."""
+    (container,) = one(manifests, "Deployment", f"copilot-{name}")["spec"]["template"]["spec"]["containers"]
+    for variable in list(os.environ):
+        if variable.startswith("COPILOT_"):
+            monkeypatch.delenv(variable)
+    for variable, value in one(manifests, "ConfigMap", f"copilot-{name}-env")["data"].items():
+        monkeypatch.setenv(variable, value)
+    for entry in container["env"]:
+        if "value" in entry:
+            monkeypatch.setenv(entry["name"], entry["value"])
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            if (ref["name"], ref["key"]) in (secrets or {}):
+                monkeypatch.setenv(entry["name"], (secrets or {})[ref["name"], ref["key"]])
+    return settings_classes()[name]()
+
+
+@pytest.mark.parametrize("profile", PROFILES)
 def test_environment_matches_the_services_settings_classes(
     rendered: dict[str, list[Any]], profile: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -389,15 +403,7 @@ def test_environment_matches_the_services_settings_classes(
             assert variable.startswith(prefix), variable
             path = variable.removeprefix(prefix).lower().split("__")
             assert field_path_exists(classes[name], path), variable
-        for variable in list(os.environ):
-            if variable.startswith("COPILOT_"):
-                monkeypatch.delenv(variable)
-        for variable, value in config.items():
-            monkeypatch.setenv(variable, value)
-        for entry in container["env"]:
-            if "value" in entry:
-                monkeypatch.setenv(entry["name"], entry["value"])
-        settings = classes[name]()
+        settings = load_settings(rendered[profile], name, monkeypatch)
         assert settings.host == "0.0.0.0"
         assert settings.port == next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
         assert settings.telemetry.exporter in ("none", "otlp")
@@ -413,6 +419,224 @@ def field_path_exists(model: type[BaseModel], path: list[str]) -> bool:
         return True
     nested = field.annotation
     return isinstance(nested, type) and issubclass(nested, BaseModel) and field_path_exists(nested, path[1:])
+
+
+PLAINTEXT_KAFKA_SETTINGS = {
+    "BOOTSTRAP_SERVERS",
+    "INTERACTIONS_TOPIC",
+    "DOCUMENTS_TOPIC",
+    "INGEST_REQUESTS_TOPIC",
+    "SPOOL_DIR",
+}
+SECURE_KAFKA = {
+    "kafka": {
+        "securityProtocol": "SASL_SSL",
+        "sasl": {"mechanism": "SCRAM-SHA-512", "username": "copilot"},
+        "existingSecret": "copilot-kafka",
+        "existingSecretPasswordKey": "password",
+        "tls": {"caSecret": "kafka-ca", "caSecretKey": "ca.pem", "clientSecret": "copilot-kafka-client"},
+    },
+    "bots": {"enabled": True, "existingSecret": "copilot-bots"},
+}
+
+# RetrievalSettings fields that retrieval.search sets.
+SEARCH_FIELDS = (
+    "default_mode",
+    "dense_weight",
+    "lexical_weight",
+    "rrf_k",
+    "merge_adjacent_chunks",
+    "max_chunks_per_document",
+    "max_audience",
+    "reranker",
+    "rerank_candidates",
+    "rerank_threads",
+)
+
+
+def volume_names(spec: dict[str, Any]) -> set[str]:
+    return {v["name"] for v in spec.get("volumes", [])}
+
+
+@pytest.mark.parametrize("profile", ["default", "trial.yaml"])
+def test_plaintext_kafka_sets_no_security_settings(rendered: dict[str, list[Any]], profile: str) -> None:
+    manifests = rendered[profile]
+    deployments = [d for d in find(manifests, "Deployment") if component(d) in COMPONENTS]
+    assert {component(d) for d in deployments} >= {"ingest", "generation", "monitor"}
+    for deployment in deployments:
+        name = component(deployment)
+        config = one(manifests, "ConfigMap", f"copilot-{name}-env")["data"]
+        kafka_settings = {k.split("_KAFKA__")[1] for k in config if "_KAFKA__" in k}
+        # Retrieval has no Kafka client, so no Kafka settings at all.
+        assert kafka_settings == (PLAINTEXT_KAFKA_SETTINGS if name in KAFKA_CLIENTS else set()), name
+        spec = deployment["spec"]["template"]["spec"]
+        assert not [e["name"] for e in spec["containers"][0]["env"] if "KAFKA" in e["name"]], name
+        assert "kafka-tls" not in volume_names(spec), name
+
+
+def test_kafka_over_sasl_ssl_reaches_every_kafka_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    manifests = check.render(SECURE_KAFKA)
+    assert [error for m in manifests for error in check.validate(m)] == []
+    for name in KAFKA_CLIENTS:
+        spec = one(manifests, "Deployment", f"copilot-{name}")["spec"]["template"]["spec"]
+        (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "kafka-tls"]
+        assert mount["readOnly"] is True
+        (volume,) = [v for v in spec["volumes"] if v["name"] == "kafka-tls"]
+        files = {
+            item["path"]: (source["secret"]["name"], item["key"])
+            for source in volume["projected"]["sources"]
+            for item in source["secret"]["items"]
+        }
+        assert files == {
+            "ca.crt": ("kafka-ca", "ca.pem"),
+            "tls.crt": ("copilot-kafka-client", "tls.crt"),
+            "tls.key": ("copilot-kafka-client", "tls.key"),
+        }
+        settings = load_settings(manifests, name, monkeypatch, {("copilot-kafka", "password"): "s3cret"})
+        directory = mount["mountPath"]
+        assert settings.kafka.client_options() == {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": "copilot",
+            "sasl_plain_password": "s3cret",
+            "ssl_cafile": f"{directory}/ca.crt",
+            "ssl_certfile": f"{directory}/tls.crt",
+            "ssl_keyfile": f"{directory}/tls.key",
+        }, name
+    retrieval = one(manifests, "Deployment", "copilot-retrieval")["spec"]["template"]["spec"]
+    assert "kafka-tls" not in volume_names(retrieval)
+    assert not [k for k in one(manifests, "ConfigMap", "copilot-retrieval-env")["data"] if "KAFKA" in k]
+
+
+def test_kafka_over_ssl_with_the_system_cas_mounts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    manifests = check.render({"kafka": {"securityProtocol": "SSL"}})
+    spec = one(manifests, "Deployment", "copilot-generation")["spec"]["template"]["spec"]
+    assert "kafka-tls" not in volume_names(spec)
+    settings = load_settings(manifests, "generation", monkeypatch)
+    assert settings.kafka.client_options() == {"security_protocol": "SSL"}
+
+
+def test_monitor_serves_the_review_page_and_keeps_sqlite_on_a_claim_by_default(
+    rendered: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifests = rendered["default"]
+    spec = one(manifests, "Deployment", "copilot-monitor")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    settings = load_settings(manifests, "monitor", monkeypatch)
+    http_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+    assert settings.http_host == "0.0.0.0"
+    assert settings.http_port == http_port == 8080
+    service_ports = one(manifests, "Service", "copilot-monitor")["spec"]["ports"]
+    assert {"name": "http", "port": 8080, "targetPort": "http"}.items() <= next(
+        p for p in service_ports if p["name"] == "http"
+    ).items()
+    # SQLite on the claim: the file lives on the mounted volume, not on the read-only root.
+    assert settings.database_url.get_secret_value() == ""
+    (data,) = [m for m in container["volumeMounts"] if m["name"] == "data"]
+    assert Path(settings.database_target()).parent == Path(data["mountPath"])
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "data"]
+    assert find(manifests, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert settings.alert_webhook_url is None and settings.alert_slack_webhook_url is None
+    assert not [e for e in container["env"] if "ALERT" in e["name"] or "DATABASE" in e["name"]]
+
+
+def test_monitor_on_postgresql_with_slack_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
+    alert_peer = {"ipBlock": {"cidr": "203.0.113.0/24"}}
+    manifests = check.render(
+        {
+            "monitor": {
+                "postgresql": {"existingSecret": "monitor-db"},
+                "alerts": {
+                    "existingSecret": "monitor-alerts",
+                    "minSeverity": "MEDIUM",
+                    "ratePerMinute": 6,
+                    "burst": 2,
+                    "dedupWindowSeconds": 60,
+                },
+                "reviewBaseUrl": "https://review.corp.example/",
+            },
+            "networkPolicy": {"egress": {"alerts": {"to": [alert_peer]}}},
+        }
+    )
+    url = "postgresql+psycopg://monitor:pw@db.data.svc:5432/monitor"
+    slack = "https://hooks.slack.com/services/T000/B000/XXXX"
+    # The Secret holds only the Slack key: the generic webhook's optional ref stays unset.
+    settings = load_settings(
+        manifests,
+        "monitor",
+        monkeypatch,
+        {("monitor-db", "database-url"): url, ("monitor-alerts", "slack-webhook-url"): slack},
+    )
+    assert settings.database_target() == url
+    assert settings.alert_webhook_url is None
+    assert settings.alert_slack_webhook_url is not None
+    assert settings.alert_slack_webhook_url.get_secret_value() == slack
+    assert settings.alert_severity().name == "MEDIUM"
+    assert (settings.alert_rate_per_minute, settings.alert_burst, settings.alert_dedup_window_s) == (6, 2, 60)
+    assert settings.review_base_url == "https://review.corp.example"
+
+    spec = one(manifests, "Deployment", "copilot-monitor")["spec"]["template"]["spec"]
+    env = spec["containers"][0]["env"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+    assert refs["COPILOT_MONITOR_ALERT_WEBHOOK_URL"]["optional"] is True
+    assert refs["COPILOT_MONITOR_ALERT_SLACK_WEBHOOK_URL"]["optional"] is True
+    assert "optional" not in refs["COPILOT_MONITOR_DATABASE_URL"]
+    assert "COPILOT_MONITOR_DATABASE" not in one(manifests, "ConfigMap", "copilot-monitor-env")["data"]
+    assert "data" not in volume_names(spec)
+    assert find(manifests, "PersistentVolumeClaim") == []
+    egress = one(manifests, "NetworkPolicy", "copilot-monitor")["spec"]["egress"]
+    assert {"to": [alert_peer], "ports": [{"port": 443, "protocol": "TCP"}]} in egress
+    assert 5432 in {p["port"] for rule in egress for p in rule.get("ports", [])}
+
+
+def test_search_and_parsing_values_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = check.render(None)
+    # The chart's defaults are the services' own.
+    retrieval = load_settings(defaults, "retrieval", monkeypatch)
+    for field in SEARCH_FIELDS:
+        assert getattr(retrieval, field) == RetrievalSettings.model_fields[field].default, field
+    assert load_settings(defaults, "ingest", monkeypatch).parse_limits() == DEFAULT_LIMITS
+
+    manifests = check.render(
+        {
+            "retrieval": {
+                "search": {
+                    "defaultMode": "lexical",
+                    "denseWeight": 0.5,
+                    "lexicalWeight": 2,
+                    "rrfK": 30,
+                    "mergeAdjacentChunks": False,
+                    "maxChunksPerDocument": 0,
+                    "maxAudience": 50,
+                    "reranker": "none",
+                    "rerankCandidates": 20,
+                    "rerankThreads": 2,
+                }
+            },
+            "ingest": {
+                "limits": {
+                    "maxUnzippedBytes": 4294967296,
+                    "maxCompressionRatio": 40.5,
+                    "maxSpreadsheetCells": 20000000,
+                }
+            },
+        }
+    )
+    retrieval = load_settings(manifests, "retrieval", monkeypatch)
+    assert [getattr(retrieval, field) for field in SEARCH_FIELDS] == [
+        Mode.LEXICAL,
+        0.5,
+        2.0,
+        30.0,
+        False,
+        0,
+        50,
+        "none",
+        20,
+        2,
+    ]
+    ingest = load_settings(manifests, "ingest", monkeypatch)
+    assert ingest.parse_limits() == ParseLimits(4294967296, 40.5, 20000000)
 
 
 def test_realm_export_matches_what_the_services_check() -> None:

@@ -176,19 +176,26 @@ def test_an_admin_role_reads_nothing_more(retrieval: str, issuer: DevIssuer) -> 
     assert "budget" not in {p.document_id for p in admin.passages}
 
 
-def test_one_document_fills_at_most_three_of_the_top_k(
-    retrieval: str, issuer: DevIssuer, store: EdgeChunkStore, embedder: MiniLmEmbedder
+@pytest.mark.parametrize(("max_per_document", "handbook"), [(0, 1), (3, 3), (-1, 6)])
+def test_one_document_fills_at_most_the_cap_of_the_top_k(
+    retrieval: str,
+    issuer: DevIssuer,
+    store: EdgeChunkStore,
+    embedder: MiniLmEmbedder,
+    max_per_document: int,
+    handbook: int,
 ) -> None:
     [vector] = embedder.embed([HANDBOOK_QUERY])
     uncapped = store.query(vector, "acme", ["group:legal", "user:carol", "everyone"], 5)
     assert sum(c.payload["document_id"] == "handbook" for c in uncapped) > 3, "the cap must have work to do"
 
-    reply = _search(retrieval, issuer.mint("carol"), HANDBOOK_QUERY, top_k=5)
+    reply = _search(retrieval, issuer.mint("carol"), HANDBOOK_QUERY, top_k=8, max_per_document=max_per_document)
     documents = [p.document_id for p in reply.passages]
     assert documents[0] == "handbook"
-    assert documents.count("handbook") == 3
-    # Carol may read one other chunk; the over-fetch brings it in instead of a fourth handbook chunk.
-    assert documents.count("vacation") == 1 and len(documents) == 4
+    # 0 is the server default (one passage per document); negative lifts the cap.
+    assert documents.count("handbook") == handbook
+    # Carol may read one other chunk; the over-fetch brings it in whatever the cap.
+    assert documents.count("vacation") == 1
 
 
 def test_other_tenant_sees_nothing(retrieval: str, issuer: DevIssuer) -> None:

@@ -124,3 +124,11 @@ def test_uri_ancestors_stop_at_segment_boundaries() -> None:
         "https://wiki.acme.com/hr/leave",
     ]
     assert uri_ancestors("notes.txt") == ["notes.txt"]
+
+
+def test_merged_passages_stop_growing_at_the_chunk_limit() -> None:
+    run = [hit("d", i, i * 10, i * 10 + 10, 0.9 - i / 100) for i in range(5)]
+
+    merged = merge_adjacent(run, max_chunks=3)
+
+    assert [(h.chunk_index, h.last_chunk_index) for h in merged] == [(0, 2), (3, 4)]

@@ -4,8 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from copilot.auth import Principal
-from copilot.vectorstore.port import ScoredChunk
-from services.retrieval.search import cap_per_document, held_entries
+from services.retrieval.search import Hit, cap_per_document, held_entries
 from services.retrieval.settings import RetrievalSettings
 
 
@@ -13,16 +12,16 @@ def principal(*roles: str, groups: tuple[str, ...] = ()) -> Principal:
     return Principal(subject="s", username="dana", tenant="acme", groups=groups, roles=frozenset(roles))
 
 
-def chunks(*document_ids: str) -> list[ScoredChunk]:
-    """Best first, as the store returns them; the id records each chunk's rank."""
+def chunks(*document_ids: str) -> list[Hit]:
+    """Best first, as fusion ranks them; the id records each hit's rank."""
     return [
-        ScoredChunk(f"{rank}", 1.0 - rank / 100, {"document_id": doc})
+        Hit(f"{rank}", doc, doc, doc, "", 1.0 - rank / 100, (), 0, 0, 0, "everyone")
         for rank, doc in enumerate(document_ids)
     ]
 
 
-def ranks(kept: list[ScoredChunk]) -> list[int]:
-    return [int(c.point_id) for c in kept]
+def ranks(kept: list[Hit]) -> list[int]:
+    return [int(h.chunk_id) for h in kept]
 
 
 def test_without_role_groups_the_caller_holds_their_own_entries() -> None:
@@ -59,7 +58,7 @@ def test_settings_default_to_no_role_mapping_and_three_chunks_per_document(
     settings = RetrievalSettings()
 
     assert settings.role_groups == {}
-    assert settings.max_chunks_per_document == 3
+    assert settings.max_chunks_per_document == 1
 
 
 def test_operators_set_role_groups_as_json(monkeypatch: pytest.MonkeyPatch) -> None:

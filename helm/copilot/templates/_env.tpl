@@ -18,16 +18,51 @@ secrets are not here but in the Deployment's env (secretKeyRef).
 {{- with $v.auth.jwksUrl }}
 {{ $p }}AUTH__JWKS_URL: {{ . | quote }}
 {{- end }}
-{{ $p }}KAFKA__BOOTSTRAP_SERVERS: {{ required "kafka.bootstrapServers is required" $v.kafka.bootstrapServers | quote }}
-{{ $p }}KAFKA__INTERACTIONS_TOPIC: {{ $v.kafka.topics.interactions | quote }}
-{{ $p }}KAFKA__DOCUMENTS_TOPIC: {{ $v.kafka.topics.documents | quote }}
-{{ $p }}KAFKA__INGEST_REQUESTS_TOPIC: {{ $v.kafka.topics.ingestRequests | quote }}
-{{ $p }}KAFKA__SPOOL_DIR: "/var/lib/copilot/spool"
+{{- if include "copilot.talksToKafka" . }}
+{{ include "copilot.env.kafka" . }}
+{{- end }}
 {{- if $v.telemetry.otlp.enabled }}
 {{ $p }}TELEMETRY__EXPORTER: "otlp"
 {{ $p }}TELEMETRY__OTLP_ENDPOINT: {{ $v.telemetry.otlp.endpoint | quote }}
 {{- else }}
 {{ $p }}TELEMETRY__EXPORTER: "none"
+{{- end }}
+{{- end -}}
+
+{{/*
+KafkaSettings (copilot/settings.py). The SASL password is no setting here: the Deployment reads it from
+kafka.existingSecret; the TLS files are mounted from kafka.tls's Secrets.
+*/}}
+{{- define "copilot.env.kafka" -}}
+{{- $k := .root.Values.kafka -}}
+{{- $p := include "copilot.envPrefix" . -}}
+{{- $protocol := $k.securityProtocol -}}
+{{- $sasl := hasPrefix "SASL_" $protocol -}}
+{{- $tls := hasSuffix "SSL" $protocol -}}
+{{- if and (not $sasl) (or $k.sasl.mechanism $k.sasl.username $k.existingSecret) -}}
+{{- fail (printf "kafka.sasl and kafka.existingSecret need kafka.securityProtocol SASL_SSL or SASL_PLAINTEXT, not %s" $protocol) -}}
+{{- end -}}
+{{- if and (not $tls) (include "copilot.kafkaTlsFiles" .root) -}}
+{{- fail (printf "kafka.tls needs kafka.securityProtocol SSL or SASL_SSL, not %s" $protocol) -}}
+{{- end -}}
+{{ $p }}KAFKA__BOOTSTRAP_SERVERS: {{ required "kafka.bootstrapServers is required" $k.bootstrapServers | quote }}
+{{ $p }}KAFKA__INTERACTIONS_TOPIC: {{ $k.topics.interactions | quote }}
+{{ $p }}KAFKA__DOCUMENTS_TOPIC: {{ $k.topics.documents | quote }}
+{{ $p }}KAFKA__INGEST_REQUESTS_TOPIC: {{ $k.topics.ingestRequests | quote }}
+{{ $p }}KAFKA__SPOOL_DIR: "/var/lib/copilot/spool"
+{{- if ne $protocol "PLAINTEXT" }}
+{{ $p }}KAFKA__SECURITY_PROTOCOL: {{ $protocol | quote }}
+{{- end }}
+{{- if $sasl }}
+{{ $p }}KAFKA__SASL_MECHANISM: {{ required "kafka.sasl.mechanism is required with a SASL securityProtocol (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)" $k.sasl.mechanism | quote }}
+{{ $p }}KAFKA__SASL_USERNAME: {{ required "kafka.sasl.username is required with a SASL securityProtocol" $k.sasl.username | quote }}
+{{- end }}
+{{- if $k.tls.caSecret }}
+{{ $p }}KAFKA__SSL_CAFILE: {{ printf "%s/ca.crt" (include "copilot.kafkaTlsDir" .) | quote }}
+{{- end }}
+{{- if $k.tls.clientSecret }}
+{{ $p }}KAFKA__SSL_CERTFILE: {{ printf "%s/tls.crt" (include "copilot.kafkaTlsDir" .) | quote }}
+{{ $p }}KAFKA__SSL_KEYFILE: {{ printf "%s/tls.key" (include "copilot.kafkaTlsDir" .) | quote }}
 {{- end }}
 {{- end -}}
 
@@ -46,6 +81,9 @@ secrets are not here but in the Deployment's env (secretKeyRef).
 {{ include "copilot.env.store" . }}
 {{ $p }}INGEST_ROLE: {{ $c.ingestRole | quote }}
 {{ $p }}MAX_DOCUMENT_BYTES: {{ $c.maxDocumentBytes | int64 | quote }}
+{{ $p }}MAX_UNZIPPED_BYTES: {{ $c.limits.maxUnzippedBytes | int64 | quote }}
+{{ $p }}MAX_COMPRESSION_RATIO: {{ $c.limits.maxCompressionRatio | quote }}
+{{ $p }}MAX_SPREADSHEET_CELLS: {{ $c.limits.maxSpreadsheetCells | int64 | quote }}
 {{ $p }}EMBEDDING_THREADS: {{ $c.embeddingThreads | quote }}
 {{ $p }}CONSUME_REQUESTS: {{ $c.consumeRequests | quote }}
 {{ $p }}REQUESTS_GROUP: {{ $c.requestsGroup | quote }}
@@ -62,7 +100,18 @@ secrets are not here but in the Deployment's env (secretKeyRef).
 {{ $p }}EMBEDDING_THREADS: {{ $c.embeddingThreads | quote }}
 {{ $p }}ROLE_GROUPS: {{ $c.roleGroups | toJson | quote }}
 {{ $p }}AUDITOR_ROLE: {{ $c.auditorRole | quote }}
-{{ $p }}MAX_CHUNKS_PER_DOCUMENT: {{ $c.maxChunksPerDocument | quote }}
+{{- with $c.search }}
+{{ $p }}DEFAULT_MODE: {{ .defaultMode | quote }}
+{{ $p }}DENSE_WEIGHT: {{ .denseWeight | quote }}
+{{ $p }}LEXICAL_WEIGHT: {{ .lexicalWeight | quote }}
+{{ $p }}RRF_K: {{ .rrfK | quote }}
+{{ $p }}MERGE_ADJACENT_CHUNKS: {{ .mergeAdjacentChunks | quote }}
+{{ $p }}MAX_CHUNKS_PER_DOCUMENT: {{ .maxChunksPerDocument | quote }}
+{{ $p }}MAX_AUDIENCE: {{ .maxAudience | quote }}
+{{ $p }}RERANKER: {{ .reranker | quote }}
+{{ $p }}RERANK_CANDIDATES: {{ .rerankCandidates | quote }}
+{{ $p }}RERANK_THREADS: {{ .rerankThreads | quote }}
+{{- end }}
 {{- end -}}
 
 {{- define "copilot.env.generation" -}}
@@ -82,9 +131,6 @@ secrets are not here but in the Deployment's env (secretKeyRef).
 {{ $p }}MAX_ANSWER_TOKENS: {{ $c.maxAnswerTokens | quote }}
 {{ $p }}ENGINE_START_TIMEOUT_S: {{ $c.engineStartTimeoutSeconds | quote }}
 {{ $p }}RAY_TEMP_DIR: "/tmp/ray"
-{{- if $c.rayService.enabled }}
-{{ $p }}RAY_ADDRESS: {{ printf "ray://%s-head-svc:%v" (include "copilot.rayServiceName" .root) $c.rayService.clientPort | quote }}
-{{- end }}
 {{- if $c.database.readers }}
 {{ $p }}DATABASE__READERS: {{ toJson $c.database.readers | quote }}
 {{ $p }}DATABASE__DESCRIPTION: {{ $c.database.description | quote }}
@@ -98,13 +144,25 @@ TRANSFORMERS_OFFLINE: "1"
 {{- $c := .root.Values.monitor -}}
 {{- $p := include "copilot.envPrefix" . -}}
 {{ include "copilot.env.common" . }}
+{{- /* The PostgreSQL URL (DATABASE_URL) is a secret, set by the Deployment; without it, SQLite on the claim. */}}
 {{- if not $c.postgresql.existingSecret }}
 {{ $p }}DATABASE: "/var/lib/copilot/monitor/monitor.sqlite"
 {{- end }}
+{{ $p }}HTTP_HOST: {{ .root.Values.listenHost | quote }}
+{{ $p }}HTTP_PORT: {{ $c.http.port | quote }}
+{{ $p }}COOKIE_SECURE: {{ $c.http.cookieSecure | quote }}
+{{ $p }}REVIEW_BASE_URL: {{ $c.reviewBaseUrl | quote }}
 {{ $p }}CONSUMER_GROUP: {{ $c.consumerGroup | quote }}
 {{ $p }}DEAD_LETTER_TOPIC: {{ $c.deadLetterTopic | quote }}
 {{ $p }}REVIEWER_ROLE: {{ $c.reviewerRole | quote }}
 {{ $p }}LATENCY_CEILING_MS: {{ $c.latencyCeilingMs | quote }}
+{{ $p }}DRIFT_SAMPLE_RATE: {{ $c.sampleRates.drift | quote }}
+{{ $p }}TOXICITY_CLASSIFIER_SAMPLE_RATE: {{ $c.sampleRates.toxicityClassifier | quote }}
+{{- /* The webhook URLs carry credentials: the Deployment reads them from monitor.alerts.existingSecret. */}}
+{{ $p }}ALERT_MIN_SEVERITY: {{ $c.alerts.minSeverity | quote }}
+{{ $p }}ALERT_RATE_PER_MINUTE: {{ $c.alerts.ratePerMinute | quote }}
+{{ $p }}ALERT_BURST: {{ $c.alerts.burst | quote }}
+{{ $p }}ALERT_DEDUP_WINDOW_S: {{ $c.alerts.dedupWindowSeconds | quote }}
 {{- end -}}
 
 {{- define "copilot.env.bots" -}}

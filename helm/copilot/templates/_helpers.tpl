@@ -135,9 +135,19 @@ imagePullSecrets:
 {{- printf "%s:%v" (include "copilot.componentName" .) (index .root.Values .name).port -}}
 {{- end -}}
 
-{{/* The Ray head's Service that KubeRay creates for the RayService ("<name>-head-svc"). */}}
-{{- define "copilot.rayServiceName" -}}
-{{- printf "%s-ray" (include "copilot.componentName" (dict "root" . "name" "generation")) | trunc 50 | trimSuffix "-" -}}
+{{/* Non-empty for the components with a Kafka client (retrieval has none): (dict "root" $ "name" "ingest"). */}}
+{{- define "copilot.talksToKafka" -}}
+{{- if has .name (list "ingest" "generation" "monitor" "bots") }}true{{ end -}}
+{{- end -}}
+
+{{/* Where the Kafka TLS files are mounted (kafka.tls): the CA bundle and the client certificate and key. */}}
+{{- define "copilot.kafkaTlsDir" -}}
+/etc/copilot/kafka-tls
+{{- end -}}
+
+{{/* Non-empty when the Kafka clients need TLS files mounted. */}}
+{{- define "copilot.kafkaTlsFiles" -}}
+{{- if or .Values.kafka.tls.caSecret .Values.kafka.tls.clientSecret }}true{{ end -}}
 {{- end -}}
 
 {{- define "copilot.podSecurityContext" -}}
