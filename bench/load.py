@@ -464,6 +464,7 @@ def run(
         sampler.join()
     finally:
         down(home, progress=lambda _m: None)
+        console.print(f"[dim]the stack's logs: {home / 'logs'}[/dim]")
     out.mkdir(parents=True, exist_ok=True)
     png = out / "load-memory.png"
     warmup_s, _ = memory_verdicts(results, duration_s)

@@ -20,6 +20,7 @@ from opentelemetry import trace
 from copilot import errors
 from copilot.auth import Principal, reset_current_principal, set_current_principal
 from copilot.logs import log_fields, request_id_var
+from copilot.ratelimit import RateLimited, TokenBucketLimiter
 from copilot.settings import ServiceSettings
 from copilot.tracing import extract_metadata
 
@@ -32,7 +33,14 @@ class Verifier(Protocol):
     def verify(self, token: str) -> Principal: ...
 
 
+# What a server may send and a client may receive; what a server accepts is a setting
+# (``max_receive_message_bytes``), since that is where hostile input arrives.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Status messages travel in a header, which gRPC caps at 16 KiB; one echoing a huge input would turn
+# into a confusing "Stream removed" instead.
+MAX_STATUS_MESSAGE_CHARS = 2000
+# Trailing metadata on a rate-limited call: milliseconds until the caller's next call is accepted.
+RETRY_AFTER_METADATA = "retry-after-ms"
 
 STATUS_BY_ERROR: dict[type[errors.CopilotError], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
@@ -55,6 +63,14 @@ def status_for(exc: errors.CopilotError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def _shortened(message: str) -> str:
+    """Keeps both ends: the echoed input usually sits in the middle, the reason at the start or end."""
+    if len(message) <= MAX_STATUS_MESSAGE_CHARS:
+        return message
+    keep = (MAX_STATUS_MESSAGE_CHARS - 60) // 2
+    return f"{message[:keep]} ...({len(message)} characters in all)... {message[-keep:]}"
+
+
 def _bearer_token(metadata: tuple[tuple[str, Any], ...]) -> str | None:
     for key, value in metadata:
         if key == "authorization" and isinstance(value, str) and value.lower().startswith("bearer "):
@@ -62,12 +78,41 @@ def _bearer_token(metadata: tuple[tuple[str, Any], ...]) -> str | None:
     return None
 
 
-class _CallInterceptor(grpc.ServerInterceptor):
-    """Wraps each handler so tracing, auth and error mapping run in the worker thread that serves the call."""
+# Not failures of the call: a closed stream, or the process being stopped.
+_NOT_CRASHES = (GeneratorExit, KeyboardInterrupt, SystemExit)
 
-    def __init__(self, service_name: str, verifier: Verifier | None) -> None:
+
+class _Undecodable:
+    """Stands in for a request whose bytes are not the method's message, so the caller gets
+    INVALID_ARGUMENT (after authentication) instead of the INTERNAL gRPC would answer."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # DecodeError, or whatever else hostile bytes provoke in the parser
+            return _Undecodable(exc)
+
+    return parse
+
+
+class _CallInterceptor(grpc.ServerInterceptor):
+    """Wraps each handler so tracing, auth, rate limiting and error mapping run in the worker thread that
+    serves the call."""
+
+    def __init__(
+        self, service_name: str, verifier: Verifier | None, limiter: TokenBucketLimiter | None = None
+    ) -> None:
         self._tracer = trace.get_tracer(service_name)
         self._verifier = verifier
+        self._limiter = limiter
 
     def intercept_service(
         self,
@@ -85,27 +130,27 @@ class _CallInterceptor(grpc.ServerInterceptor):
             inner_uu = handler.unary_unary
 
             def unary_unary(request: Any, ctx: grpc.ServicerContext) -> Any:
-                with self._scope(method, metadata, ctx):
+                with self._scope(method, metadata, ctx, request):
                     return inner_uu(request, ctx)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
+                unary_unary, _tolerant(handler.request_deserializer), handler.response_serializer
             )
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
 
             def unary_stream(request: Any, ctx: grpc.ServicerContext) -> Iterator[Any]:
-                with self._scope(method, metadata, ctx):
+                with self._scope(method, metadata, ctx, request):
                     yield from inner_us(request, ctx)
 
             return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
+                unary_stream, _tolerant(handler.request_deserializer), handler.response_serializer
             )
         raise NotImplementedError(f"{method}: client-streaming RPCs are not used by copilot")
 
     @contextmanager
     def _scope(
-        self, method: str, metadata: tuple[tuple[str, Any], ...], ctx: grpc.ServicerContext
+        self, method: str, metadata: tuple[tuple[str, Any], ...], ctx: grpc.ServicerContext, request: Any
     ) -> Iterator[None]:
         request_id = dict(metadata).get("x-request-id") or uuid.uuid4().hex
         rid_token = request_id_var.set(str(request_id))
@@ -114,18 +159,31 @@ class _CallInterceptor(grpc.ServerInterceptor):
         try:
             with self._tracer.start_as_current_span(method, kind=trace.SpanKind.SERVER) as span:
                 try:
-                    principal_token = set_current_principal(self._authenticate(metadata))
+                    principal = self._authenticate(metadata)
+                    principal_token = set_current_principal(principal)
+                    if self._limiter is not None and principal is not None:
+                        self._limiter.check(principal.subject)
+                    if isinstance(request, _Undecodable):
+                        raise errors.InvalidInput(
+                            f"the request to {method} is not a valid protobuf message: {request.error}"
+                        )
                     yield
                 except errors.CopilotError as exc:
                     code = status_for(exc)
                     span.set_attribute("rpc.grpc.status_code", code.value[0])
-                    log.info("%s failed: %s", method, exc, extra=log_fields(code=code.name))
-                    ctx.abort(code, str(exc))
+                    message = _shortened(str(exc))
+                    log.info("%s failed: %s", method, message, extra=log_fields(code=code.name))
+                    if isinstance(exc, RateLimited):
+                        retry_after_ms = str(max(1, round(exc.retry_after_s * 1000)))
+                        ctx.set_trailing_metadata(((RETRY_AFTER_METADATA, retry_after_ms),))
+                    ctx.abort(code, message)
                 except grpc.RpcError:
                     raise
-                except Exception as exc:
-                    # abort() raises an Exception subclass too; let it through untouched.
-                    if ctx.code() is not None:  # type: ignore[attr-defined]
+                except BaseException as exc:
+                    # abort() raises an Exception subclass too; let it through untouched. A native
+                    # extension's panic (pyo3's PanicException) is a BaseException: without this the call
+                    # would hang until its deadline.
+                    if ctx.code() is not None or isinstance(exc, _NOT_CRASHES):  # type: ignore[attr-defined]
                         raise
                     log.exception("%s crashed", method)
                     span.record_exception(exc)
@@ -171,13 +229,15 @@ class GrpcServer:
     def __init__(self, name: str, settings: ServiceSettings, verifier: Verifier | None) -> None:
         self.name = name
         self._settings = settings
+        limiter = TokenBucketLimiter.from_settings(settings.rate_limit)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix=name),
-            interceptors=[_CallInterceptor(name, verifier)],
+            interceptors=[_CallInterceptor(name, verifier, limiter)],
             options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)

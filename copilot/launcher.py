@@ -212,6 +212,8 @@ def up(
                 **_service_env("COPILOT_MONITOR_", ports["monitor"], s, issuer, home, store_key),
                 "COPILOT_MONITOR_DATABASE": str(home / "data" / "monitor.sqlite"),
                 "COPILOT_MONITOR_HTTP_PORT": str(s.review_port),
+                # The demo has one reviewer (ops); two labels per item would leave every flag open.
+                "COPILOT_MONITOR_REVIEW__LABELS_PER_ITEM": "1",
             },
             ports["monitor"],
             "grpc",

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from copilot.auth import ApiKeyVerifier
 from copilot.grpc_server import GrpcServer
 from copilot.logs import configure_logging
+from copilot.ratelimit import RateLimitSettings
 from copilot.settings import ServiceSettings
 from copilot.store.v1 import store_pb2_grpc
 from copilot.tracing import configure_tracing
@@ -27,6 +28,10 @@ class StoreHostSettings(ServiceSettings):
     path: Path = Path(".copilot/data/qdrant-edge")
     dimension: int = 384
     api_key: SecretStr = SecretStr("")
+    # All of a document's chunks and vectors arrive in one ReplaceDocument.
+    max_receive_message_bytes: int = 64 * 1024 * 1024
+    # Its only callers are ingest and retrieval under one service key; they limit their own callers.
+    rate_limit: RateLimitSettings = Field(default_factory=lambda: RateLimitSettings(requests_per_second=0))
 
 
 def main() -> None:

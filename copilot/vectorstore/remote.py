@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 
 import grpc
@@ -239,6 +240,10 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             raise InvalidInput("a query is dense or lexical, not both")
         if len(request.lexical.indices) != len(request.lexical.values):
             raise InvalidInput("lexical query has different numbers of indices and values")
+        # The engine panics on a NaN range bound.
+        for bound in ("modified_after", "modified_before"):
+            if request.HasField(bound) and math.isnan(getattr(request, bound)):
+                raise InvalidInput(f"{bound} is not a number")
         vector: list[float] | SparseVector = (
             SparseVector(tuple(request.lexical.indices), tuple(request.lexical.values))
             if request.lexical.indices
@@ -251,14 +256,17 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             modified_after=request.modified_after if request.HasField("modified_after") else None,
             modified_before=request.modified_before if request.HasField("modified_before") else None,
         )
-        hits = self._store.query(
-            vector,
-            request.tenant,
-            list(request.principals),
-            request.limit,
-            narrow=narrow,
-            with_vector=request.with_vector,
-        )
+        try:
+            hits = self._store.query(
+                vector,
+                request.tenant,
+                list(request.principals),
+                request.limit,
+                narrow=narrow,
+                with_vector=request.with_vector,
+            )
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
         return store_pb2.QueryResponse(
             chunks=[
                 store_pb2.ScoredChunk(
