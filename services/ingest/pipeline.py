@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 PIPELINE_VERSION = "4"
 
 
+#: Longest document uri accepted: it travels in every chunk's payload and every DocumentEvent, and Kafka
+#: refuses events over 1 MB.
+MAX_URI_CHARS = 2048
+
+
 class Outcome(enum.Enum):
     CREATED = "created"
     UPDATED = "updated"

@@ -26,7 +26,7 @@ from copilot.logs import log_fields
 from copilot.tracing import extract_headers
 from services.ingest.access import Access
 from services.ingest.errors import IngestError
-from services.ingest.pipeline import IngestPipeline
+from services.ingest.pipeline import MAX_URI_CHARS, IngestPipeline
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("copilot-ingest")
@@ -143,6 +143,8 @@ class IngestRequestConsumer:
             refusal = f"access names tenant {a.tenant!r} but the request is for tenant {request.tenant!r}"
         elif access.is_empty():
             refusal = "no readers given (groups, users or public); refusing a document nobody may read"
+        elif len(request.uri) > MAX_URI_CHARS:
+            refusal = f"the uri is {len(request.uri):,} characters; the limit is {MAX_URI_CHARS:,}"
         elif len(request.content) > self._max_bytes:
             size, limit = len(request.content), self._max_bytes
             refusal = f"it is {size:,} bytes, over the {limit:,}-byte limit for one document"

@@ -7,7 +7,7 @@ from copilot.errors import InvalidInput, PermissionDenied
 from copilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest.access import Access
 from services.ingest.errors import IngestError
-from services.ingest.pipeline import IngestPipeline, Outcome
+from services.ingest.pipeline import MAX_URI_CHARS, IngestPipeline, Outcome
 
 _OUTCOMES = {
     Outcome.CREATED: ingest_pb2.INGEST_OUTCOME_CREATED,
@@ -36,6 +36,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         tenant = self._tenant(request.access.tenant)
         if not request.uri:
             raise InvalidInput("uri is required")
+        if len(request.uri) > MAX_URI_CHARS:
+            raise InvalidInput(f"uri is {len(request.uri):,} characters; the limit is {MAX_URI_CHARS:,}")
         filename = request.filename or request.uri
         if len(request.content) > self._max_bytes:
             raise InvalidInput(

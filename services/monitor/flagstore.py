@@ -207,7 +207,8 @@ def database_url(database: Path | str) -> str:
 
 def _engine(url: str) -> sa.Engine:
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
+        # A database that stopped answering must fail the call, not hang it.
+        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
     memory = url in ("sqlite://", "sqlite:///:memory:")
     engine = sa.create_engine(
         url,

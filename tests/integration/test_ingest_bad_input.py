@@ -223,6 +223,26 @@ def test_each_bad_document_fails_alone_with_a_clear_reason(
     assert all(bad_documents()[name][2] in reason for name, reason in failed.items())
 
 
+def test_an_overlong_uri_is_refused_before_anything_is_stored(
+    ingest: Ingest, ingest_target: str, issuer: DevIssuer
+) -> None:
+    stub = ingest_pb2_grpc.IngestServiceStub(open_channel(ingest_target))
+    request = ingest_pb2.IngestDocumentRequest(
+        uri="/long/" + "x" * 3000,
+        filename="memo.md",
+        content=b"# Memo\n\nShort.",
+        access=common_pb2.AccessControl(groups=["finance"]),
+    )
+    chunks_before = ingest.store.count()
+
+    with pytest.raises(grpc.RpcError) as info:
+        stub.IngestDocument(request, metadata=bearer(issuer.mint("ops")), timeout=60)
+
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the limit is 2,048" in info.value.details()
+    assert ingest.store.count() == chunks_before
+
+
 @pytest.fixture
 def stack_home(
     ingest: Ingest, issuer: DevIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
