@@ -54,7 +54,9 @@ CONTEXT_TOKENS = 4096
 PROMPT_TOKENS = 1500
 ANSWER_TOKENS = 32
 ROUNDS = 3
-HOP_ROUNDS = 10
+HOP_ROUNDS = 20
+# Paired differences spread wider than this (interquartile range) cannot show a 10 ms overhead.
+NOISE_LIMIT_MS = 50.0
 QUESTION = "What do these documents say about budgets, approvals and time off?"
 
 
@@ -285,7 +287,14 @@ def report(model: str, long: list[list[Timing]], hops: list[list[Timing]], sizes
         for i, name in enumerate(names)
     )
     overhead = extra(hops, 2, 0)
-    verdict = "met" if overhead <= 10 else "missed"
+    quartiles = statistics.quantiles([r[2].ttft_ms - r[0].ttft_ms for r in hops], n=4)
+    spread = quartiles[2] - quartiles[0]
+    if spread > NOISE_LIMIT_MS:
+        verdict = (
+            f"not measurable in this run (paired differences spread over {spread:.0f} ms: a busy machine)"
+        )
+    else:
+        verdict = "met" if overhead <= 10 else "missed"
     return f"""## Generation: time to first token, decode speed and the cost of the serving hops
 
 Command: `{COMMAND}` (part of `make bench`). Model: {model} ({MODELS[model].upstream}), llama.cpp on {THREADS} threads,
@@ -300,7 +309,8 @@ passages), {ANSWER_TOKENS}-token answers, greedy; {ROUNDS} rounds, medians. Retr
 |---|---|---|
 {hop_rows}
 
-Ray Serve + gRPC overhead (p50, paired): {overhead:+.1f} ms; target <= 10 ms: {verdict}.
+Ray Serve + gRPC overhead (p50, paired): {overhead:+.1f} ms, interquartile range {spread:.1f} ms; target <= 10 ms:
+{verdict}.
 """
 
 
@@ -317,6 +327,6 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=MODEL, choices=sorted(MODELS))
-    console = Console()
-    console.print(run(console, parser.parse_args().model))
+    # Printed as is: the console would wrap the table rows.
+    print(run(Console(stderr=True), parser.parse_args().model))
     sys.exit(0)

@@ -1,6 +1,7 @@
-"""Question in, cited answer out: turn a follow-up into a standalone question, retrieve with the caller's
-rights, refuse when nothing relevant is readable, stream the model's answer, keep only real citations,
-check each sentence against the sources it cites, and report the interaction."""
+"""Question in, cited answer out: pick the model, turn a follow-up into a standalone question, retrieve
+with the caller's rights (or let the agent call tools), refuse when nothing relevant is readable, stream
+the model's answer, keep only real citations, check each sentence against the sources it cites, and
+report the interaction."""
 
 from __future__ import annotations
 
@@ -16,15 +17,14 @@ from copilot.auth import Principal
 from copilot.common.v1 import common_pb2
 from copilot.errors import InvalidInput
 from copilot.events.v1 import events_pb2
+from services.generation.agent import Agent, ToolsFailed, ToolUse
 from services.generation.citations import cited_numbers, valid_citations
 from services.generation.conversations import ConversationStore, Turn
-from services.generation.engine import ChatMessage, Engine, GenerationParams
+from services.generation.engine import ChatMessage, Engine, EngineCatalog, GenerationParams
 from services.generation.prompt import REFUSAL, build_messages, build_rewrite_messages
+from services.generation.tools import ToolCall
+from services.generation.tools.documents import PassageSource
 from services.generation.verification import SentenceCheck
-
-
-class PassageSource(Protocol):
-    def search(self, token: str, query: str, top_k: int) -> list[common_pb2.Passage]: ...
 
 
 class InteractionSink(Protocol):
@@ -77,24 +77,34 @@ class Answerer:
     def __init__(
         self,
         source: PassageSource,
-        engine: Engine,
+        engines: EngineCatalog,
         sink: InteractionSink,
         policy: AnswerPolicy,
         pseudonym_key: bytes,
         verifier: Verifier | None = None,
         conversations: ConversationStore | None = None,
+        agent: Agent | None = None,
     ) -> None:
         self._source = source
-        self._engine = engine
+        self._engines = engines
         self._sink = sink
         self._policy = policy
         self._pseudonym_key = pseudonym_key
         self._verifier = verifier
         self._conversations = conversations
+        self._agent = agent
 
     def answer(
-        self, principal: Principal, question: str, conversation_id: str, top_k: int
-    ) -> Iterator[AnswerDelta | AnswerDone]:
+        self,
+        principal: Principal,
+        question: str,
+        conversation_id: str = "",
+        top_k: int = 0,
+        *,
+        model: str = "",
+        audience: Sequence[common_pb2.Audience] = (),
+        use_tools: bool = False,
+    ) -> Iterator[AnswerDelta | ToolUse | AnswerDone]:
         question = question.strip()
         if not question:
             raise InvalidInput("question is empty")
@@ -102,6 +112,9 @@ class Answerer:
             raise InvalidInput(
                 f"question is {len(question)} characters; the limit is {self._policy.max_question_chars}"
             )
+        engine = self._engines.get(model)
+        if use_tools and self._agent is None:
+            raise InvalidInput("this server has no tools; ask without use_tools")
         timings = _Timings()
         interaction_id = str(uuid.uuid4())
         history = (
@@ -111,32 +124,41 @@ class Answerer:
         )
         conversation_id = conversation_id or interaction_id
         # Retrieval sees one question at a time: "and for part-timers?" finds nothing on its own.
-        query = self._standalone(history, question) if history else question
+        query = self._standalone(engine, history, question) if history else question
         searching = timings.since_start_ms()
-        passages = self._source.search(principal.token, query, top_k or self._policy.default_top_k)
+        if self._agent is not None and use_tools:
+            findings = yield from self._agent.run(ToolCall(principal, audience, engine), query)
+            if not findings.sources and findings.errors:
+                raise ToolsFailed(
+                    "the tools could not find an answer: " + "; ".join(dict.fromkeys(findings.errors))
+                )
+            relevant = findings.sources
+        else:
+            passages = self._source.search(
+                principal.token, query, top_k or self._policy.default_top_k, audience
+            )
+            relevant = [p for p in passages if p.score >= self._policy.min_relevance]
         timings.retrieval_ms = timings.since_start_ms() - searching
-        relevant = [p for p in passages if p.score >= self._policy.min_relevance]
 
         if not relevant:
             # Same words whether nothing matched or nothing matched that the caller may read,
             # so the answer never reveals that an unreadable document exists.
             yield AnswerDelta(REFUSAL)
             self._report(
-                interaction_id, principal, conversation_id, question, REFUSAL, [], [], True, [], 0, 0, timings
-            )
+                engine, interaction_id, principal, conversation_id, question, REFUSAL, [], [], True, [],
+                0, 0, timings,
+            )  # fmt: skip
             self._remember(principal, conversation_id, query, REFUSAL)
-            yield AnswerDone(interaction_id, REFUSAL, [], True, self._engine.model_name, conversation_id, [])
+            yield AnswerDone(interaction_id, REFUSAL, [], True, engine.model_name, conversation_id, [])
             return
 
-        budget = self._engine.context_tokens - self._policy.answer_reserve_tokens
-        messages, kept = build_messages(question, relevant, self._engine.count_tokens, budget, history)
+        budget = engine.context_tokens - self._policy.answer_reserve_tokens
+        messages, kept = build_messages(question, relevant, engine.count_tokens_many, budget, history)
         given = relevant[:kept]
         parts: list[str] = []
         prompt_tokens = completion_tokens = 0
         params = GenerationParams(max_tokens=self._policy.max_answer_tokens, temperature=0.0)
-        for delta in self._engine.stream_chat(
-            [ChatMessage(m["role"], m["content"]) for m in messages], params
-        ):
+        for delta in engine.stream_chat([ChatMessage(m["role"], m["content"]) for m in messages], params):
             if delta.text:
                 if not parts:
                     timings.first_token_ms = timings.since_start_ms()
@@ -149,6 +171,7 @@ class Answerer:
         citations = [(n, given[n - 1]) for n in numbers]
         sentences = self._verifier.verify(answer, given) if self._verifier and not refused else []
         self._report(
+            engine,
             interaction_id,
             principal,
             conversation_id,
@@ -164,18 +187,16 @@ class Answerer:
         )
         self._remember(principal, conversation_id, query, answer)
         yield AnswerDone(
-            interaction_id, answer, citations, refused, self._engine.model_name, conversation_id, sentences
+            interaction_id, answer, citations, refused, engine.model_name, conversation_id, sentences
         )
 
-    def _standalone(self, history: Sequence[Turn], question: str) -> str:
-        budget = self._engine.context_tokens - self._policy.answer_reserve_tokens
-        messages = build_rewrite_messages(history, question, self._engine.count_tokens, budget)
+    def _standalone(self, engine: Engine, history: Sequence[Turn], question: str) -> str:
+        budget = engine.context_tokens - self._policy.answer_reserve_tokens
+        messages = build_rewrite_messages(history, question, engine.count_tokens_many, budget)
         params = GenerationParams(max_tokens=self._policy.rewrite_max_tokens, temperature=0.0, stop=("\n",))
         rewritten = "".join(
             d.text
-            for d in self._engine.stream_chat(
-                [ChatMessage(m["role"], m["content"]) for m in messages], params
-            )
+            for d in engine.stream_chat([ChatMessage(m["role"], m["content"]) for m in messages], params)
         ).strip()
         # An empty or rambling rewrite is worse for retrieval than the follow-up as asked.
         if not rewritten or len(rewritten) > 3 * len(question):
@@ -190,6 +211,7 @@ class Answerer:
 
     def _report(
         self,
+        engine: Engine,
         interaction_id: str,
         principal: Principal,
         conversation_id: str,
@@ -218,7 +240,7 @@ class Answerer:
                 passages=list(passages),
                 cited_sources=cited,
                 refused=refused,
-                model=self._engine.model_name,
+                model=engine.model_name,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 retrieval_ms=timings.retrieval_ms,

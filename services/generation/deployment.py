@@ -11,18 +11,21 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import ray
 from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from ray.serve.schema import ApplicationStatus
 
-from services.generation.engine import ChatMessage, GenerationParams, TokenDelta, build_engine
+from copilot.errors import DependencyUnavailable
+from services.generation.engine import ChatMessage, GenerationParams, PromptTooLong, TokenDelta, build_engine
 from services.generation.models import get_model_spec, resolve_model_file
 
+# One Serve application per model, named APP_NAME-<model>.
 APP_NAME = "copilot-generation"
 # How long a unary call (info, count_tokens) may take; they never wait for generation.
 CALL_TIMEOUT_S = 60.0
@@ -53,6 +56,9 @@ class EngineDeployment:
     def count_tokens(self, text: str) -> int:
         return self._engine.count_tokens(text)
 
+    def count_tokens_many(self, texts: list[str]) -> list[int]:
+        return self._engine.count_tokens_many(texts)
+
     async def stream_chat(
         self, messages: list[dict[str, str]], params: dict[str, Any]
     ) -> AsyncIterator[dict[str, Any]]:
@@ -61,6 +67,7 @@ class EngineDeployment:
             max_tokens=int(params["max_tokens"]),
             temperature=float(params["temperature"]),
             stop=tuple(params["stop"]),
+            json_schema=params.get("json_schema"),
         )
         # The engine runs on its own thread. Serve cannot interrupt a plain generator when the caller
         # goes away, and it would run the answer to the end while holding the engine; this one stops
@@ -106,12 +113,13 @@ class EngineDeployment:
 class RayServeEngine:
     """An Engine whose model runs in a Ray Serve replica, on a Ray cluster private to this process."""
 
-    def __init__(self, handle: DeploymentHandle, owns_ray: bool) -> None:
+    def __init__(self, handle: DeploymentHandle, model: str, shutdown: Callable[[], None]) -> None:
         self._handle = handle
-        self._owns_ray = owns_ray
-        info = self.info()
-        self.model_name: str = info["model_name"]
-        self.context_tokens: int = info["context_tokens"]
+        self._app_name = app_name(model)
+        self._shutdown = shutdown
+        # The catalog name, which is also the name the engine reports.
+        self.model_name = model
+        self.context_tokens: int = self.info()["context_tokens"]
 
     @classmethod
     def start(
@@ -124,53 +132,23 @@ class RayServeEngine:
         start_timeout_s: float = 180,
         ray_temp_dir: Path | None = None,
     ) -> RayServeEngine:
-        if kind not in _MAX_ONGOING:
-            raise ValueError(f"unknown engine kind {kind!r}; expected one of {', '.join(_MAX_ONGOING)}")
-        deadline = time.monotonic() + start_timeout_s
-        if kind == "llama_cpp":
-            # Fails here, with the pip command, rather than deep in a replica's log; and joins a split
-            # model once, before the replica needs it.
-            resolve_model_file(get_model_spec(model), cache_dir)
-        # RAY_AUTH_MODE is deliberately left to Ray: its GCS and raylet listen on every interface, and
-        # without a token anyone who can reach this host could run code in the cluster. When the variable
-        # is unset, Ray 2.60 turns token auth on for a new local cluster (token in ~/.ray/auth_token) and
-        # refreshes its cached config; setting RAY_AUTH_MODE=token from here, after ray is imported,
-        # would skip that refresh and the driver could not talk to its own GCS.
-        owns_ray = not ray.is_initialized()
-        if owns_ray:
-            ray.init(
-                address="local",
-                num_cpus=max(threads, os.cpu_count() or 1),
-                object_store_memory=512 * 2**20,
-                include_dashboard=False,
-                # Two clusters sharing /tmp/ray (two stacks, or a stack and a test) find each
-                # other's session files and fail to start; each stack gets its own directory.
-                _temp_dir=str(ray_temp_dir) if ray_temp_dir else None,
-            )
-        try:
-            # No HTTP proxy: the gRPC service reaches the engine only through the handle.
-            serve.start(proxy_location="Disabled")
-            app = EngineDeployment.options(  # type: ignore[attr-defined]
-                max_ongoing_requests=_MAX_ONGOING[kind],
-                ray_actor_options={"num_cpus": threads, "num_gpus": 1 if kind == "vllm" else 0},
-            ).bind(kind, model, str(cache_dir.resolve()), threads, context_tokens)
-            # Not serve.run: it waits without a limit, and retries a failing constructor meanwhile.
-            (handle,) = serve.run_many(
-                [serve.RunTarget(app, name=APP_NAME, route_prefix=None)], wait_for_applications_running=False
-            )
-            _wait_until_running(deadline, start_timeout_s)
-            return cls(handle, owns_ray)
-        except BaseException:
-            _stop(owns_ray)
-            raise
+        """One model; ``shutdown`` stops Ray."""
+        (engine,) = start_engines(
+            kind, [model], cache_dir, threads, context_tokens, start_timeout_s, ray_temp_dir
+        ).values()
+        return engine
 
     def info(self) -> dict[str, Any]:
-        info: dict[str, Any] = self._handle.info.remote().result(timeout_s=CALL_TIMEOUT_S)
+        info: dict[str, Any] = self._call(self._handle.info.remote)
         return info
 
     def count_tokens(self, text: str) -> int:
-        count: int = self._handle.count_tokens.remote(text).result(timeout_s=CALL_TIMEOUT_S)
+        count: int = self._call(self._handle.count_tokens.remote, text)
         return count
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        counts: list[int] = self._call(self._handle.count_tokens_many.remote, list(texts))
+        return counts
 
     def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
         deltas = cast(
@@ -182,17 +160,124 @@ class RayServeEngine:
         try:
             for delta in deltas:
                 yield TokenDelta(**delta)
+        except RayTaskError as error:
+            # The engine raised: a request too long for the context is the caller's to fix; after
+            # anything else the replica reports itself unhealthy, and Serve replaces it.
+            if isinstance(error.cause, PromptTooLong):
+                raise error.cause from None
+            raise DependencyUnavailable(
+                f"model {self.model_name} failed while answering ({type(error.cause).__name__}: "
+                f"{error.cause}); retry shortly"
+            ) from error
+        except RayActorError as error:
+            raise DependencyUnavailable(
+                f"model {self.model_name}'s engine died while answering; it is being restarted, retry shortly"
+            ) from error
         finally:
             # A caller that stops reading (a client gone) frees its slot in the replica.
             deltas.cancel()
 
+    def healthy(self) -> bool:
+        """True while the model's application runs with all its replicas healthy."""
+        app = serve.status().applications.get(self._app_name)
+        return app is not None and app.status == ApplicationStatus.RUNNING
+
     def shutdown(self) -> None:
-        _stop(self._owns_ray)
+        """Stops every model started with this one, and Ray if they started it."""
+        self._shutdown()
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return method(*args).result(timeout_s=CALL_TIMEOUT_S)
+        except (RayActorError, TimeoutError) as error:
+            raise DependencyUnavailable(
+                f"model {self.model_name} is not answering ({type(error).__name__}); retry shortly"
+            ) from error
 
 
-def _wait_until_running(deadline: float, timeout_s: float) -> None:
+def start_engines(
+    kind: str,
+    models: Sequence[str],
+    cache_dir: Path,
+    threads: int,
+    context_tokens: int,
+    start_timeout_s: float = 180,
+    ray_temp_dir: Path | None = None,
+) -> dict[str, RayServeEngine]:
+    """One Serve application per model, on a Ray cluster this process starts unless one is running.
+
+    Calling ``shutdown`` on any of the engines stops them all.
+    """
+    if kind not in _MAX_ONGOING:
+        raise ValueError(f"unknown engine kind {kind!r}; expected one of {', '.join(_MAX_ONGOING)}")
+    if not models:
+        raise ValueError("no model to serve")
+    deadline = time.monotonic() + start_timeout_s
+    if kind == "llama_cpp":
+        # Fails here, with the pip command, rather than deep in a replica's log; and joins a split
+        # model once, before the replica needs it.
+        for model in models:
+            resolve_model_file(get_model_spec(model), cache_dir)
+    # RAY_AUTH_MODE is deliberately left to Ray: its GCS and raylet listen on every interface, and
+    # without a token anyone who can reach this host could run code in the cluster. When the variable
+    # is unset, Ray 2.60 turns token auth on for a new local cluster (token in ~/.ray/auth_token) and
+    # refreshes its cached config; setting RAY_AUTH_MODE=token from here, after ray is imported,
+    # would skip that refresh and the driver could not talk to its own GCS.
+    owns_ray = not ray.is_initialized()
+    names = [app_name(m) for m in models]
+    if owns_ray:
+        ray.init(
+            address="local",
+            # Logical CPUs: each replica reserves ``threads``; the models share the real cores, and
+            # llama.cpp runs one answer at a time in each.
+            num_cpus=max(threads * len(models), os.cpu_count() or 1),
+            object_store_memory=512 * 2**20,
+            include_dashboard=False,
+            # Two clusters sharing /tmp/ray (two stacks, or a stack and a test) find each
+            # other's session files and fail to start; each stack gets its own directory.
+            _temp_dir=str(ray_temp_dir) if ray_temp_dir else None,
+            # Ray starts its workers at niceness 15. The replicas are this service's main work: niced,
+            # every other busy process on the host slowed answers several times over.
+            _system_config={"worker_niceness": 0},
+        )
+
+    def shutdown() -> None:
+        _stop(owns_ray, names)
+
+    try:
+        # No HTTP proxy: the gRPC service reaches the engines only through their handles.
+        serve.start(proxy_location="Disabled")
+        targets = [
+            serve.RunTarget(
+                EngineDeployment.options(  # type: ignore[attr-defined]
+                    max_ongoing_requests=_MAX_ONGOING[kind],
+                    ray_actor_options={"num_cpus": threads, "num_gpus": 1 if kind == "vllm" else 0},
+                ).bind(kind, model, str(cache_dir.resolve()), threads, context_tokens),
+                name=name,
+                route_prefix=None,
+            )
+            for model, name in zip(models, names, strict=True)
+        ]
+        # Not serve.run: it waits without a limit, and retries a failing constructor meanwhile.
+        handles = serve.run_many(targets, wait_for_applications_running=False)
+        for name in names:
+            _wait_until_running(name, deadline, start_timeout_s)
+        return {
+            model: RayServeEngine(handle, model, shutdown)
+            for model, handle in zip(models, handles, strict=True)
+        }
+    except BaseException:
+        shutdown()
+        raise
+
+
+def app_name(model: str) -> str:
+    return f"{APP_NAME}-{model}"
+
+
+def _wait_until_running(name: str, deadline: float, timeout_s: float) -> None:
     while True:
-        app = serve.status().applications.get(APP_NAME)
+        app = serve.status().applications.get(name)
         state = app.status if app is not None else ApplicationStatus.NOT_STARTED
         if state == ApplicationStatus.RUNNING:
             return
@@ -201,22 +286,22 @@ def _wait_until_running(deadline: float, timeout_s: float) -> None:
             reasons = [
                 d.message.strip().splitlines()[-1] for d in app.deployments.values() if d.message.strip()
             ]
-            raise EngineStartError(
-                f"the generation engine failed to start ({state.value}): {'; '.join(reasons) or app.message}"
-            )
+            why = "; ".join(reasons) or app.message
+            raise EngineStartError(f"the generation engine {name} failed to start ({state.value}): {why}")
         if time.monotonic() >= deadline:
             raise EngineStartError(
-                f"the generation engine did not start within {timeout_s:.0f} s (still {state.value}); "
-                "loading the model may need more time or more memory"
+                f"the generation engine {name} did not start within {timeout_s:.0f} s "
+                f"(still {state.value}); loading the model may need more time or more memory"
             )
         time.sleep(0.5)
 
 
-def _stop(owns_ray: bool) -> None:
-    # Leaves a Ray cluster that someone else started running, minus our Serve application.
+def _stop(owns_ray: bool, names: Sequence[str]) -> None:
+    # Leaves a Ray cluster that someone else started running, minus our Serve applications.
     if ray.is_initialized():
         if owns_ray:
             serve.shutdown()
             ray.shutdown()
         else:
-            serve.delete(APP_NAME)
+            for name in names:
+                serve.delete(name)

@@ -10,11 +10,12 @@ import inspect
 import queue
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from copilot.errors import InvalidInput
 from services.generation.models import MODELS, get_model_spec, resolve_model_file
 
 SEED = 0
@@ -31,6 +32,9 @@ class GenerationParams:
     max_tokens: int = 384
     temperature: float = 0.0
     stop: tuple[str, ...] = ()
+    # A JSON schema (as JSON text) the output must match: llama.cpp compiles it to a grammar, vLLM uses
+    # its structured outputs. Small models call tools reliably only when they cannot write anything else.
+    json_schema: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,13 +51,15 @@ class Engine(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]: ...
+
     def stream_chat(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> Iterator[TokenDelta]: ...
 
 
-class PromptTooLong(ValueError):
-    pass
+class PromptTooLong(InvalidInput, ValueError):
+    """The request cannot fit the model's context; the engine itself is fine."""
 
 
 def _check_fits(prompt_tokens: int, context_tokens: int) -> None:
@@ -93,6 +99,7 @@ class LlamaCppEngine:
             bos_token=self._special_text(self._llm.token_bos()),
         )
         self._lock = threading.Lock()
+        self._grammars: dict[str, Any] = {}
         self.model_name = model_name
         # llama.cpp pads the context to a multiple of 256, but llama-cpp-python sizes its token buffer by
         # the number asked for: a prompt must fit the smaller of the two.
@@ -103,6 +110,9 @@ class LlamaCppEngine:
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        return [self.count_tokens(t) for t in texts]
 
     def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
         chat: list[Any] = [{"role": m.role, "content": m.content} for m in messages]
@@ -121,12 +131,23 @@ class LlamaCppEngine:
                 stop=stop,
                 seed=SEED,
                 stream=True,
+                grammar=self._grammar(params.json_schema),
             )
             for chunk in chunks:
                 text = chunk["choices"][0]["text"]  # type: ignore[index]
                 if text:
                     yield TokenDelta(text, len(prompt), self._sampled(len(prompt)), False)
             yield TokenDelta("", len(prompt), self._sampled(len(prompt)), True)
+
+    def _grammar(self, json_schema: str | None) -> Any:
+        if json_schema is None:
+            return None
+        # Compiling a schema to GBNF costs milliseconds; the agent sends the same few schemas every step.
+        if json_schema not in self._grammars:
+            self._grammars[json_schema] = self._llama_cpp.LlamaGrammar.from_json_schema(
+                json_schema, verbose=False
+            )
+        return self._grammars[json_schema]
 
     def _sampled(self, prompt_tokens: int) -> int:
         # Every sampled token but the latest has been fed back into the context, so the context length
@@ -171,6 +192,9 @@ class VllmEngine:
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        return [self.count_tokens(t) for t in texts]
+
     def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
         text = self._tokenizer.apply_chat_template(
             [{"role": m.role, "content": m.content} for m in messages],
@@ -185,6 +209,7 @@ class VllmEngine:
             temperature=params.temperature,
             stop=list(params.stop),
             seed=SEED,
+            **_structured_output(params.json_schema),
         )
         outputs: queue.Queue[Any] = queue.Queue()
 
@@ -220,6 +245,20 @@ async def _awaited(value: Any) -> Any:
     return await value
 
 
+def _structured_output(json_schema: str | None) -> dict[str, Any]:
+    """vLLM's SamplingParams argument that constrains the output to ``json_schema``."""
+    if json_schema is None:
+        return {}
+    try:  # vLLM 0.11 and later
+        from vllm.sampling_params import StructuredOutputsParams
+
+        return {"structured_outputs": StructuredOutputsParams(json=json_schema)}
+    except ImportError:  # the same feature under its earlier name, removed in 0.12
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(json=json_schema)}
+
+
 def build_engine(kind: str, model: str, cache_dir: Path, threads: int, context_tokens: int) -> Engine:
     """``model`` is a catalog name; for vLLM it may also be a Hugging Face model directory or id."""
     if kind == "llama_cpp":
@@ -234,3 +273,26 @@ def build_engine(kind: str, model: str, cache_dir: Path, threads: int, context_t
             )
         return VllmEngine(model, model, context_tokens)
     raise ValueError(f"unknown engine kind {kind!r}; expected 'llama_cpp' or 'vllm'")
+
+
+class EngineCatalog:
+    """The models this server answers with, by name; requests pick one or get the default."""
+
+    def __init__(self, engines: Mapping[str, Engine], default: str) -> None:
+        if default not in engines:
+            raise ValueError(f"default model {default!r} is not among {', '.join(engines)}")
+        self._engines = dict(engines)
+        self.default = default
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._engines)
+
+    def get(self, name: str) -> Engine:
+        engine = self._engines.get(name or self.default)
+        if engine is None:
+            raise InvalidInput(f"unknown model {name!r}; this server has {', '.join(self._engines)}")
+        return engine
+
+    def engines(self) -> list[Engine]:
+        return list(self._engines.values())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 from copilot.common.v1 import common_pb2
@@ -23,13 +25,13 @@ class GrpcPassageSource:
         self._stub = retrieval_pb2_grpc.RetrievalServiceStub(self._channel)
         self._timeout = timeout_s
 
-    def search(self, token: str, query: str, top_k: int) -> list[common_pb2.Passage]:
+    def search(
+        self, token: str, query: str, top_k: int, audience: Sequence[common_pb2.Audience] = ()
+    ) -> list[common_pb2.Passage]:
+        # The audience goes through unchanged: retrieval narrows the hits to what all of them may read.
+        request = retrieval_pb2.SearchRequest(query=query, top_k=top_k, audience=list(audience))
         try:
-            response = self._stub.Search(
-                retrieval_pb2.SearchRequest(query=query, top_k=top_k),
-                metadata=bearer(token),
-                timeout=self._timeout,
-            )
+            response = self._stub.Search(request, metadata=bearer(token), timeout=self._timeout)
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details()  # type: ignore[attr-defined]
             error = _ERRORS.get(code)

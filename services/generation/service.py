@@ -6,6 +6,7 @@ import grpc
 
 from copilot.auth import current_principal
 from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
+from services.generation.agent import ToolUse
 from services.generation.answerer import AnswerDelta, Answerer
 
 
@@ -17,11 +18,24 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         self, request: generation_pb2.AnswerRequest, context: grpc.ServicerContext
     ) -> Iterator[generation_pb2.AnswerResponse]:  # noqa: N802,E501
         pieces = self._answerer.answer(
-            current_principal(), request.question, request.conversation_id, request.top_k
+            current_principal(),
+            request.question,
+            request.conversation_id,
+            request.top_k,
+            model=request.model,
+            audience=list(request.audience),
+            use_tools=request.use_tools,
         )
         for piece in pieces:
             if isinstance(piece, AnswerDelta):
                 yield generation_pb2.AnswerResponse(delta=piece.text)
+                continue
+            if isinstance(piece, ToolUse):
+                yield generation_pb2.AnswerResponse(
+                    tool_call=generation_pb2.ToolCall(
+                        name=piece.name, arguments=piece.arguments, result=piece.result, failed=piece.failed
+                    )
+                )
                 continue
             yield generation_pb2.AnswerResponse(
                 final=generation_pb2.AnswerFinal(

@@ -3,9 +3,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from copilot.settings import ServiceSettings
+
+
+class DatabaseSettings(BaseModel):
+    """The read-only SQL database the agent's query_database tool answers from; off when ``url`` is empty."""
+
+    # SQLAlchemy URL: sqlite:///path/to/file.db (opened read-only) or postgresql+psycopg://... (each query
+    # runs in a read-only transaction; give the role SELECT rights only, too).
+    url: str = ""
+    # ACL entries allowed to query it, as on documents: "group:finance", "user:alice" or "everyone".
+    readers: list[str] = Field(default_factory=list)
+    # Question -> SQL pairs shown to the model (YAML list of {question, sql}); the closest ones are used.
+    examples_file: Path | None = None
+    # Describes the database to the model when it picks a tool, e.g. "sales: customers, orders, products".
+    description: str = ""
+    statement_timeout_s: float = 5.0
+    max_rows: int = 50
+    # Most relevant tables (and examples) shown to the model for one question.
+    schema_tables: int = 6
+    examples: int = 3
+
+    @model_validator(mode="after")
+    def _readers_named(self) -> DatabaseSettings:
+        if self.url and not self.readers:
+            raise ValueError(
+                "database.readers must say who may query the database (ACL entries such as "
+                "'group:finance' or 'everyone')"
+            )
+        return self
 
 
 class GenerationSettings(ServiceSettings):
@@ -16,12 +45,17 @@ class GenerationSettings(ServiceSettings):
     port: int = 50053
     retrieval_target: str = "127.0.0.1:50052"
     engine: Literal["llama_cpp", "vllm"] = "llama_cpp"
+    # The default model; requests may pick any of ``model`` and ``models`` by name.
     model: str = "qwen2.5-coder-1.5b"
+    # More models to serve, one Ray Serve deployment each (JSON list, e.g. '["qwen2.5-coder-0.5b"]').
+    models: list[str] = Field(default_factory=list)
     model_cache_dir: Path = Path(".copilot/models")
     engine_threads: int = 2
     context_tokens: int = 4096
     max_answer_tokens: int = 256
     engine_start_timeout_s: float = 300
+    # How often the engines' health is checked; the gRPC health turns NOT_SERVING while one is down.
+    engine_health_period_s: float = 5.0
     # Ray's session directory; keep the path short, Ray puts Unix sockets under it.
     ray_temp_dir: Path | None = None
     default_top_k: int = 4
@@ -31,3 +65,10 @@ class GenerationSettings(ServiceSettings):
     # Conversations kept in memory for follow-ups, least recently used dropped first, and turns kept of each.
     max_conversations: int = 10_000
     max_history_turns: int = 4
+    # Tool calls the agent may make before it must answer (requests with use_tools).
+    agent_max_steps: int = 4
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+
+    def served_models(self) -> list[str]:
+        """The default model first, then the others, each once."""
+        return list(dict.fromkeys([self.model, *self.models]))

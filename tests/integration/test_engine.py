@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -81,8 +82,34 @@ def test_stop_sequence_ends_the_answer_before_it(engine: LlamaCppEngine) -> None
 def test_count_tokens(engine: LlamaCppEngine) -> None:
     assert engine.count_tokens("Hello") > 0
     assert engine.count_tokens("Hello world, this is a longer sentence.") > engine.count_tokens("Hello")
+    assert engine.count_tokens_many(["Hello", "", "Hello world"]) == [
+        engine.count_tokens("Hello"),
+        0,
+        engine.count_tokens("Hello world"),
+    ]
     assert engine.model_name == MODEL
     assert engine.context_tokens == 2048
+
+
+def test_a_json_schema_constrains_the_output(engine: LlamaCppEngine) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "confidence": {"enum": ["high", "low"]}},
+        "required": ["city", "confidence"],
+        "additionalProperties": False,
+    }
+    params = GenerationParams(max_tokens=48, json_schema=json.dumps(schema))
+
+    # The 135M model left to itself answers in prose; constrained, it can only write the object.
+    free, _ = answer(engine, GenerationParams(max_tokens=48))
+    constrained, _ = answer(engine, params)
+
+    with pytest.raises(ValueError):
+        json.loads(free)
+    parsed = json.loads(constrained)
+    assert set(parsed) == {"city", "confidence"}
+    assert parsed["confidence"] in ("high", "low")
+    assert answer(engine, params)[0] == constrained  # the grammar is compiled once and reused
 
 
 def test_prompt_longer_than_the_context_is_refused(cache_dir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Generator, Iterator
@@ -57,6 +58,20 @@ def test_info_and_count_tokens(engine: RayServeEngine) -> None:
     assert engine.info() == {"model_name": MODEL, "context_tokens": 1024}
     assert (engine.model_name, engine.context_tokens) == (MODEL, 1024)
     assert engine.count_tokens("Hello world") > 0
+
+
+def test_counts_many_texts_in_one_call_and_reports_itself_healthy(engine: RayServeEngine) -> None:
+    assert engine.count_tokens_many(["Hello world", ""]) == [engine.count_tokens("Hello world"), 0]
+    assert engine.healthy()
+
+
+def test_a_json_schema_reaches_the_engine(engine: RayServeEngine) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    params = GenerationParams(max_tokens=32, json_schema=json.dumps(schema))
+
+    text = "".join(d.text for d in engine.stream_chat(QUESTION, params))
+
+    assert list(json.loads(text)) == ["city"]
 
 
 def test_streams_a_chat_through_the_handle(engine: RayServeEngine) -> None:

@@ -1,10 +1,16 @@
+from collections.abc import Sequence
+
+import pytest
+
 from copilot.common.v1 import common_pb2
+from copilot.errors import InvalidInput
 from services.generation.conversations import Turn
-from services.generation.prompt import build_messages, build_rewrite_messages
+from services.generation.prompt import build_messages, build_rewrite_messages, prompt_tokens
 
 
-def words(text: str) -> int:
-    return len(text.split())
+def words(texts: Sequence[str]) -> list[int]:
+    """A stand-in tokenizer: one token per word."""
+    return [len(t.split()) for t in texts]
 
 
 PASSAGES = [
@@ -15,7 +21,7 @@ HISTORY = [Turn(f"old question {n} " + "word " * 20, f"old answer {n} " + "word 
 
 
 def size(messages: list[dict[str, str]]) -> int:
-    return words("".join(m["content"] for m in messages))
+    return prompt_tokens(messages, words)
 
 
 def earlier_turns(messages: list[dict[str, str]]) -> list[str]:
@@ -33,9 +39,23 @@ def test_everything_fits_in_a_large_budget() -> None:
     assert "[3] Doc 3 > Section 3" in messages[-1]["content"]
 
 
+def test_the_budget_is_never_exceeded_whatever_it_is() -> None:
+    full, _ = build_messages("What now?", PASSAGES, words, 10_000, HISTORY)
+    built = 0
+    for budget in range(size(full) + 2):
+        try:
+            messages, kept = build_messages("What now?", PASSAGES, words, budget, HISTORY)
+        except InvalidInput:
+            continue  # too small for the question and the best source
+        built += 1
+        assert size(messages) <= budget
+        assert kept >= 1
+    assert built > 200
+
+
 def test_oldest_turns_are_dropped_before_any_source() -> None:
     full, _ = build_messages("What now?", PASSAGES, words, 10_000, HISTORY)
-    budget = size(full) - 1  # one word short: the oldest turn must go, and nothing else
+    budget = size(full) - 1  # one token short: the oldest turn must go, and nothing else
 
     messages, kept = build_messages("What now?", PASSAGES, words, budget, HISTORY)
 
@@ -56,6 +76,14 @@ def test_sources_are_dropped_lowest_ranked_first_once_history_is_gone() -> None:
     assert "Doc 3" not in messages[-1]["content"]
 
 
+def test_a_question_that_leaves_no_room_for_the_best_source_is_refused() -> None:
+    one_source, _ = build_messages("What now?", PASSAGES[:1], words, 10_000)
+    long_question = "why " * 200
+
+    with pytest.raises(InvalidInput, match=r"the question is 200 tokens; .* room for \d+"):
+        build_messages(long_question, PASSAGES, words, size(one_source) + 100, HISTORY)
+
+
 def test_without_history_the_prompt_is_rules_example_and_question() -> None:
     messages, kept = build_messages("What now?", PASSAGES, words, 10_000)
 
@@ -70,6 +98,12 @@ def test_rewrite_prompt_holds_the_conversation_and_drops_the_oldest_turns_first(
 
     trimmed = build_rewrite_messages(HISTORY, "And for part-timers?", words, size(full) - 1)
 
+    assert size(trimmed) <= size(full) - 1
     assert "old question 1" not in trimmed[1]["content"]
     assert "old question 2" in trimmed[1]["content"]
     assert "old answer 3" in trimmed[1]["content"]
+
+
+def test_rewrite_of_a_question_too_long_for_the_model_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="the question is 300 tokens"):
+        build_rewrite_messages(HISTORY, "why " * 300, words, 200)

@@ -22,26 +22,42 @@ SUPPORT_VERDICT_UNCITED: SupportVerdict
 SUPPORT_VERDICT_INVALID: SupportVerdict
 
 class AnswerRequest(_message.Message):
-    __slots__ = ("question", "conversation_id", "top_k", "model", "audience")
+    __slots__ = ("question", "conversation_id", "top_k", "model", "audience", "use_tools")
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    USE_TOOLS_FIELD_NUMBER: _ClassVar[int]
     question: str
     conversation_id: str
     top_k: int
     model: str
     audience: _containers.RepeatedCompositeFieldContainer[_common_pb2.Audience]
-    def __init__(self, question: _Optional[str] = ..., conversation_id: _Optional[str] = ..., top_k: _Optional[int] = ..., model: _Optional[str] = ..., audience: _Optional[_Iterable[_Union[_common_pb2.Audience, _Mapping]]] = ...) -> None: ...
+    use_tools: bool
+    def __init__(self, question: _Optional[str] = ..., conversation_id: _Optional[str] = ..., top_k: _Optional[int] = ..., model: _Optional[str] = ..., audience: _Optional[_Iterable[_Union[_common_pb2.Audience, _Mapping]]] = ..., use_tools: _Optional[bool] = ...) -> None: ...
 
 class AnswerResponse(_message.Message):
-    __slots__ = ("delta", "final")
+    __slots__ = ("delta", "final", "tool_call")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
     delta: str
     final: AnswerFinal
-    def __init__(self, delta: _Optional[str] = ..., final: _Optional[_Union[AnswerFinal, _Mapping]] = ...) -> None: ...
+    tool_call: ToolCall
+    def __init__(self, delta: _Optional[str] = ..., final: _Optional[_Union[AnswerFinal, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ...) -> None: ...
+
+class ToolCall(_message.Message):
+    __slots__ = ("name", "arguments", "result", "failed")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    arguments: str
+    result: str
+    failed: bool
+    def __init__(self, name: _Optional[str] = ..., arguments: _Optional[str] = ..., result: _Optional[str] = ..., failed: _Optional[bool] = ...) -> None: ...
 
 class AnswerFinal(_message.Message):
     __slots__ = ("interaction_id", "answer", "citations", "refused", "model", "sentences", "conversation_id")
