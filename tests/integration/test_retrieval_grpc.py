@@ -189,7 +189,9 @@ def test_one_document_fills_at_most_the_cap_of_the_top_k(
     uncapped = store.query(vector, "acme", ["group:legal", "user:carol", "everyone"], 5)
     assert sum(c.payload["document_id"] == "handbook" for c in uncapped) > 3, "the cap must have work to do"
 
-    reply = _search(retrieval, issuer.mint("carol"), HANDBOOK_QUERY, top_k=8, max_per_document=max_per_document)
+    reply = _search(
+        retrieval, issuer.mint("carol"), HANDBOOK_QUERY, top_k=8, max_per_document=max_per_document
+    )
     documents = [p.document_id for p in reply.passages]
     assert documents[0] == "handbook"
     # 0 is the server default (one passage per document); negative lifts the cap.
