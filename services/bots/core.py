@@ -71,6 +71,8 @@ class Question:
     # Emails of the other people who will see the answer; None for a member that has none (a guest
     # without email, another bot): that member can only be assumed to read what everyone may.
     members: Callable[[], Sequence[str | None]] = field(default=lambda: ())
+    # Uri prefixes the channel is configured to answer from; empty means every document.
+    sources: tuple[str, ...] = ()
 
 
 class ReplySink(Protocol):
@@ -100,6 +102,7 @@ class Generation(Protocol):
         conversation_id: str,
         audience: Sequence[Sequence[str]],
         on_delta: Callable[[str], None] | None,
+        uri_prefixes: Sequence[str] = (),
     ) -> Answer: ...
 
 
@@ -234,7 +237,7 @@ class BotCore:
     ) -> Answer:
         thread_key = f"{question.platform}|{question.thread}|{asker.id}|{scope}"
         conversation_id = self._conversations.conversation(thread_key)
-        answer = self._generation.answer(token, text, conversation_id, audience, on_delta)
+        answer = self._generation.answer(token, text, conversation_id, audience, on_delta, question.sources)
         if answer.conversation_id:
             self._conversations.remember_conversation(thread_key, answer.conversation_id)
         return Answer(

@@ -46,11 +46,13 @@ class GrpcGeneration:
         conversation_id: str,
         audience: Sequence[Sequence[str]],
         on_delta: Callable[[str], None] | None,
+        uri_prefixes: Sequence[str] = (),
     ) -> Answer:
         request = generation_pb2.AnswerRequest(
             question=question,
             conversation_id=conversation_id,
             audience=[common_pb2.Audience(acl_entries=list(entries)) for entries in audience],
+            uri_prefixes=list(uri_prefixes),
         )
         text = ""
         try:

@@ -239,6 +239,7 @@ class SlackBot:
             thread=f"{body.get('team_id', '')}:{channel}:{thread_ts or 'dm'}",
             shared=not is_dm and not ephemeral,
             members=lambda: self._people.member_emails(channel, exclude={user, bot_user_id}),
+            sources=config.source_prefixes,
         )
         sink = SlackReply(self._client, channel, user, thread_ts, ephemeral, self._settings.update_interval_s)
         outcome = self._core.handle(question, sink)

@@ -230,6 +230,7 @@ class TeamsBot(TeamsActivityHandler):
             thread=conversation.id,
             shared=shared and not private_only,
             members=members,
+            sources=config.source_prefixes if config is not None else (),
         )
         sink = TeamsReply(
             self._adapter,

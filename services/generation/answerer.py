@@ -104,6 +104,7 @@ class Answerer:
         model: str = "",
         audience: Sequence[common_pb2.Audience] = (),
         use_tools: bool = False,
+        uri_prefixes: Sequence[str] = (),
     ) -> Iterator[AnswerDelta | ToolUse | AnswerDone]:
         question = question.strip()
         if not question:
@@ -127,7 +128,7 @@ class Answerer:
         query = self._standalone(engine, history, question) if history else question
         searching = timings.since_start_ms()
         if self._agent is not None and use_tools:
-            findings = yield from self._agent.run(ToolCall(principal, audience, engine), query)
+            findings = yield from self._agent.run(ToolCall(principal, audience, engine, uri_prefixes), query)
             if not findings.sources and findings.errors:
                 raise ToolsFailed(
                     "the tools could not find an answer: " + "; ".join(dict.fromkeys(findings.errors))
@@ -135,7 +136,7 @@ class Answerer:
             relevant = findings.sources
         else:
             passages = self._source.search(
-                principal.token, query, top_k or self._policy.default_top_k, audience
+                principal.token, query, top_k or self._policy.default_top_k, audience, uri_prefixes
             )
             relevant = [p for p in passages if p.score >= self._policy.min_relevance]
         timings.retrieval_ms = timings.since_start_ms() - searching

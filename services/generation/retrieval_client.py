@@ -26,10 +26,20 @@ class GrpcPassageSource:
         self._timeout = timeout_s
 
     def search(
-        self, token: str, query: str, top_k: int, audience: Sequence[common_pb2.Audience] = ()
+        self,
+        token: str,
+        query: str,
+        top_k: int,
+        audience: Sequence[common_pb2.Audience] = (),
+        uri_prefixes: Sequence[str] = (),
     ) -> list[common_pb2.Passage]:
         # The audience goes through unchanged: retrieval narrows the hits to what all of them may read.
-        request = retrieval_pb2.SearchRequest(query=query, top_k=top_k, audience=list(audience))
+        request = retrieval_pb2.SearchRequest(
+            query=query,
+            top_k=top_k,
+            audience=list(audience),
+            filters=retrieval_pb2.SearchFilters(uri_prefixes=list(uri_prefixes)),
+        )
         try:
             response = self._stub.Search(request, metadata=bearer(token), timeout=self._timeout)
         except grpc.RpcError as exc:

@@ -25,6 +25,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             model=request.model,
             audience=list(request.audience),
             use_tools=request.use_tools,
+            uri_prefixes=list(request.uri_prefixes),
         )
         for piece in pieces:
             if isinstance(piece, AnswerDelta):

@@ -217,6 +217,7 @@ class AnswerCall:
     question: str
     conversation_id: str
     audience: list[list[str]]
+    uri_prefixes: list[str] = field(default_factory=list)
 
 
 class AclGeneration(generation_pb2_grpc.GenerationServiceServicer):
@@ -234,7 +235,14 @@ class AclGeneration(generation_pb2_grpc.GenerationServiceServicer):
         audience = [list(a.acl_entries) for a in request.audience]
         with self._lock:
             self.calls.append(
-                AnswerCall(principal.username, claims, request.question, request.conversation_id, audience)
+                AnswerCall(
+                    principal.username,
+                    claims,
+                    request.question,
+                    request.conversation_id,
+                    audience,
+                    list(request.uri_prefixes),
+                )
             )
         if SLOW_QUESTION in request.question:
             time.sleep(self.slow_s)

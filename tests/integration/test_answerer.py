@@ -54,18 +54,30 @@ class FixedPassages:
     passages: list[common_pb2.Passage]
     queries: list[str] = field(default_factory=list)
     audiences: list[list[common_pb2.Audience]] = field(default_factory=list)
+    prefixes: list[list[str]] = field(default_factory=list)
 
     def search(
-        self, token: str, query: str, top_k: int, audience: Sequence[common_pb2.Audience] = ()
+        self,
+        token: str,
+        query: str,
+        top_k: int,
+        audience: Sequence[common_pb2.Audience] = (),
+        uri_prefixes: Sequence[str] = (),
     ) -> list[common_pb2.Passage]:
         self.queries.append(query)
         self.audiences.append(list(audience))
+        self.prefixes.append(list(uri_prefixes))
         return self.passages[:top_k]
 
 
 class UnavailablePassages:
     def search(
-        self, token: str, query: str, top_k: int, audience: Sequence[common_pb2.Audience] = ()
+        self,
+        token: str,
+        query: str,
+        top_k: int,
+        audience: Sequence[common_pb2.Audience] = (),
+        uri_prefixes: Sequence[str] = (),
     ) -> list[common_pb2.Passage]:
         raise DependencyUnavailable("retrieval at 127.0.0.1:1 failed: UNAVAILABLE")
 

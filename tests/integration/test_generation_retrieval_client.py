@@ -75,6 +75,13 @@ def test_no_audience_sends_none(retrieval: tuple[RecordingRetrieval, str]) -> No
     assert list(servicer.requests[0][0].audience) == []
 
 
+def test_uri_prefixes_become_the_searchs_filter(retrieval: tuple[RecordingRetrieval, str]) -> None:
+    servicer, target = retrieval
+    GrpcPassageSource(target).search("alice-token", "budget", 3, (), ["/docs/finance", "/wiki"])
+
+    assert list(servicer.requests[0][0].filters.uri_prefixes) == ["/docs/finance", "/wiki"]
+
+
 @pytest.mark.parametrize(
     ("code", "error"),
     [

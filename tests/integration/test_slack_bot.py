@@ -402,6 +402,8 @@ def test_channel_config_command_and_ephemeral_answers(stack: SlackStack) -> None
     assert "Only workspace admins" in denied.text
     updated = stack.command("UCAROL", "CCONFIG", "config visibility ephemeral")
     assert updated.text.startswith("Updated.") and "only to the asker" in updated.text
+    sources = stack.command("UCAROL", "CCONFIG", "config sources /finance /wiki/finance")
+    assert sources.text.startswith("Updated.")
 
     stack.mention("UALICE", "CCONFIG", FINANCE_QUESTION)
     private = wait_for(lambda: stack.slack.called("chat.postEphemeral", user="UALICE"), what="ephemeral")[0]
@@ -409,6 +411,7 @@ def test_channel_config_command_and_ephemeral_answers(stack: SlackStack) -> None
     assert stack.generation.calls[0].audience == [], (
         "only the asker sees it, so only the asker's rights count"
     )
+    assert stack.generation.calls[0].uri_prefixes == ["/finance", "/wiki/finance"]
     assert not stack.slack.called("chat.postMessage", channel="CCONFIG")
 
     assert "is off" in stack.command("UCAROL", "CCONFIG", "config enabled off").text

@@ -46,6 +46,7 @@ class Generation:
 
     facts: dict[str, str] = field(default_factory=lambda: {"group:finance": "Budget is 412,000 [1]."})
     calls: list[tuple[str, str, list[list[str]]]] = field(default_factory=list)
+    prefixes: list[list[str]] = field(default_factory=list)
     fail: Exception | None = None
 
     def answer(
@@ -55,8 +56,10 @@ class Generation:
         conversation_id: str,
         audience: Sequence[Sequence[str]],
         on_delta: Callable[[str], None] | None,
+        uri_prefixes: Sequence[str] = (),
     ) -> Answer:
         self.calls.append((token, conversation_id, [list(a) for a in audience]))
+        self.prefixes.append(list(uri_prefixes))
         if self.fail is not None:
             raise self.fail
         user = token.removeprefix("token-of-")
@@ -266,3 +269,14 @@ def test_a_sink_that_cannot_post_is_counted_too() -> None:
     core, _, reader = _core()
     assert core.handle(_question(), Broken()) == "failed:unavailable"
     assert _counts(reader, "copilot.bots.failures") == {"unavailable": 1, "reply_failed": 1}
+
+
+def test_the_channels_configured_sources_narrow_the_answer() -> None:
+    core, generation, _ = _core()
+    question = Question(
+        "slack", "budget?", lambda: "alice@acme.example", "T:C:1", False, lambda: (), sources=("/finance",)
+    )
+
+    core.handle(question, Sink())
+
+    assert generation.prefixes == [["/finance"]]

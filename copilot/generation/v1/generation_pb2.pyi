@@ -22,20 +22,22 @@ SUPPORT_VERDICT_UNCITED: SupportVerdict
 SUPPORT_VERDICT_INVALID: SupportVerdict
 
 class AnswerRequest(_message.Message):
-    __slots__ = ("question", "conversation_id", "top_k", "model", "audience", "use_tools")
+    __slots__ = ("question", "conversation_id", "top_k", "model", "audience", "use_tools", "uri_prefixes")
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
     USE_TOOLS_FIELD_NUMBER: _ClassVar[int]
+    URI_PREFIXES_FIELD_NUMBER: _ClassVar[int]
     question: str
     conversation_id: str
     top_k: int
     model: str
     audience: _containers.RepeatedCompositeFieldContainer[_common_pb2.Audience]
     use_tools: bool
-    def __init__(self, question: _Optional[str] = ..., conversation_id: _Optional[str] = ..., top_k: _Optional[int] = ..., model: _Optional[str] = ..., audience: _Optional[_Iterable[_Union[_common_pb2.Audience, _Mapping]]] = ..., use_tools: _Optional[bool] = ...) -> None: ...
+    uri_prefixes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, question: _Optional[str] = ..., conversation_id: _Optional[str] = ..., top_k: _Optional[int] = ..., model: _Optional[str] = ..., audience: _Optional[_Iterable[_Union[_common_pb2.Audience, _Mapping]]] = ..., use_tools: _Optional[bool] = ..., uri_prefixes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AnswerResponse(_message.Message):
     __slots__ = ("delta", "final", "tool_call")

@@ -28,6 +28,8 @@ class ToolCall:
     principal: Principal
     audience: Sequence[common_pb2.Audience]
     engine: Engine
+    # Documents the caller limited the answer to, by uri prefix; empty means all they may read.
+    uri_prefixes: Sequence[str] = ()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,12 @@ GLIMPSE_CHARS = 300
 
 class PassageSource(Protocol):
     def search(
-        self, token: str, query: str, top_k: int, audience: Sequence[common_pb2.Audience] = ()
+        self,
+        token: str,
+        query: str,
+        top_k: int,
+        audience: Sequence[common_pb2.Audience] = (),
+        uri_prefixes: Sequence[str] = (),
     ) -> list[common_pb2.Passage]: ...
 
 
@@ -50,7 +55,9 @@ class SearchDocuments:
         if not query:
             raise ToolError("search_documents needs a non-empty query")
         try:
-            passages = self._source.search(call.principal.token, query, self._top_k, call.audience)
+            passages = self._source.search(
+                call.principal.token, query, self._top_k, call.audience, call.uri_prefixes
+            )
         except DependencyUnavailable as error:
             raise ToolError(f"document search is unavailable: {error}") from error
         relevant = [p for p in passages if p.score >= self._min_relevance]
