@@ -19,8 +19,11 @@ _ERRORS = {
 
 
 class GrpcPassageSource:
-    def __init__(self, target: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, target: str, timeout_s: float = 10.0, passages_per_document: int = 3) -> None:
+        """``passages_per_document``: an answer reads better with a few chunks of its best document, where a
+        search result list wants one per document (retrieval's default)."""
         self._target = target
+        self._passages_per_document = passages_per_document
         self._channel = open_channel(target)
         self._stub = retrieval_pb2_grpc.RetrievalServiceStub(self._channel)
         self._timeout = timeout_s
@@ -39,6 +42,7 @@ class GrpcPassageSource:
             top_k=top_k,
             audience=list(audience),
             filters=retrieval_pb2.SearchFilters(uri_prefixes=list(uri_prefixes)),
+            max_per_document=self._passages_per_document,
         )
         try:
             response = self._stub.Search(request, metadata=bearer(token), timeout=self._timeout)

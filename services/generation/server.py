@@ -106,7 +106,9 @@ def main() -> None:
         start_timeout_s=settings.engine_start_timeout_s,
         ray_temp_dir=settings.ray_temp_dir,
     )
-    source = GrpcPassageSource(settings.retrieval_target)
+    source = GrpcPassageSource(
+        settings.retrieval_target, passages_per_document=settings.passages_per_document
+    )
     policy = AnswerPolicy(
         default_top_k=settings.default_top_k,
         min_relevance=settings.min_relevance,

@@ -44,6 +44,9 @@ class GenerationSettings(ServiceSettings):
 
     port: int = 50053
     retrieval_target: str = "127.0.0.1:50052"
+    # Passages one document may give an answer (retrieval's search default is one). The small models
+    # cite more reliably with a few chunks of the best document than with a single one.
+    passages_per_document: int = Field(default=3, ge=1)
     engine: Literal["llama_cpp", "vllm"] = "llama_cpp"
     # The default model; requests may pick any of ``model`` and ``models`` by name.
     model: str = "qwen2.5-coder-1.5b"

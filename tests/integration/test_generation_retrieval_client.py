@@ -82,6 +82,14 @@ def test_uri_prefixes_become_the_searchs_filter(retrieval: tuple[RecordingRetrie
     assert list(servicer.requests[0][0].filters.uri_prefixes) == ["/docs/finance", "/wiki"]
 
 
+def test_answers_ask_for_a_few_passages_per_document(retrieval: tuple[RecordingRetrieval, str]) -> None:
+    servicer, target = retrieval
+    GrpcPassageSource(target).search("alice-token", "budget", 5)
+    GrpcPassageSource(target, passages_per_document=1).search("alice-token", "budget", 5)
+
+    assert [r.max_per_document for r, _ in servicer.requests] == [3, 1]
+
+
 @pytest.mark.parametrize(
     ("code", "error"),
     [
