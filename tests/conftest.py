@@ -28,6 +28,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(count: int = 5) -> int:
+    """The first of ``count`` consecutive free ports: the launcher puts its services on base + i."""
+    while True:
+        base = free_port()
+        if base < 60000 and all(_port_free(base + i) for i in range(count)):
+            return base
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()

@@ -31,8 +31,7 @@ from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
 from copilot.launcher import Stack
 from services.bots.server import Bots, build
 from services.bots.settings import BotsSettings, KeycloakClientSettings, SlackSettings
-from tests.conftest import REPO, SAMPLE_CORPUS, free_port
-from tests.e2e.test_cli import _base_port
+from tests.conftest import REPO, SAMPLE_CORPUS, free_base_port, free_port
 from tests.integration.bots_standins import (
     BOT_CLIENT,
     FINANCE_QUESTION,
@@ -67,7 +66,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dic
     env = {
         **os.environ,
         "COPILOT_HOME": str(home),
-        "COPILOT_BASE_PORT": str(_base_port()),
+        "COPILOT_BASE_PORT": str(free_base_port()),
         "COPILOT_KAFKA_PORT": str(free_port()),
         "COPILOT_ISSUER_PORT": str(free_port()),
         "COPILOT_REVIEW_PORT": str(free_port()),

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from copilot.launcher import Stack, descendants, pid_alive
-from tests.conftest import REPO, SAMPLE_CORPUS, free_port
+from tests.conftest import REPO, SAMPLE_CORPUS, free_base_port, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -26,32 +26,13 @@ E2E_MODEL = os.environ.get("COPILOT_E2E_MODEL", "qwen2.5-coder-1.5b")
 FINANCE_QUESTION = "What is the Q3 2026 travel budget?"
 
 
-def _base_port() -> int:
-    # Five consecutive free ports for the services.
-    while True:
-        base = free_port()
-        if base < 60000 and all(_port_free(base + i) for i in range(5)):
-            return base
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     home = tmp_path_factory.mktemp("copilot-home")
     environment = {
         **os.environ,
         "COPILOT_HOME": str(home),
-        "COPILOT_BASE_PORT": str(_base_port()),
+        "COPILOT_BASE_PORT": str(free_base_port()),
         "COPILOT_KAFKA_PORT": str(free_port()),
         "COPILOT_ISSUER_PORT": str(free_port()),
         # A developer's own stack may hold the default review page port.

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from copilot.launcher import Stack
-from tests.conftest import REPO, SAMPLE_CORPUS, free_port
+from tests.conftest import REPO, SAMPLE_CORPUS, free_base_port, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -42,23 +42,6 @@ gate:
 """
 
 
-def _base_port() -> int:
-    import socket
-
-    def free(port: int) -> bool:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-        return True
-
-    while True:
-        base = free_port()
-        if base < 60000 and all(free(base + i) for i in range(5)):
-            return base
-
-
 def copilot(env: dict[str, str], *args: str, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "copilot.cli", *args],
@@ -76,7 +59,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     environment = {
         **os.environ,
         "COPILOT_HOME": str(home),
-        "COPILOT_BASE_PORT": str(_base_port()),
+        "COPILOT_BASE_PORT": str(free_base_port()),
         "COPILOT_KAFKA_PORT": str(free_port()),
         "COPILOT_ISSUER_PORT": str(free_port()),
         "COPILOT_REVIEW_PORT": str(free_port()),
