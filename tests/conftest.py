@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +21,16 @@ from copilot.settings import AuthSettings
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_USERS = REPO / "sample" / "users.json"
 SAMPLE_CORPUS = REPO / "sample" / "corpus"
+
+
+# Slack timestamps and message ids are long digit runs, so a bare substring test for the secret
+# figure fails by chance; the figure counts only when it stands on its own.
+_SECRET_FIGURE = re.compile(r"(?<![\d.])412(?!\d)")
+
+
+def shows_secret_figure(text: str) -> bool:
+    """Whether `text` shows the finance memo's budget figure (412,000) in any spelling."""
+    return _SECRET_FIGURE.search(text) is not None
 
 
 def free_port() -> int:

@@ -31,7 +31,7 @@ from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
 from copilot.launcher import Stack
 from services.bots.server import Bots, build
 from services.bots.settings import BotsSettings, KeycloakClientSettings, SlackSettings
-from tests.conftest import REPO, SAMPLE_CORPUS, free_base_port, free_port
+from tests.conftest import REPO, SAMPLE_CORPUS, free_base_port, free_port, shows_secret_figure
 from tests.integration.bots_standins import (
     BOT_CLIENT,
     FINANCE_QUESTION,
@@ -198,7 +198,7 @@ def test_each_member_sees_only_what_everyone_in_the_channel_may_read(bot: tuple[
     )
     channel_view = _everything_shown_to_channel(slack, "CSHARED")
     assert REFUSAL_WORDS in channel_view, "the channel answer may use only what bob may read too"
-    assert "412" not in channel_view and "budget-memo" not in channel_view
+    assert not shows_secret_figure(channel_view) and "budget-memo" not in channel_view
     assert private[0].args["thread_ts"] == thread and "Only you can see this" in json.dumps(
         private[0].args["blocks"]
     )
@@ -215,7 +215,7 @@ def test_each_member_sees_only_what_everyone_in_the_channel_may_read(bot: tuple[
     time.sleep(2)
     assert not slack.called("chat.postEphemeral")
     shown_to_bob = json.dumps([c.args for c in slack.calls])
-    assert REFUSAL_WORDS in shown_to_bob and "412" not in shown_to_bob
+    assert REFUSAL_WORDS in shown_to_bob and not shows_secret_figure(shown_to_bob)
 
 
 def test_a_dm_uses_the_askers_own_rights(bot: tuple[str, FakeSlackApi]) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from copilot.launcher import Stack, descendants, pid_alive
-from tests.conftest import REPO, SAMPLE_CORPUS, free_base_port, free_port
+from tests.conftest import REPO, SAMPLE_CORPUS, free_base_port, free_port, shows_secret_figure
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +110,7 @@ def test_ingest_search_ask_flags(env: dict[str, str], stack: Stack) -> None:
     refusal = json.loads(bob.stdout)
     assert refusal["refused"]
     assert "do not cover" in refusal["answer"]
-    assert "412" not in refusal["answer"] and "memo" not in refusal["answer"].lower()
+    assert not shows_secret_figure(refusal["answer"]) and "memo" not in refusal["answer"].lower()
     assert refusal["sources"] == []
 
     # The monitor consumed both interactions from Kafka; the refusal is flagged for coverage review.

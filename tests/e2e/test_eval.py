@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from copilot.launcher import Stack
-from tests.conftest import REPO, SAMPLE_CORPUS, free_base_port, free_port
+from tests.conftest import REPO, SAMPLE_CORPUS, free_base_port, free_port, shows_secret_figure
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +143,7 @@ def test_eval_runs_variants_red_team_and_gate(env: dict[str, str], stack: Stack,
     assert not items["fin-travel-budget"]["refused"]
     refusal = items["eng-no-rights-travel-budget"]
     assert refusal["refused"] and refusal["metrics"]["correct_refusal"] == 1.0
-    assert "412" not in refusal["answer"]
+    assert not shows_secret_figure(refusal["answer"])
     # Nobody got a passage of a document they may not read, under either variant.
     assert default["overall"]["values"]["no_leak"] == dense["overall"]["values"]["no_leak"] == 1.0
     assert default["overall"]["values"]["latency_ms_p95"] > 1001

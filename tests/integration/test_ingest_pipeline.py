@@ -50,9 +50,7 @@ def _corpus() -> list[tuple[Path, Access]]:
     return out
 
 
-def test_corpus_ingests_with_acls_and_reingest_is_a_no_op(
-    pipeline: tuple, embedder: MiniLmEmbedder
-) -> None:
+def test_corpus_ingests_with_acls_and_reingest_is_a_no_op(pipeline: tuple, embedder: MiniLmEmbedder) -> None:
     ingest, store, events = pipeline
     corpus = _corpus()
     assert {f.suffix for f, _ in corpus} >= {".md", ".html", ".pdf", ".docx"}
