@@ -28,6 +28,8 @@ SECTIONS = {
     "monitor-accuracy": "bench.monitor_accuracy",
     "monitor-throughput": "bench.monitor_throughput",
 }
+#: Sections written by their own command (`make load`), joined after the others when present.
+OTHER_SECTIONS = ("load",)
 console = Console()
 
 
@@ -39,7 +41,7 @@ Command: `make bench` (`python -m bench.run`; `python -m bench.run NAME` re-runs
 ran. Ratios compare against baselines measured in the same run, since these machines are noisy.
 """
     parts = [header]
-    for name in SECTIONS:
+    for name in [*SECTIONS, *OTHER_SECTIONS]:
         path = SECTIONS_DIR / f"{name}.md"
         if path.exists():
             parts.append(path.read_text())
