@@ -12,6 +12,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -228,6 +229,7 @@ class Searcher:
         self._max_audience = max_audience
         self._reranker = reranker
         self._rerank_candidates = rerank_candidates
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lexical-query")
 
     def search(self, principal: Principal, query: str, options: SearchOptions | None = None) -> list[Hit]:
         options = options or SearchOptions()
@@ -244,22 +246,30 @@ class Searcher:
         if options.rerank:
             depth = max(depth, self._rerank_candidates)
 
+        # The lexical query needs no embedding, so it runs while the query is embedded (the embedding is
+        # most of a search's time on a CPU).
+        terms = encode_query(query) if mode in (Mode.LEXICAL, Mode.HYBRID) else None
+        lexical = (
+            self._pool.submit(
+                self._store.query,
+                terms,
+                principal.tenant,
+                held,
+                depth,
+                narrow=options.narrow,
+                with_vector=True,
+            )
+            if terms
+            else None
+        )
         [vector] = self._embedder.embed([query])
         rankings: list[list[ScoredChunk]] = []
         weights: list[float] = []
         if mode in (Mode.DENSE, Mode.HYBRID):
             rankings.append(self._store.query(vector, principal.tenant, held, depth, narrow=options.narrow))
             weights.append(self._weights[0])
-        if mode in (Mode.LEXICAL, Mode.HYBRID):
-            terms = encode_query(query)
-            lexical = (
-                self._store.query(
-                    terms, principal.tenant, held, depth, narrow=options.narrow, with_vector=True
-                )
-                if terms
-                else []
-            )
-            rankings.append(lexical)
+        if terms is not None:
+            rankings.append(lexical.result() if lexical is not None else [])
             weights.append(self._weights[1])
 
         by_id: dict[str, ScoredChunk] = {}
