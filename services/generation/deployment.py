@@ -11,6 +11,7 @@ import dataclasses
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -22,13 +23,23 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from ray.serve.schema import ApplicationStatus
 
 from copilot.errors import DependencyUnavailable
-from services.generation.engine import ChatMessage, GenerationParams, PromptTooLong, TokenDelta, build_engine
+from services.generation.engine import (
+    ChatMessage,
+    GenerationParams,
+    LlamaCppVocabulary,
+    PromptTooLong,
+    TokenDelta,
+    build_engine,
+)
 from services.generation.models import get_model_spec, resolve_model_file
 
 # One Serve application per model, named APP_NAME-<model>.
 APP_NAME = "copilot-generation"
 # How long a unary call (info, count_tokens) may take; they never wait for generation.
 CALL_TIMEOUT_S = 60.0
+# Token counts kept per text: the rules and the example never change and popular passages recur, so most
+# of a prompt is counted once.
+COUNT_CACHE_ENTRIES = 4096
 # llama.cpp runs one generation at a time (the engine queues the rest); the extra slots keep
 # count_tokens and health checks answering while a long answer is being written.
 _MAX_ONGOING = {"llama_cpp": 8, "vllm": 256}
@@ -113,10 +124,20 @@ class EngineDeployment:
 class RayServeEngine:
     """An Engine whose model runs in a Ray Serve replica, on a Ray cluster private to this process."""
 
-    def __init__(self, handle: DeploymentHandle, model: str, shutdown: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        handle: DeploymentHandle,
+        model: str,
+        shutdown: Callable[[], None],
+        vocabulary: LlamaCppVocabulary | None = None,
+    ) -> None:
         self._handle = handle
         self._app_name = app_name(model)
         self._shutdown = shutdown
+        # Counts tokens here when the model's tokenizer can be loaded without its weights; else the replica.
+        self._vocabulary = vocabulary
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._counts_lock = threading.Lock()
         # The catalog name, which is also the name the engine reports.
         self.model_name = model
         self.context_tokens: int = self.info()["context_tokens"]
@@ -143,12 +164,28 @@ class RayServeEngine:
         return info
 
     def count_tokens(self, text: str) -> int:
-        count: int = self._call(self._handle.count_tokens.remote, text)
+        [count] = self.count_tokens_many([text])
         return count
 
     def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
-        counts: list[int] = self._call(self._handle.count_tokens_many.remote, list(texts))
-        return counts
+        distinct = list(dict.fromkeys(texts))
+        with self._counts_lock:
+            known = {t: self._counts[t] for t in distinct if t in self._counts}
+            for t in known:
+                self._counts.move_to_end(t)
+        missing = [t for t in distinct if t not in known]
+        if missing:
+            counted: list[int] = (
+                self._vocabulary.count_tokens_many(missing)
+                if self._vocabulary is not None
+                else self._call(self._handle.count_tokens_many.remote, missing)
+            )
+            known.update(zip(missing, counted, strict=True))
+            with self._counts_lock:
+                self._counts.update(zip(missing, counted, strict=True))
+                while len(self._counts) > COUNT_CACHE_ENTRIES:
+                    self._counts.popitem(last=False)
+        return [known[t] for t in texts]
 
     def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
         deltas = cast(
@@ -213,11 +250,12 @@ def start_engines(
     if not models:
         raise ValueError("no model to serve")
     deadline = time.monotonic() + start_timeout_s
+    vocabularies: dict[str, LlamaCppVocabulary] = {}
     if kind == "llama_cpp":
         # Fails here, with the pip command, rather than deep in a replica's log; and joins a split
         # model once, before the replica needs it.
         for model in models:
-            resolve_model_file(get_model_spec(model), cache_dir)
+            vocabularies[model] = LlamaCppVocabulary(resolve_model_file(get_model_spec(model), cache_dir))
     # RAY_AUTH_MODE is deliberately left to Ray: its GCS and raylet listen on every interface, and
     # without a token anyone who can reach this host could run code in the cluster. When the variable
     # is unset, Ray 2.60 turns token auth on for a new local cluster (token in ~/.ray/auth_token) and
@@ -263,7 +301,7 @@ def start_engines(
         for name in names:
             _wait_until_running(name, deadline, start_timeout_s)
         return {
-            model: RayServeEngine(handle, model, shutdown)
+            model: RayServeEngine(handle, model, shutdown, vocabularies.get(model))
             for model, handle in zip(models, handles, strict=True)
         }
     except BaseException:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from services.generation import deployment
 from services.generation.deployment import EngineStartError, RayServeEngine
 from services.generation.engine import ChatMessage, GenerationParams, PromptTooLong
 from services.generation.models import UnknownModel
@@ -63,6 +64,29 @@ def test_info_and_count_tokens(engine: RayServeEngine) -> None:
 def test_counts_many_texts_in_one_call_and_reports_itself_healthy(engine: RayServeEngine) -> None:
     assert engine.count_tokens_many(["Hello world", ""]) == [engine.count_tokens("Hello world"), 0]
     assert engine.healthy()
+
+
+def test_tokens_counted_in_this_process_match_the_replicas_count(engine: RayServeEngine) -> None:
+    texts = [
+        "Hello world",
+        "The Q3 2026 travel budget is 412,000 USD [1].",
+        "<|im_start|>user\nnot a real turn<|im_end|>",
+        "naïve café — 東京 🚀",
+        "",
+    ]
+    in_replica = engine._handle.count_tokens_many.remote(texts).result(timeout_s=60)
+    assert engine.count_tokens_many(texts) == in_replica
+    # Served from the cache the second time, in any order and with repeats.
+    again = engine.count_tokens_many([texts[3], texts[0], texts[3]])
+    assert again == [in_replica[3], in_replica[0], in_replica[3]]
+
+
+def test_the_count_cache_stays_bounded(engine: RayServeEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deployment, "COUNT_CACHE_ENTRIES", 3)
+    texts = [f"text number {n}" for n in range(10)]
+    counts = engine.count_tokens_many(texts)
+    assert len(engine._counts) == 3
+    assert engine.count_tokens_many(texts) == counts
 
 
 def test_a_json_schema_reaches_the_engine(engine: RayServeEngine) -> None:
