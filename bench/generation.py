@@ -55,6 +55,7 @@ PROMPT_TOKENS = 1500
 ANSWER_TOKENS = 32
 ROUNDS = 3
 HOP_ROUNDS = 20
+SETTLE_S = 0.5
 # Paired differences spread wider than this (interquartile range) cannot show a 10 ms overhead.
 NOISE_LIMIT_MS = 50.0
 QUESTION = "What do these documents say about budgets, approvals and time off?"
@@ -224,11 +225,17 @@ def measure(
         assert kept == len(passages)
         chats.append(messages)
     stack.source.passages, question = prompts[2]
-    return [
-        time_engine(stack.direct, chats[0], max_tokens),
-        time_engine(stack.served, chats[1], max_tokens),
-        time_rpc(stack.stub, stack.token, stack.events, question, max_tokens),
-    ]
+    timings = []
+    for timed in (
+        lambda: time_engine(stack.direct, chats[0], max_tokens),
+        lambda: time_engine(stack.served, chats[1], max_tokens),
+        lambda: time_rpc(stack.stub, stack.token, stack.events, question, max_tokens),
+    ):
+        # llama.cpp's worker threads keep polling for a while after an answer; without a pause the next
+        # path (in another process) would start on cores the previous one still spins on.
+        time.sleep(SETTLE_S)
+        timings.append(timed())
+    return timings
 
 
 def run(console: Console, model: str = MODEL) -> str:
@@ -302,9 +309,10 @@ def report(model: str, long: list[list[Timing]], hops: list[list[Timing]], sizes
         )
     else:
         verdict = "met" if overhead <= 10 else "missed"
-    return f"""## Generation: time to first token, decode speed and the cost of the serving hops
+    command = COMMAND if model == MODEL else f"{COMMAND} --model {model}"
+    return f"""## Generation with {model}: time to first token, decode speed and the cost of the serving hops
 
-Command: `{COMMAND}` (part of `make bench`). Model: {model} ({MODELS[model].upstream}), llama.cpp on {THREADS} threads,
+Command: `{command}` (part of `make bench`). Model: {model} ({MODELS[model].upstream}), llama.cpp on {THREADS} threads,
 {CONTEXT_TOKENS}-token context. Prompts of {min(sizes):,}-{max(sizes):,} tokens (RAG prompt over sample-corpus
 passages), {ANSWER_TOKENS}-token answers, greedy; {ROUNDS} rounds, medians. Retrieval is not in these figures.
 

@@ -25,6 +25,7 @@ SECTIONS = {
     "pg-ingest": "bench.pg_report",
     "latency": "bench.search_latency",
     "generation": "bench.generation",
+    "generation-hops": "bench.generation_hops",
     "monitor-accuracy": "bench.monitor_accuracy",
     "monitor-throughput": "bench.monitor_throughput",
 }
