@@ -16,13 +16,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from copilot.common.v1 import common_pb2
 from copilot.embedding import Embedder
 from copilot.events.v1 import events_pb2
+from copilot.hygiene import suspicion
 from copilot.lexical import encode_document
 from copilot.logs import log_fields
 from copilot.vectorstore.port import ChunkStore, StoredChunk, access_payload, point_id_for, uri_ancestors
 from services.ingest.access import Access
 from services.ingest.chunking import chunk
 from services.ingest.errors import IngestError
-from services.ingest.hygiene import suspicion
 from services.ingest.parsing import DEFAULT_LIMITS, ParseLimits, parse
 
 log = logging.getLogger(__name__)
