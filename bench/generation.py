@@ -36,6 +36,7 @@ from copilot.events.v1 import events_pb2
 from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
 from copilot.grpc_client import bearer, open_channel
 from copilot.grpc_server import GrpcServer
+from copilot.ports import free_port
 from copilot.settings import AuthSettings
 from services.generation.answerer import Answerer, AnswerPolicy
 from services.generation.deployment import RayServeEngine
@@ -185,7 +186,7 @@ def start(tmp: Path, progress: Progress, model: str) -> Stack:
         "llama_cpp", model, cache, THREADS, CONTEXT_TOKENS, ray_temp_dir=Path(tempfile.mkdtemp(prefix="ray"))
     )
     key = load_or_create_key(tmp / "key.pem")
-    port = _free_port()
+    port = free_port()
     issuer = DevIssuer(
         f"http://127.0.0.1:{port}/realms/copilot", "copilot", key, load_users(REPO / "sample" / "users.json")
     )
@@ -328,14 +329,6 @@ Ray Serve + gRPC overhead (p50, paired): {overhead:+.1f} ms, interquartile range
 {verdict}. The gRPC service alone (token check, model pick, one token-count call, streaming) over the Ray
 Serve handle: {extra(hops, 2, 1):+.1f} ms (paired p50).
 """
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 if __name__ == "__main__":

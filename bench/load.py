@@ -25,7 +25,6 @@ import argparse
 import os
 import platform
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
 from copilot.grpc_client import bearer, open_channel
 from copilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from copilot.launcher import LauncherSettings, Stack, down, up
+from copilot.ports import free_base_port, free_port
 from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from services.ingest.access import access_for, is_sidecar
 
@@ -114,27 +114,6 @@ def parse_mix(text: str) -> dict[str, int]:
     if not sum(mix.values()):
         raise argparse.ArgumentTypeError("the mix needs at least one positive weight")
     return mix
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _free_base_port() -> int:
-    """Five consecutive free ports for the services."""
-    while True:
-        base = _free_port()
-        if base >= 60000:
-            continue
-        try:
-            for port in range(base, base + 5):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
 
 
 class Client:
@@ -413,10 +392,10 @@ def run(
     home = Path(tempfile.mkdtemp(prefix="copilot-load-"))
     settings = LauncherSettings(
         home=home,
-        base_port=_free_base_port(),
-        kafka_port=_free_port(),
-        issuer_port=_free_port(),
-        review_port=_free_port(),
+        base_port=free_base_port(),
+        kafka_port=free_port(),
+        issuer_port=free_port(),
+        review_port=free_port(),
         model=model,
         log_format="json",
     )

@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import queue
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from copilot.broker import start_tansu
 from copilot.common.v1 import common_pb2
 from copilot.events.v1 import events_pb2
 from copilot.kafka import ensure_topics
+from copilot.ports import free_port
 from services.monitor.consumer import MonitorConsumer
 from services.monitor.detectors import Detector, PromptInjectionDetector, Tier, run_detectors
 from services.monitor.flagstore import FlagStore
@@ -347,7 +347,7 @@ def run(console: Console) -> str:
     baseline = bench_in_process(events)
     with tempfile.TemporaryDirectory() as tmp_name, Progress(console=console, transient=True) as progress:
         tmp = Path(tmp_name)
-        port = _free_port()
+        port = free_port()
         broker = start_tansu(port, tmp / "tansu.log")
         try:
             bootstrap = f"127.0.0.1:{port}"
@@ -392,12 +392,6 @@ cores (load average {load} as this run finished).
 |---|---|---|---|
 {visibility}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from copilot.broker import start_tansu
 from copilot.devissuer import DevIssuer, load_or_create_key, load_users, serve_in_thread
+from copilot.ports import free_port
 from copilot.settings import AuthSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,29 +31,6 @@ _SECRET_FIGURE = re.compile(r"(?<![\d.])412(?!\d)")
 def shows_secret_figure(text: str) -> bool:
     """Whether `text` shows the finance memo's budget figure (412,000) in any spelling."""
     return _SECRET_FIGURE.search(text) is not None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_base_port(count: int = 5) -> int:
-    """The first of ``count`` consecutive free ports: the launcher puts its services on base + i."""
-    while True:
-        base = free_port()
-        if base < 60000 and all(_port_free(base + i) for i in range(count)):
-            return base
 
 
 @pytest.fixture(scope="session")

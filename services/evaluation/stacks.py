@@ -5,7 +5,6 @@ prompt): started with `copilot up` under those settings on free ports, the corpu
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,33 +13,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from copilot.launcher import REPO_ROOT, Stack
+from copilot.ports import free_base_port, free_port
 from services.evaluation.client import ApiError
 
 _START_TIMEOUT_S = 900
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_base_port() -> int:
     """The first of five consecutive free ports (store and the four services)."""
-    for _ in range(100):
-        base = _free_port()
-        if base < 60000 and all(_port_free(base + i) for i in range(5)):
-            return base
-    raise ApiError("found no five consecutive free ports for a variant's stack")
+    try:
+        return free_base_port()
+    except RuntimeError as error:
+        raise ApiError("found no five consecutive free ports for a variant's stack") from error
 
 
 def _copilot(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -66,8 +50,8 @@ def own_stack(server_env: Mapping[str, str], corpus: Path, parent: Path) -> Iter
         **server_env,
         "COPILOT_HOME": str(home),
         "COPILOT_BASE_PORT": str(_free_base_port()),
-        "COPILOT_KAFKA_PORT": str(_free_port()),
-        "COPILOT_ISSUER_PORT": str(_free_port()),
+        "COPILOT_KAFKA_PORT": str(free_port()),
+        "COPILOT_ISSUER_PORT": str(free_port()),
     }
     try:
         up = _copilot(env, "up")

@@ -29,9 +29,10 @@ from pydantic import SecretStr
 from copilot.devissuer import DevIssuer, load_or_create_key, load_users, serve_in_thread
 from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
 from copilot.launcher import Stack
+from copilot.ports import free_base_port, free_port
 from services.bots.server import Bots, build
 from services.bots.settings import BotsSettings, KeycloakClientSettings, SlackSettings
-from tests.conftest import REPO, SAMPLE_CORPUS, free_base_port, free_port, shows_secret_figure
+from tests.conftest import REPO, SAMPLE_CORPUS, shows_secret_figure
 from tests.integration.bots_standins import (
     BOT_CLIENT,
     FINANCE_QUESTION,

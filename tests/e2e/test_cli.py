@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from copilot.launcher import Stack, descendants, pid_alive
-from tests.conftest import REPO, SAMPLE_CORPUS, free_base_port, free_port, shows_secret_figure
+from copilot.ports import free_base_port, free_port
+from tests.conftest import REPO, SAMPLE_CORPUS, shows_secret_figure
 
 pytestmark = pytest.mark.slow
 
