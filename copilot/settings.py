@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from copilot.ratelimit import RateLimitSettings
 
+# Kept beside the other build caches; the embedding module imports torch-free settings, not the reverse.
+DEFAULT_EMBEDDING_CACHE_DIR = Path(".cache/models")
+
 
 class AuthSettings(BaseModel):
     """Where tokens come from and what they must say; matches a Keycloak realm."""
@@ -96,6 +99,8 @@ class ServiceSettings(BaseSettings):
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     # Keyed hash for pseudonymous user ids in events; rotate per deployment.
     pseudonym_key: SecretStr = SecretStr("dev-only-pseudonym-key")
+    # Where the embedding model's ONNX export is kept (made on first start when missing; the image bakes it).
+    embedding_cache_dir: Path = DEFAULT_EMBEDDING_CACHE_DIR
 
 
 class StoreSettings(BaseModel):

@@ -116,7 +116,7 @@ def main() -> None:
         max_answer_tokens=settings.max_answer_tokens,
     )
     # One thread: a handful of sentences per answer, and the model needs the cores more.
-    embedder = MiniLmEmbedder(threads=1)
+    embedder = MiniLmEmbedder(threads=1, cache_dir=settings.embedding_cache_dir)
     answerer = Answerer(
         source,
         EngineCatalog(engines, settings.model),

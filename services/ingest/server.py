@@ -30,7 +30,7 @@ def main() -> None:
     publisher = EventPublisher(
         settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "ingest.sqlite", **kafka_options
     )
-    embedder = MiniLmEmbedder(threads=settings.embedding_threads)
+    embedder = MiniLmEmbedder(threads=settings.embedding_threads, cache_dir=settings.embedding_cache_dir)
     store = open_store(settings.store, embedder.dimension)
     pipeline = IngestPipeline(
         store,

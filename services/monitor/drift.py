@@ -32,8 +32,9 @@ from services.monitor.detectors import Finding, Severity, Tier
 
 
 class DeferredEmbedder:
-    """Builds the embedder on first use, on the thread that first embeds: loading torch and the model takes
-    seconds (tens on a busy machine) that the monitor's start-up and its consumer need not wait for."""
+    """Builds the embedder on first use, on the thread that first embeds: loading the model (exporting it,
+    on a first start) takes seconds (tens on a busy machine) that the monitor's start-up and its consumer
+    need not wait for."""
 
     def __init__(self, build: Callable[[], Embedder], model_id: str, dimension: int) -> None:
         self.model_id = model_id

@@ -145,7 +145,11 @@ def _sampled_tier(
     if settings.toxicity_classifier_sample_rate > 0:
         detectors.append(ToxicityClassifierDetector(sample_rate=settings.toxicity_classifier_sample_rate))
     if settings.drift_sample_rate > 0:
-        embedder = DeferredEmbedder(MiniLmEmbedder, MiniLmEmbedder.model_id, MiniLmEmbedder.dimension)
+        embedder = DeferredEmbedder(
+            lambda: MiniLmEmbedder(cache_dir=settings.embedding_cache_dir),
+            MiniLmEmbedder.model_id,
+            MiniLmEmbedder.dimension,
+        )
         detectors.append(
             QueryDriftMonitor(
                 embedder,

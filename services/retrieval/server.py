@@ -25,7 +25,7 @@ def main() -> None:
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, "copilot.retrieval.v1.RetrievalService"
     )
     server.start()
-    embedder = MiniLmEmbedder(threads=settings.embedding_threads)
+    embedder = MiniLmEmbedder(threads=settings.embedding_threads, cache_dir=settings.embedding_cache_dir)
     store = open_store(settings.store, embedder.dimension)
     searcher = Searcher(
         store,

@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from copilot import embedding
 from copilot.embedding import MiniLmEmbedder
 
 TEXTS = [
@@ -18,6 +21,33 @@ TEXTS = [
 def embedder() -> MiniLmEmbedder:
     # A small batch size makes the seven texts span several batches, so reordering is exercised.
     return MiniLmEmbedder(batch_size=3)
+
+
+def test_vectors_match_the_sentence_transformers_reference(embedder: MiniLmEmbedder) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(embedding.model_path()), device="cpu", local_files_only=True)
+    reference.max_seq_length = embedding.MAX_TOKENS
+    texts = [*TEXTS, "employees accrue paid leave monthly " * 100, "naïve café 東京 🙂"]
+    expected = reference.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.abs(np.array(embedder.embed(texts)) - expected).max() < 1e-5
+
+
+def test_the_onnx_export_is_cached_and_reused(tmp_path: Path) -> None:
+    MiniLmEmbedder(cache_dir=tmp_path)
+    [cached] = tmp_path.glob("*.onnx")
+    assert cached.name == embedding.onnx_file_name()
+    exported_at = cached.stat().st_mtime_ns
+    again = MiniLmEmbedder(cache_dir=tmp_path)
+    assert cached.stat().st_mtime_ns == exported_at
+    assert len(again.embed(["hello"])[0]) == 384
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_an_unwritable_cache_costs_an_export_but_still_embeds(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache directory should be")
+    assert len(MiniLmEmbedder(cache_dir=blocked).embed(["hello"])[0]) == 384
 
 
 def test_returns_unit_vectors_of_model_dimension(embedder: MiniLmEmbedder) -> None:
