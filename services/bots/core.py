@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 EVERYONE_ONLY: tuple[str, ...] = ("everyone",)
 Scope = Literal["channel", "private"]
+# Where a question's replies go: "dm", a one-to-one chat with the asker; "channel", answers for everyone
+# there but anything about the asker to the asker alone; "private", everything to the asker alone.
+Where = Literal["dm", "channel", "private"]
 
 
 class AnswerTimedOut(CopilotError):
@@ -91,7 +94,9 @@ class ReplySink(Protocol):
         """An answer only the asker sees, with a note saying why."""
 
     def problem(self, message: str) -> None:
-        """Something went wrong, or the bot cannot help; shown where the answer would have been."""
+        """Something went wrong, or the bot cannot help. Shown to the asker alone wherever others would
+        see it (the message may name the asker's email); a placeholder others saw says only that the asker
+        was told why."""
 
 
 class Generation(Protocol):
@@ -112,6 +117,8 @@ PRIVATE_NOTE = (
 )
 CHANNEL_SCOPE_NOTE = "Answered from documents every member of this channel may read."
 HELP = "Ask me a question about our documents, for example: what is our travel policy?"
+# What a channel sees where an answer was coming when the asker is told privately why there is none.
+PROBLEM_IN_CHANNEL = "I couldn't answer this here. Only the asker can see why."
 
 
 @dataclass(frozen=True)
@@ -160,8 +167,8 @@ class BotCore:
     def unknown_user_message(self, email: str | None) -> str:
         if not email:
             return (
-                "I can't see an email address on your chat account, so I can't tell who you are in the "
-                f"copilot and won't answer with anyone else's access. {self._access_help}"
+                "I can't see a verified email address on your chat account, so I can't tell who you are in "
+                f"the copilot and won't answer with anyone else's access. {self._access_help}"
             )
         return (
             f"I couldn't find a copilot account with the verified email {email}, so I can't answer with "
@@ -171,9 +178,23 @@ class BotCore:
     def count_failure(self, platform: str, reason: str) -> None:
         self._metrics.failures.add(1, {"platform": platform, "reason": reason})
 
-    def explain(self, exc: Exception) -> str:
-        """What a user is told when ``exc`` stopped the bot from doing what they asked."""
-        return self._explain(exc)[1]
+    def failure(self, platform: str, exc: Exception, doing: str, reason: str | None = None) -> str:
+        """Logs and counts a failure; returns what the user is told. The user never sees the exception's
+        text (it may name internals or other people), only plain words and a reference that is also in the
+        log line, so support can find the details."""
+        explained, message = self._explain(exc)
+        reference = uuid.uuid4().hex[:8]
+        log.warning(
+            "%s on %s failed (%s, reference %s): %s",
+            doing,
+            platform,
+            explained,
+            reference,
+            exc,
+            exc_info=explained == "internal",
+        )
+        self._metrics.failures.add(1, {"platform": platform, "reason": reason or explained})
+        return f"{message} (reference {reference})"
 
     def handle(self, question: Question, sink: ReplySink) -> str:
         """Answers one question through ``sink``; returns the outcome (for logs and tests). Every path
@@ -181,20 +202,10 @@ class BotCore:
         try:
             outcome = self._handle(question, sink)
         except Exception as exc:  # noqa: BLE001 (whatever broke, the asker must hear about it)
-            reason, message = self._explain(exc)
-            reference = uuid.uuid4().hex[:8]
-            log.warning(
-                "answering on %s failed (%s, reference %s): %s",
-                question.platform,
-                reason,
-                reference,
-                exc,
-                exc_info=reason == "internal",
-            )
-            self._metrics.failures.add(1, {"platform": question.platform, "reason": reason})
-            outcome = f"failed:{reason}"
+            outcome = f"failed:{self._explain(exc)[0]}"
+            message = self.failure(question.platform, exc, "answering")
             try:
-                sink.problem(f"{message} (reference {reference})")
+                sink.problem(message)
             except Exception:  # noqa: BLE001
                 log.exception("could not even tell the asker on %s that answering failed", question.platform)
                 self._metrics.failures.add(1, {"platform": question.platform, "reason": "reply_failed"})
@@ -286,16 +297,19 @@ class BotCore:
                 "Please tell your copilot administrator."
             )
         if isinstance(exc, PermissionDenied):
-            return "permission_denied", f"The copilot refused to answer on your behalf: {exc}"
+            return "permission_denied", (
+                "The copilot refused to answer on your behalf. If you think you should have access, please "
+                "tell your copilot administrator."
+            )
         if isinstance(exc, InvalidInput):
-            return "invalid_question", f"The copilot could not take this question: {exc}"
+            return "invalid_question", (
+                "The copilot could not take this question as asked. Please rephrase or shorten it."
+            )
         if isinstance(exc, ResourceExhausted):
             return "busy", "The copilot is busy right now. Please try again in a minute."
         if isinstance(exc, DependencyUnavailable):
-            return "unavailable", (
-                f"The copilot is unavailable right now ({exc}). Please try again in a few minutes."
-            )
-        return "internal", "Something went wrong while answering, sorry. Please try again later."
+            return "unavailable", "The copilot is unavailable right now. Please try again in a few minutes."
+        return "internal", "Something went wrong on my side, sorry. Please try again later."
 
 
 class ConversationMap(Protocol):

@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from copilot.errors import CopilotError, DependencyUnavailable
-from services.bots.core import Answer, BotCore, Question
+from services.bots.core import PROBLEM_IN_CHANNEL, Answer, BotCore, Question, Where
 from services.bots.feedback import FeedbackRecorder
 from services.bots.identity import TtlCache
 from services.bots.settings import SlackSettings
@@ -31,7 +31,7 @@ from services.bots.slack_blocks import (
     problem_blocks,
     streaming_text,
 )
-from services.bots.store import VISIBILITIES, BotStore, ChannelConfig, Visibility
+from services.bots.store import BotStore, ChannelConfig, changed, describe
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,12 @@ class SlackPeople:
         return self._users.get_or_load(user_id, load)
 
     def email_of(self, user_id: str) -> str | None:
-        """The user's email, which Slack verifies; None for bots, deactivated users and hidden emails."""
+        """The user's email if Slack says it is confirmed; None for bots, deactivated users, hidden and
+        unconfirmed emails (anyone can type an unconfirmed one, e.g. a colleague's)."""
         user = self.user(user_id)
         if user.get("deleted") or user.get("is_bot") or user.get("is_app_user"):
+            return None
+        if user.get("is_email_confirmed") is not True:
             return None
         email = user.get("profile", {}).get("email")
         return str(email) if email else None
@@ -106,7 +109,8 @@ class SlackPeople:
 
 class SlackReply:
     """One question's replies: a placeholder in the thread, updated as the answer streams (at most one
-    chat.update per interval), then the final blocks; or a single ephemeral message."""
+    chat.update per interval), then the final blocks; or, where the answer is private, a single ephemeral
+    message. Problems in a channel go to the asker alone (ephemeral)."""
 
     def __init__(
         self,
@@ -114,7 +118,7 @@ class SlackReply:
         channel: str,
         user: str,
         thread_ts: str | None,
-        ephemeral: bool,
+        where: Where,
         update_interval_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -122,7 +126,8 @@ class SlackReply:
         self._channel = channel
         self._user = user
         self._thread_ts = thread_ts
-        self._ephemeral = ephemeral
+        self._ephemeral = where == "private"
+        self._in_channel = where == "channel"
         self._interval = update_interval_s
         self._clock = clock
         self._ts: str | None = None
@@ -149,22 +154,32 @@ class SlackReply:
         self._show(answer_fallback(answer), answer_blocks(answer))
 
     def private(self, answer: Answer, note: str) -> None:
-        self._client.chat_postEphemeral(
-            channel=self._channel,
-            user=self._user,
-            thread_ts=self._thread_ts,
-            text=f"{note}\n{answer_fallback(answer)}",
-            blocks=answer_blocks(answer, note),
-        )
+        self._to_asker(f"{note}\n{answer_fallback(answer)}", answer_blocks(answer, note))
 
     def problem(self, message: str) -> None:
-        self._show(message, problem_blocks(message))
+        if not self._in_channel:
+            self._show(message, problem_blocks(message))
+            return
+        if self._ts is not None:
+            try:
+                self._client.chat_update(
+                    channel=self._channel,
+                    ts=self._ts,
+                    text=PROBLEM_IN_CHANNEL,
+                    blocks=problem_blocks(PROBLEM_IN_CHANNEL),
+                )
+            except SlackApiError as exc:  # the asker is still told, below
+                log.warning("could not update the placeholder in %s: %s", self._channel, exc)
+        self._to_asker(message, problem_blocks(message))
+
+    def _to_asker(self, text: str, blocks: list[dict[str, Any]]) -> None:
+        self._client.chat_postEphemeral(
+            channel=self._channel, user=self._user, thread_ts=self._thread_ts, text=text, blocks=blocks
+        )
 
     def _show(self, text: str, blocks: list[dict[str, Any]]) -> None:
         if self._ephemeral:
-            self._client.chat_postEphemeral(
-                channel=self._channel, user=self._user, thread_ts=self._thread_ts, text=text, blocks=blocks
-            )
+            self._to_asker(text, blocks)
             return
         if self._ts is not None:
             try:
@@ -222,13 +237,18 @@ class SlackBot:
 
     def _answer(self, event: dict[str, Any], body: dict[str, Any], bot_user_id: str) -> None:
         channel, user = str(event["channel"]), str(event.get("user", ""))
-        if not self._store.first_time(str(body.get("event_id") or f"{channel}:{event.get('ts')}")):
-            return  # Slack redelivered an event already answered
         is_dm = event.get("channel_type") == "im" or channel.startswith("D")
         thread_ts = event.get("thread_ts") or (None if is_dm else event.get("ts"))
-        config = ChannelConfig() if is_dm else self._store.channel_config(PLATFORM, channel)
+        # The core replies to whatever goes wrong once it has the question; before that, this does.
+        try:
+            if not self._store.first_time(str(body.get("event_id") or f"{channel}:{event.get('ts')}")):
+                return  # Slack redelivered an event already answered
+            config = ChannelConfig() if is_dm else self._store.channel_config(PLATFORM, channel)
+        except Exception as exc:  # noqa: BLE001 (the asker must hear about it)
+            self._tell(channel, user, thread_ts, self._core.failure(PLATFORM, exc, "reading the bot's state"))
+            return
         if not config.enabled:
-            self._client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, text=DISABLED)
+            self._tell(channel, user, thread_ts, DISABLED)
             return
         ephemeral = not is_dm and config.visibility == "ephemeral"
         text = re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", "", str(event.get("text", ""))).strip()
@@ -241,7 +261,8 @@ class SlackBot:
             members=lambda: self._people.member_emails(channel, exclude={user, bot_user_id}),
             sources=config.source_prefixes,
         )
-        sink = SlackReply(self._client, channel, user, thread_ts, ephemeral, self._settings.update_interval_s)
+        where: Where = "dm" if is_dm else "private" if ephemeral else "channel"
+        sink = SlackReply(self._client, channel, user, thread_ts, where, self._settings.update_interval_s)
         outcome = self._core.handle(question, sink)
         log.info("slack question in %s: %s", channel, outcome)
 
@@ -259,20 +280,28 @@ class SlackBot:
             else:
                 self._feedback.record(user, str(action.get("value", "")), rating, PLATFORM)
                 message = THANKS[rating]
-        except CopilotError as exc:
-            log.warning("feedback from %s not recorded: %s", user_id, exc)
-            self._core.count_failure(PLATFORM, "feedback")
-            message = f"Sorry, I couldn't record your feedback. {self._core.explain(exc)}"
-        self._client.chat_postEphemeral(channel=channel, user=user_id, thread_ts=thread_ts, text=message)
+        except Exception as exc:  # noqa: BLE001 (the user clicked and must hear back, whatever broke)
+            failed = self._core.failure(PLATFORM, exc, "recording feedback", reason="feedback")
+            message = f"Sorry, I couldn't record your feedback. {failed}"
+        self._tell(channel, user_id, thread_ts, message)
 
     def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
         try:
             reply = self._configure(
                 str(command.get("text", "")), str(command["user_id"]), str(command["channel_id"])
             )
-        except CopilotError as exc:
-            reply = f"Sorry, that didn't work: {self._core.explain(exc)}"
+        except Exception as exc:  # noqa: BLE001 (the acknowledgement is the reply; it must always be sent)
+            reply = f"Sorry, that didn't work. {self._core.failure(PLATFORM, exc, 'the /copilot command')}"
+        # A slash command's acknowledgement text is shown to the sender alone.
         ack(reply)
+
+    def _tell(self, channel: str, user: str, thread_ts: str | None, text: str) -> None:
+        """Shows ``text`` to ``user`` alone."""
+        try:
+            self._client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, text=text)
+        except Exception:  # noqa: BLE001 (nothing left to tell the user with)
+            log.exception("could not tell %s in %s: %s", user, channel, text)
+            self._core.count_failure(PLATFORM, "reply_failed")
 
     def _configure(self, text: str, user: str, channel: str) -> str:
         words = text.split()
@@ -283,19 +312,11 @@ class SlackBot:
             return describe(config)
         if not self._may_configure(user, channel):
             return "Only workspace admins and the channel's creator can change the copilot's settings here."
-        setting, values = words[1], words[2:]
-        if setting == "enabled" and values in (["on"], ["off"]):
-            config = ChannelConfig(values == ["on"], config.visibility, config.source_prefixes)
-        elif setting == "visibility" and len(values) == 1 and values[0] in VISIBILITIES:
-            visibility: Visibility = "ephemeral" if values[0] == "ephemeral" else "channel"
-            config = ChannelConfig(config.enabled, visibility, config.source_prefixes)
-        elif setting == "sources" and values:
-            prefixes = () if values == ["all"] else tuple(values)
-            config = ChannelConfig(config.enabled, config.visibility, prefixes)
-        else:
+        new = changed(config, words[1], words[2:])
+        if new is None:
             return USAGE
-        self._store.set_channel_config(PLATFORM, channel, config, updated_by=user)
-        return "Updated. " + describe(config)
+        self._store.set_channel_config(PLATFORM, channel, new, updated_by=user)
+        return "Updated. " + describe(new)
 
     def _may_configure(self, user: str, channel: str) -> bool:
         person = self._people.user(user)
@@ -306,19 +327,3 @@ class SlackBot:
         except SlackApiError as exc:
             raise DependencyUnavailable(f"Slack would not describe this channel: {exc}") from exc
         return bool(info["channel"].get("creator") == user)
-
-
-def describe(config: ChannelConfig) -> str:
-    state = "on" if config.enabled else "off"
-    visibility = (
-        "answers are posted in the channel and use only documents every member may read"
-        if config.visibility == "channel"
-        else "answers are shown only to the asker and use the asker's own access"
-    )
-    sources = (
-        "all documents"
-        if not config.source_prefixes
-        else ", ".join(f"`{p}`" for p in config.source_prefixes)
-        + " (stored, not yet enforced: the copilot's answer API has no source filter)"
-    )
-    return f"The copilot is {state} in this channel; {visibility}; sources: {sources}."

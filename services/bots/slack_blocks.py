@@ -63,11 +63,14 @@ def source_line(number: int, title: str, uri: str, link: str) -> str:
 def answer_blocks(answer: Answer, note: str = "") -> list[Block]:
     blocks = _sections(answer_mrkdwn(answer))
     if answer.sources:
-        shown = answer.sources[: CONTEXT_ELEMENTS - 1]
         elements = [{"type": "mrkdwn", "text": "*Sources*"}] + [
-            {"type": "mrkdwn", "text": source_line(s.number, s.title, s.uri, s.link)} for s in shown
+            {"type": "mrkdwn", "text": source_line(s.number, s.title, s.uri, s.link)} for s in answer.sources
         ]
-        blocks.append({"type": "context", "block_id": "copilot_sources", "elements": elements})
+        # As many context blocks as it takes; block ids must be unique within a message.
+        for start in range(0, len(elements), CONTEXT_ELEMENTS):
+            block_id = "copilot_sources" if start == 0 else f"copilot_sources_{start // CONTEXT_ELEMENTS + 1}"
+            chunk = elements[start : start + CONTEXT_ELEMENTS]
+            blocks.append({"type": "context", "block_id": block_id, "elements": chunk})
     notes = []
     if answer.doubtful:
         plural = "s are" if answer.doubtful > 1 else " is"

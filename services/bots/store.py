@@ -24,9 +24,38 @@ class ChannelConfig:
     # "channel": answers are posted for everyone in the channel (and use only what all of them may read);
     # "ephemeral": only the asker sees the answer, computed with the asker's rights alone.
     visibility: Visibility = "channel"
-    # Documents whose uri starts with one of these; empty means all. Stored and shown, not yet enforced:
-    # AnswerRequest has no filters field to carry them to retrieval.
+    # Documents whose uri starts with one of these (whole path segments); empty means all. Sent with each
+    # question as AnswerRequest.uri_prefixes, and retrieval applies them inside its query.
     source_prefixes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def changed(config: ChannelConfig, setting: str, values: list[str]) -> ChannelConfig | None:
+    """``config`` with one setting changed as a chat command says (``enabled on|off``, ``visibility
+    channel|ephemeral``, ``sources all|PREFIX...``); None when the command is not one of those."""
+    if setting == "enabled" and values in (["on"], ["off"]):
+        return ChannelConfig(values == ["on"], config.visibility, config.source_prefixes)
+    if setting == "visibility" and len(values) == 1 and values[0] in VISIBILITIES:
+        visibility: Visibility = "ephemeral" if values[0] == "ephemeral" else "channel"
+        return ChannelConfig(config.enabled, visibility, config.source_prefixes)
+    if setting == "sources" and values:
+        prefixes = () if values == ["all"] else tuple(values)
+        return ChannelConfig(config.enabled, config.visibility, prefixes)
+    return None
+
+
+def describe(config: ChannelConfig) -> str:
+    state = "on" if config.enabled else "off"
+    visibility = (
+        "answers are posted in the channel and use only documents every member may read"
+        if config.visibility == "channel"
+        else "answers are shown only to the asker and use the asker's own access"
+    )
+    sources = (
+        "all documents"
+        if not config.source_prefixes
+        else "documents under " + ", ".join(f"`{p}`" for p in config.source_prefixes)
+    )
+    return f"The copilot is {state} in this channel; {visibility}; sources: {sources}."
 
 
 class BotStore:

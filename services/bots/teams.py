@@ -19,7 +19,14 @@ from typing import Any
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler, TeamsInfo
 from botbuilder.integration.aiohttp import CloudAdapter
-from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationParameters
+from botbuilder.schema import (
+    Activity,
+    ActivityEventNames,
+    ActivityTypes,
+    ChannelAccount,
+    ConversationParameters,
+    ConversationReference,
+)
 from botframework.connector.auth import (
     BotFrameworkAuthentication,
     BotFrameworkAuthenticationFactory,
@@ -27,11 +34,11 @@ from botframework.connector.auth import (
     ServiceClientCredentialsFactory,
 )
 
-from copilot.errors import CopilotError, DependencyUnavailable
-from services.bots.core import Answer, BotCore, Question
+from copilot.errors import DependencyUnavailable
+from services.bots.core import PROBLEM_IN_CHANNEL, Answer, BotCore, Question, Where
 from services.bots.feedback import FeedbackRecorder
 from services.bots.settings import TeamsSettings
-from services.bots.store import BotStore
+from services.bots.store import BotStore, changed, describe
 from services.bots.teams_cards import FEEDBACK_KEY, answer_card
 
 log = logging.getLogger(__name__)
@@ -39,7 +46,15 @@ log = logging.getLogger(__name__)
 PLATFORM = "teams"
 PLACEHOLDER = "Looking that up…"
 STREAMING_MARK = " ✍️"
-DISABLED = "The copilot is turned off in this channel."
+DISABLED = (
+    "The copilot is turned off in this channel. A team owner can turn it on with "
+    "`@copilot config enabled on`."
+)
+USAGE = (
+    "Usage: `@copilot config` shows this channel's settings; `@copilot config enabled on|off`, "
+    "`@copilot config visibility channel|ephemeral` (ephemeral: answers in a personal chat) and "
+    "`@copilot config sources all|PREFIX...` change them (team owners)."
+)
 THANKS = {
     "positive": "Thanks for the feedback!",
     "negative": "Thanks, that helps us improve the answers.",
@@ -47,6 +62,9 @@ THANKS = {
 }
 # Longest the worker thread waits for one Bot Framework call.
 CALL_TIMEOUT_S = 30.0
+# The turns the adapter runs for the bot's own proactive posts (continue_conversation,
+# create_conversation); their errors belong to whoever is posting.
+PROACTIVE = (ActivityEventNames.continue_conversation, ActivityEventNames.create_conversation)
 
 
 def authentication(
@@ -74,6 +92,26 @@ def _raising(exc: Exception) -> Callable[[], Any]:
     return fail
 
 
+async def send_personal(
+    adapter: CloudAdapter, app_id: str, reference: ConversationReference, activity: Activity
+) -> None:
+    """Sends ``activity`` in a one-to-one chat with the user of ``reference``: the only place in Teams
+    where nobody else reads along (Teams has no ephemeral messages)."""
+    tenant = (reference.conversation.tenant_id if reference.conversation else None) or ""
+    parameters = ConversationParameters(
+        is_group=False,
+        bot=reference.bot,
+        members=[ChannelAccount(id=reference.user.id)],
+        tenant_id=tenant or None,
+        channel_data={"tenant": {"id": tenant}} if tenant else None,
+    )
+
+    async def post(ctx: TurnContext) -> None:
+        await ctx.send_activity(activity)
+
+    await adapter.create_conversation(app_id, post, parameters, reference.channel_id, reference.service_url)
+
+
 class TeamsReply:
     """One question's replies, posted from a worker thread through the adapter's event loop."""
 
@@ -83,7 +121,7 @@ class TeamsReply:
         app_id: str,
         reference: Any,
         loop: asyncio.AbstractEventLoop,
-        private_only: bool,
+        where: Where,
         update_interval_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -91,7 +129,8 @@ class TeamsReply:
         self._app_id = app_id
         self._reference = reference
         self._loop = loop
-        self._private_only = private_only
+        self._private_only = where == "private"
+        self._in_channel = where == "channel"
         self._interval = update_interval_s
         self._clock = clock
         self._activity_id: str | None = None
@@ -131,10 +170,15 @@ class TeamsReply:
         self._personal(MessageFactory.attachment(CardFactory.adaptive_card(answer_card(answer, note))))
 
     def problem(self, message: str) -> None:
-        if self._private_only:
-            self._personal(MessageFactory.text(f"⚠️ {message}"))
-        else:
+        if not (self._private_only or self._in_channel):
             self._show(MessageFactory.text(f"⚠️ {message}"))
+            return
+        if self._activity_id is not None:
+            try:
+                self._replace(MessageFactory.text(f"⚠️ {PROBLEM_IN_CHANNEL}"))
+            except Exception as exc:  # noqa: BLE001 (the asker is still told, below)
+                log.warning("could not update the placeholder: %s", exc)
+        self._personal(MessageFactory.text(f"⚠️ {message}"))
 
     def _show(self, activity: Activity) -> None:
         if self._activity_id is not None:
@@ -159,23 +203,7 @@ class TeamsReply:
         self._run(update)
 
     def _personal(self, activity: Activity) -> None:
-        """A one-to-one chat with the asker: the only place in Teams where nobody else reads along."""
-        reference = self._reference
-        tenant = (reference.conversation.tenant_id if reference.conversation else None) or ""
-        parameters = ConversationParameters(
-            is_group=False,
-            bot=reference.bot,
-            members=[ChannelAccount(id=reference.user.id)],
-            tenant_id=tenant or None,
-            channel_data={"tenant": {"id": tenant}} if tenant else None,
-        )
-
-        async def post(ctx: TurnContext) -> None:
-            await ctx.send_activity(activity)
-
-        call = self._adapter.create_conversation(
-            self._app_id, post, parameters, reference.channel_id, reference.service_url
-        )
+        call = send_personal(self._adapter, self._app_id, self._reference, activity)
         asyncio.run_coroutine_threadsafe(call, self._loop).result(CALL_TIMEOUT_S)
 
 
@@ -196,6 +224,8 @@ class TeamsBot(TeamsActivityHandler):
         self._feedback = feedback
         self._store = store
         self._executor = executor
+        # Without it, an exception in a turn becomes a bare HTTP 500 to Teams that nobody sees or counts.
+        adapter.on_turn_error = self._on_turn_error
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
@@ -204,13 +234,16 @@ class TeamsBot(TeamsActivityHandler):
             return
         conversation = activity.conversation
         shared = (conversation.conversation_type or "personal") != "personal"
+        text = (TurnContext.remove_recipient_mention(activity) or activity.text or "").strip()
+        if shared and text.split()[:1] == ["config"]:
+            await self._configure(turn_context, text.split())
+            return
         config = self._store.channel_config(PLATFORM, _channel_key(activity)) if shared else None
         if config is not None and not config.enabled:
             await turn_context.send_activity(DISABLED)
             return
         private_only = config is not None and config.visibility == "ephemeral"
         asker = activity.from_property.id
-        text = (TurnContext.remove_recipient_mention(activity) or activity.text or "").strip()
         try:
             email = await self._email_of(turn_context, asker)
             asker_email: Callable[[], str | None] = lambda: email  # noqa: E731
@@ -237,11 +270,36 @@ class TeamsBot(TeamsActivityHandler):
             self._settings.app_id,
             TurnContext.get_conversation_reference(activity),
             asyncio.get_running_loop(),
-            private_only,
+            "private" if private_only else "channel" if shared else "dm",
             self._settings.update_interval_s,
         )
         # Not awaited: the turn must end quickly; the core always replies, whatever happens.
         asyncio.get_running_loop().run_in_executor(self._executor, self._core.handle, question, sink)
+
+    async def _configure(self, turn_context: TurnContext, words: list[str]) -> None:
+        """``@copilot config ...`` in a channel, like Slack's ``/copilot config``: anyone may see the
+        channel's settings, team owners may change them."""
+        channel = _channel_key(turn_context.activity)
+        config = self._store.channel_config(PLATFORM, channel)
+        if len(words) == 1:
+            reply = describe(config)
+        elif not await self._is_team_owner(turn_context):
+            reply = "Only the team's owners can change the copilot's settings here."
+        else:
+            new = changed(config, words[1], words[2:])
+            if new is None:
+                reply = USAGE
+            else:
+                sender = turn_context.activity.from_property.id
+                self._store.set_channel_config(PLATFORM, channel, new, updated_by=sender)
+                reply = "Updated. " + describe(new)
+        await turn_context.send_activity(reply)
+
+    async def _is_team_owner(self, turn_context: TurnContext) -> bool:
+        # Teams reports a member's role in the team as userRole ("owner", "user", "guest"); anything
+        # else, or no role (a group chat outside a team), may not change settings.
+        member = await TeamsInfo.get_member(turn_context, turn_context.activity.from_property.id)
+        return (member.user_role or "").lower() == "owner"
 
     async def _email_of(self, turn_context: TurnContext, member_id: str) -> str | None:
         member = await TeamsInfo.get_member(turn_context, member_id)
@@ -267,11 +325,31 @@ class TeamsBot(TeamsActivityHandler):
             else:
                 self._feedback.record(user, str(value.get("interaction_id", "")), rating, PLATFORM)
                 message = THANKS.get(rating, THANKS["positive"])
-        except CopilotError as exc:
-            log.warning("Teams feedback not recorded: %s", exc)
-            self._core.count_failure(PLATFORM, "feedback")
-            message = f"Sorry, I couldn't record your feedback. {self._core.explain(exc)}"
-        await turn_context.send_activity(message)
+        except Exception as exc:  # noqa: BLE001 (Teams lookups raise their own errors; the user hears of all)
+            failed = self._core.failure(PLATFORM, exc, "recording feedback", reason="feedback")
+            message = f"Sorry, I couldn't record your feedback. {failed}"
+        await self._tell(turn_context, MessageFactory.text(message))
+
+    async def _on_turn_error(self, turn_context: TurnContext, error: Exception) -> None:
+        """Anything a turn raised: the sender is told (privately in a channel) and it is counted."""
+        activity = turn_context.activity
+        if activity.type == ActivityTypes.event and activity.name in PROACTIVE:
+            raise error  # one of the bot's own posts from a worker thread; the poster reports it
+        message = self._core.failure(PLATFORM, error, "a Teams turn")
+        try:
+            await self._tell(turn_context, MessageFactory.text(f"⚠️ {message}"))
+        except Exception:  # noqa: BLE001 (nothing left to tell the user with)
+            log.exception("could not tell the Teams user that their turn failed")
+            self._core.count_failure(PLATFORM, "reply_failed")
+
+    async def _tell(self, turn_context: TurnContext, activity: Activity) -> None:
+        """Replies to the sender alone: in the same chat if it is a personal one, else in a personal chat,
+        since the reply may name the sender's email."""
+        if (turn_context.activity.conversation.conversation_type or "personal") == "personal":
+            await turn_context.send_activity(activity)
+            return
+        reference = TurnContext.get_conversation_reference(turn_context.activity)
+        await send_personal(self._adapter, self._settings.app_id, reference, activity)
 
 
 def _channel_key(activity: Activity) -> str:

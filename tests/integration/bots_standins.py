@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import grpc
 import jwt
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from copilot.auth import TokenVerifier, current_principal
 from copilot.common.v1 import common_pb2
@@ -166,15 +167,30 @@ class FakeSlackApi:
 
 
 def slack_user(user_id: str, email: str | None, **extra: Any) -> dict[str, Any]:
+    """A users.info user; an email is confirmed unless ``is_email_confirmed=False`` is given."""
     profile = {"email": email} if email else {}
     return {
         "id": user_id,
         "name": user_id.lower(),
         "deleted": False,
         "is_bot": False,
+        "is_email_confirmed": bool(email),
         "profile": profile,
         **extra,
     }
+
+
+def failure_counts(reader: InMemoryMetricReader) -> dict[str, int]:
+    """The bots' ``copilot.bots.failures`` counter, by reason."""
+    counts: dict[str, int] = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else []:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == "copilot.bots.failures":
+                    for point in metric.data.data_points:  # type: ignore[attr-defined]
+                        counts[str((point.attributes or {})["reason"])] = int(point.value)  # type: ignore[union-attr]
+    return counts
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import threading
 import time
 import uuid
@@ -29,6 +30,7 @@ from websockets.sync.server import ServerConnection, serve
 from copilot.auth import Principal
 from copilot.events.v1 import events_pb2
 from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
+from services.bots.core import PROBLEM_IN_CHANNEL
 from services.bots.server import Bots, build
 from services.bots.settings import BotsSettings, KeycloakClientSettings, SlackSettings
 from tests.conftest import free_port, shows_secret_figure
@@ -40,6 +42,7 @@ from tests.integration.bots_standins import (
     VACATION_QUESTION,
     AclGeneration,
     FakeSlackApi,
+    failure_counts,
     slack_signature,
     slack_user,
     start_generation,
@@ -104,15 +107,7 @@ class SlackStack:
         return self.post(urlencode(form), "application/x-www-form-urlencoded")
 
     def failures(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        data = self.metrics.get_metrics_data()
-        for resource in data.resource_metrics if data else []:
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name == "copilot.bots.failures":
-                        for point in metric.data.data_points:  # type: ignore[attr-defined]
-                            counts[str((point.attributes or {})["reason"])] = int(point.value)  # type: ignore[union-attr]
-        return counts
+        return failure_counts(self.metrics)
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +122,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Ite
             "UBOB": slack_user("UBOB", "bob@acme.example"),
             "UCAROL": slack_user("UCAROL", "carol@acme.example"),
             "UDAVE": slack_user("UDAVE", "dave@elsewhere.example"),
+            # Typed alice's address into her own profile; Slack never confirmed it.
+            "UMALLORY": slack_user("UMALLORY", "alice@acme.example", is_email_confirmed=False),
             "UGUEST": slack_user("UGUEST", None, is_restricted=True),
             "UBOT": slack_user("UBOT", None, is_bot=True),
         },
@@ -135,6 +132,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Ite
             "CFINANCE": {"members": ["UBOT", "UALICE"]},
             "CGUEST": {"members": ["UBOT", "UALICE", "UGUEST"]},
             "CCONFIG": {"members": ["UBOT", "UALICE", "UBOB", "UCAROL"], "creator": "UCAROL"},
+            "CBROKEN": {"members": ["UBOT", "UALICE"]},
+            "CLOCKED": {"members": ["UBOT", "UCAROL"], "creator": "UCAROL"},
         },
     )
     api_url = slack.start()
@@ -194,6 +193,17 @@ def fresh(stack: SlackStack) -> None:
 
 def _texts(calls: list[Any]) -> str:
     return json.dumps([c.args for c in calls])
+
+
+def _shown_in_channel(stack: SlackStack, channel: str) -> str:
+    return _texts(stack.slack.called("chat.postMessage", channel=channel) + stack.slack.called("chat.update"))
+
+
+def _sql(stack: SlackStack, statement: str) -> None:
+    """Changes the bot's own SQLite store behind its back, the way a broken disk or a bad migration would."""
+    with contextlib.closing(sqlite3.connect(stack.settings.database)) as db:
+        db.execute(statement)
+        db.commit()
 
 
 def test_channel_answer_uses_only_what_every_member_may_read_and_the_asker_gets_theirs_privately(
@@ -287,11 +297,24 @@ def test_follow_ups_in_a_thread_continue_the_conversation(stack: SlackStack) -> 
     assert opening.audience == [] and "412,000" in _texts(stack.slack.calls), "alice alone: nothing narrows"
 
 
-def test_unknown_users_are_told_how_to_get_access(stack: SlackStack) -> None:
+def test_unknown_users_are_told_privately_how_to_get_access(stack: SlackStack) -> None:
     stack.mention("UDAVE", "CSHARED", FINANCE_QUESTION)
-    reply = wait_for(lambda: stack.slack.called("chat.postMessage", channel="CSHARED"), what="reply")[0]
+    reply = wait_for(lambda: stack.slack.called("chat.postEphemeral", user="UDAVE"), what="reply")[0]
+    assert reply.args["channel"] == "CSHARED"
     assert "dave@elsewhere.example" in reply.args["text"] and "service desk" in reply.args["text"]
+    time.sleep(0.3)
+    assert "dave@elsewhere.example" not in _shown_in_channel(stack, "CSHARED"), "the channel never sees it"
     assert stack.generation.calls == []
+
+
+def test_an_unconfirmed_slack_email_is_not_trusted(stack: SlackStack) -> None:
+    event = {"type": "message", "channel_type": "im", "channel": "DMALLORY", "user": "UMALLORY"}
+    assert stack.event({**event, "text": FINANCE_QUESTION, "ts": f"{time.time():.6f}"}).status_code == 200
+    reply = wait_for(lambda: stack.slack.called("chat.postMessage", channel="DMALLORY"), what="reply")[0]
+    assert "verified email" in reply.args["text"] and "service desk" in reply.args["text"]
+    time.sleep(0.3)
+    assert stack.generation.calls == [], "nothing is asked with alice's rights"
+    assert not shows_secret_figure(_texts(stack.slack.calls))
 
 
 def test_members_that_cannot_be_resolved_narrow_the_answer_to_everyone(stack: SlackStack) -> None:
@@ -388,13 +411,46 @@ def test_feedback_buttons_publish_feedback_events(stack: SlackStack) -> None:
 def test_a_timeout_gets_a_visible_reply_and_is_counted(stack: SlackStack) -> None:
     before = stack.failures().get("timeout", 0)
     stack.mention("UALICE", "CFINANCE", SLOW_QUESTION)
-    final = wait_for(
-        lambda: [c for c in stack.slack.called("chat.update") if "longer than" in c.args.get("text", "")],
+    told = wait_for(
+        lambda: [
+            c
+            for c in stack.slack.called("chat.postEphemeral", user="UALICE")
+            if "longer than" in c.args.get("text", "")
+        ],
         timeout_s=20,
         what="timeout reply",
     )
-    assert "2 seconds" in final[-1].args["text"] and "reference" in final[-1].args["text"]
+    assert "2 seconds" in told[-1].args["text"] and "reference" in told[-1].args["text"]
+    placeholder = [c for c in stack.slack.called("chat.update", channel="CFINANCE") if c.args.get("blocks")]
+    assert placeholder[-1].args["text"] == PROBLEM_IN_CHANNEL, "the channel is told the asker was told"
+    assert "longer than" not in _shown_in_channel(stack, "CFINANCE")
     assert stack.failures().get("timeout", 0) == before + 1
+
+
+def test_a_broken_store_before_the_question_is_asked_still_gets_a_reply(stack: SlackStack) -> None:
+    _sql(stack, "INSERT INTO channel_config VALUES ('slack', 'CBROKEN', 1, 'channel', 'not json', 'x', 0)")
+    before = stack.failures().get("internal", 0)
+    stack.mention("UALICE", "CBROKEN", VACATION_QUESTION)
+    told = wait_for(lambda: stack.slack.called("chat.postEphemeral", user="UALICE"), what="error reply")[0]
+    assert "Something went wrong" in told.args["text"] and "reference" in told.args["text"]
+    assert "Expecting value" not in told.args["text"], "no exception text reaches the user"
+    assert stack.failures().get("internal", 0) == before + 1
+    assert stack.generation.calls == []
+
+
+def test_a_failed_config_write_gets_a_reply_and_is_counted(stack: SlackStack) -> None:
+    _sql(
+        stack,
+        "CREATE TRIGGER IF NOT EXISTS clocked BEFORE INSERT ON channel_config WHEN NEW.channel = 'CLOCKED'"
+        " BEGIN SELECT RAISE(ABORT, 'the disk is read-only'); END",
+    )
+    before = stack.failures().get("internal", 0)
+    reply = stack.command("UCAROL", "CLOCKED", "config enabled off")
+    assert reply.status_code == 200
+    assert reply.text.startswith("Sorry, that didn't work.") and "reference" in reply.text
+    assert "read-only" not in reply.text
+    assert stack.failures().get("internal", 0) == before + 1
+    assert "is on" in stack.command("UCAROL", "CLOCKED", "config").text, "nothing was changed"
 
 
 def test_channel_config_command_and_ephemeral_answers(stack: SlackStack) -> None:
@@ -404,6 +460,9 @@ def test_channel_config_command_and_ephemeral_answers(stack: SlackStack) -> None
     assert updated.text.startswith("Updated.") and "only to the asker" in updated.text
     sources = stack.command("UCAROL", "CCONFIG", "config sources /finance /wiki/finance")
     assert sources.text.startswith("Updated.")
+    # They are enforced (they reach retrieval as AnswerRequest.uri_prefixes, checked below), and say so.
+    assert "sources: documents under `/finance`, `/wiki/finance`." in sources.text
+    assert "not yet enforced" not in sources.text
 
     stack.mention("UALICE", "CCONFIG", FINANCE_QUESTION)
     private = wait_for(lambda: stack.slack.called("chat.postEphemeral", user="UALICE"), what="ephemeral")[0]

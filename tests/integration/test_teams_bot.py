@@ -12,7 +12,9 @@ Everything else (Keycloak stand-in, token exchange, gRPC with verified tokens, K
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import threading
 import time
 import uuid
@@ -29,18 +31,26 @@ import requests
 from botframework.connector.auth import AppCredentials, ServiceClientCredentialsFactory
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kafka import KafkaConsumer
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from pydantic import SecretStr
 
 from copilot.events.v1 import events_pb2
 from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
+from services.bots.core import PROBLEM_IN_CHANNEL
 from services.bots.server import Bots, build
 from services.bots.settings import BotsSettings, KeycloakClientSettings, TeamsSettings
+from services.bots.store import ChannelConfig
+from services.bots.teams import DISABLED
 from tests.conftest import free_port, shows_secret_figure
 from tests.integration.bots_standins import (
     BOT_CLIENT,
     FINANCE_QUESTION,
     REFUSAL,
+    SLOW_QUESTION,
+    VACATION_QUESTION,
     AclGeneration,
+    failure_counts,
     start_generation,
     start_issuer,
     wait_for,
@@ -55,6 +65,9 @@ MEMBERS = {
     "29:bob": "bob@acme.example",
     "29:dave": "dave@elsewhere.example",
 }
+# Members the connector stand-in refuses to describe (403), as Teams does when it is having a bad day.
+UNDESCRIBED = {"29:erin"}
+TEAM_OWNERS = {"29:alice"}
 BOB_ACL = ["everyone", "group:engineering", "user:bob"]
 
 
@@ -115,6 +128,9 @@ class MicrosoftStandIn:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with standin._lock:
                     standin.calls.append(ConnectorCall(method, path, body))
+                if method == "GET" and path.rsplit("/", 1)[-1] in UNDESCRIBED:
+                    self._send(403, {"error": {"code": "Forbidden", "message": "member lookup refused"}})
+                    return
                 self._send(200, standin.answer(method, path))
 
             def do_GET(self) -> None:  # noqa: N802
@@ -150,13 +166,26 @@ class MicrosoftStandIn:
         with self._lock:
             return [c for c in self.calls if c.method in ("POST", "PUT") and "/activities" in c.path]
 
+    def sent_in(self, conversation: str) -> list[ConnectorCall]:
+        return [c for c in self.sent() if f"/v3/conversations/{conversation}/" in c.path]
+
+    def sent_personally(self) -> list[ConnectorCall]:
+        """What the bot posted in personal chats it opened (POST /v3/conversations, then its activities)."""
+        return [c for c in self.sent() if "/v3/conversations/a:personal-" in c.path]
+
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
 
 
 def _member(member_id: str) -> dict[str, Any]:
-    return {"id": member_id, "name": member_id[3:], "email": MEMBERS.get(member_id), "aadObjectId": member_id}
+    return {
+        "id": member_id,
+        "name": member_id[3:],
+        "email": MEMBERS.get(member_id),
+        "aadObjectId": member_id,
+        "userRole": "owner" if member_id in TEAM_OWNERS else "user",
+    }
 
 
 class LocalAadCredentials(AppCredentials):
@@ -197,6 +226,11 @@ class TeamsStack:
     topic: str
     bootstrap: str
     publisher: EventPublisher
+    metrics: InMemoryMetricReader
+    database: Path
+
+    def failures(self) -> dict[str, int]:
+        return failure_counts(self.metrics)
 
     def token(self, key: rsa.RSAPrivateKey | None = None, **overrides: Any) -> str:
         now = int(time.time())
@@ -217,8 +251,15 @@ class TeamsStack:
         return requests.post(f"{self.url}/api/messages", json=activity, headers=headers, timeout=10)
 
     def message(
-        self, sender: str, text: str, conversation_type: str = "channel", **extra: Any
+        self,
+        sender: str,
+        text: str,
+        conversation_type: str = "channel",
+        channel_id: str = CHANNEL,
+        thread: str = "1700",
+        **extra: Any,
     ) -> dict[str, Any]:
+        """A message as Teams sends it; in a channel, ``thread`` is the reply chain (its first message)."""
         channel = conversation_type == "channel"
         return {
             "type": "message",
@@ -228,7 +269,7 @@ class TeamsStack:
             "from": {"id": sender, "name": sender[3:], "aadObjectId": sender},
             "recipient": {"id": "28:copilot", "name": "copilot"},
             "conversation": {
-                "id": f"{CHANNEL};messageid=1700" if channel else f"a:personal-{sender}",
+                "id": f"{channel_id};messageid={thread}" if channel else f"a:personal-{sender}",
                 "conversationType": conversation_type,
                 "tenantId": "tenant-acme",
             },
@@ -253,7 +294,7 @@ class TeamsStack:
 def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[TeamsStack]:
     tmp = tmp_path_factory.mktemp("teams-bot")
     issuer, issuer_server = start_issuer(tmp)
-    generation = AclGeneration()
+    generation = AclGeneration(slow_s=4.0)
     grpc_server, target = start_generation(issuer, generation)
     microsoft = MicrosoftStandIn(
         rsa.generate_private_key(public_exponent=65537, key_size=2048),
@@ -266,7 +307,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Ite
     settings = BotsSettings(
         http_port=free_port(),
         generation_target=target,
-        deadline_s=5.0,
+        deadline_s=2.0,
         database=Path(tmp) / "bots.sqlite",
         keycloak=KeycloakClientSettings(
             server_url=issuer.issuer.split("/realms/")[0] + "/",
@@ -281,14 +322,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Ite
             update_interval_s=0.0,
         ),
     )
+    reader = InMemoryMetricReader()
     bots = build(
         settings,
         TopicPublisher(publisher, topic, key=lambda e: e.interaction_id),
         teams_credentials=LocalCredentialFactory(microsoft.aad_key),
+        meter=MeterProvider(metric_readers=[reader]).get_meter("test"),
     )
     port = bots.http.start()
     yield TeamsStack(
-        f"http://127.0.0.1:{port}", microsoft, generation, bots, topic, kafka_bootstrap, publisher
+        f"http://127.0.0.1:{port}",
+        microsoft,
+        generation,
+        bots,
+        topic,
+        kafka_bootstrap,
+        publisher,
+        reader,
+        settings.database,
     )
     bots.stop()
     publisher.close()
@@ -377,6 +428,102 @@ def test_unknown_users_are_told_how_to_get_access(stack: TeamsStack) -> None:
     assert stack.generation.calls == []
 
 
+def test_unknown_users_asking_in_a_channel_are_told_in_a_personal_chat(stack: TeamsStack) -> None:
+    stack.send(stack.message("29:dave", FINANCE_QUESTION, thread="dave-asks"))
+    told = wait_for(lambda: stack.microsoft.sent_personally(), what="personal reply")[-1]
+    assert "dave@elsewhere.example" in told.body["text"] and "service desk" in told.body["text"]
+    opened = [c for c in stack.microsoft.calls if c.method == "POST" and c.path == "/v3/conversations"]
+    assert opened[-1].body["members"] == [{"id": "29:dave"}]
+    time.sleep(0.3)
+    in_channel = json.dumps([c.body for c in stack.microsoft.sent_in(f"{CHANNEL};messageid=dave-asks")])
+    assert "dave@elsewhere.example" not in in_channel, "the channel never sees it"
+    assert stack.generation.calls == []
+
+
+def test_a_timeout_gets_a_visible_reply_and_is_counted(stack: TeamsStack) -> None:
+    before = stack.failures().get("timeout", 0)
+    assert stack.send(stack.message("29:alice", SLOW_QUESTION, thread="slow")).status_code in (200, 201)
+    told = wait_for(
+        lambda: [c for c in stack.microsoft.sent_personally() if "longer than" in c.body.get("text", "")],
+        timeout_s=20,
+        what="timeout reply",
+    )
+    assert "2 seconds" in told[-1].body["text"] and "reference" in told[-1].body["text"]
+    in_channel = stack.microsoft.sent_in(f"{CHANNEL};messageid=slow")
+    assert in_channel[0].body["text"] == "Looking that up…"
+    assert in_channel[-1].method == "PUT" and in_channel[-1].body["text"] == f"⚠️ {PROBLEM_IN_CHANNEL}"
+    assert "longer than" not in json.dumps([c.body for c in in_channel])
+    assert stack.failures().get("timeout", 0) == before + 1
+
+
+def test_a_turn_that_fails_gets_a_reply_and_is_counted(stack: TeamsStack) -> None:
+    """The bot's store cannot be read for this channel: the turn fails before the core has the question."""
+    broken = "19:broken@thread.tacv2"
+    with contextlib.closing(sqlite3.connect(stack.database)) as db:
+        db.execute(
+            "INSERT INTO channel_config VALUES ('teams', ?, 1, 'channel', 'not json', 'x', 0)", (broken,)
+        )
+        db.commit()
+    before = stack.failures().get("internal", 0)
+    reply = stack.send(stack.message("29:alice", VACATION_QUESTION, channel_id=broken))
+    assert reply.status_code in (200, 201), "Teams is not handed a bare 500"
+    told = wait_for(lambda: stack.microsoft.sent_personally(), what="error reply")[-1]
+    assert "Something went wrong" in told.body["text"] and "reference" in told.body["text"]
+    assert "Expecting value" not in told.body["text"], "no exception text reaches the user"
+    assert stack.failures().get("internal", 0) == before + 1
+    assert stack.generation.calls == [] and not stack.microsoft.sent_in(f"{broken};messageid=1700")
+
+
+def test_feedback_from_someone_teams_will_not_describe_gets_an_apology_and_is_counted(
+    stack: TeamsStack,
+) -> None:
+    before = stack.failures().get("feedback", 0)
+    value = {"copilot_feedback": "positive", "interaction_id": "teams-interaction-2"}
+    reply = stack.send(stack.message("29:erin", "", conversation_type="personal", value=value))
+    assert reply.status_code in (200, 201)
+    told = wait_for(lambda: stack.microsoft.sent(), what="apology")[-1]
+    assert told.body["text"].startswith("Sorry, I couldn't record your feedback.")
+    assert "reference" in told.body["text"] and "Forbidden" not in told.body["text"]
+    assert stack.failures().get("feedback", 0) == before + 1
+
+
+def test_follow_ups_in_a_reply_chain_continue_the_conversation(stack: TeamsStack) -> None:
+    def ask(text: str, thread: str, asks: int) -> None:
+        stack.send(stack.message("29:alice", text, thread=thread))
+        wait_for(lambda: len(stack.generation.calls) == asks, what=f"ask {asks}")
+        wait_for(lambda: _cards(stack.microsoft.sent_in(f"{CHANNEL};messageid={thread}")), what="answer")
+
+    ask(VACATION_QUESTION, "chain-1", 1)
+    ask("And vacation days for part-timers?", "chain-1", 2)
+    ask(VACATION_QUESTION, "chain-2", 3)
+    opening, follow_up, elsewhere = stack.generation.calls
+    assert opening.conversation_id == "" and follow_up.conversation_id, "a reply continues its chain"
+    assert elsewhere.conversation_id == "", "a new chain starts a new conversation"
+    assert all(c.audience == [["everyone"], BOB_ACL] for c in stack.generation.calls)
+
+
+def test_a_disabled_channel_says_so_and_asks_nothing(stack: TeamsStack) -> None:
+    quiet = "19:quiet@thread.tacv2"
+    stack.bots.store.set_channel_config("teams", quiet, ChannelConfig(enabled=False), updated_by="test")
+    stack.send(stack.message("29:alice", FINANCE_QUESTION, channel_id=quiet))
+    reply = wait_for(lambda: stack.microsoft.sent_in(f"{quiet};messageid=1700"), what="reply")[-1]
+    assert reply.body["text"] == DISABLED
+    time.sleep(0.3)
+    assert stack.generation.calls == []
+
+
+def test_a_private_channel_config_answers_only_in_a_personal_chat(stack: TeamsStack) -> None:
+    private = "19:private@thread.tacv2"
+    config = ChannelConfig(visibility="ephemeral")
+    stack.bots.store.set_channel_config("teams", private, config, updated_by="test")
+    stack.send(stack.message("29:alice", FINANCE_QUESTION, channel_id=private))
+    card = wait_for(lambda: _cards(stack.microsoft.sent_personally()), what="personal answer")[-1]
+    assert "412,000" in json.dumps(card)
+    assert stack.generation.calls[0].audience == [], "only the asker sees it: only the asker's rights count"
+    time.sleep(0.3)
+    assert stack.microsoft.sent_in(f"{private};messageid=1700") == [], "nothing is posted in the channel"
+
+
 @pytest.mark.parametrize(
     "token",
     [
@@ -402,3 +549,24 @@ def test_activities_that_do_not_validate_are_rejected(stack: TeamsStack, token: 
     assert reply.status_code == 401
     time.sleep(0.3)
     assert stack.generation.calls == [] and stack.microsoft.sent() == []
+
+
+def test_team_owners_configure_a_channel_with_the_config_command(stack: TeamsStack) -> None:
+    settings = "19:settings@thread.tacv2"
+
+    def say(sender: str, text: str) -> str:
+        stack.microsoft.reset()
+        stack.send(stack.message(sender, text, channel_id=settings))
+        replies = wait_for(lambda: stack.microsoft.sent_in(f"{settings};messageid=1700"), what=text)
+        return str(replies[-1].body["text"])
+
+    assert say("29:bob", "config enabled off").startswith("Only the team's owners")
+    assert "is on" in say("29:bob", "config")
+    assert say("29:alice", "config enabled off").startswith("Updated. The copilot is off")
+    assert say("29:alice", "config visibility sometimes").startswith("Usage:")
+    updated = say("29:alice", "config sources /finance")
+    assert "is off" in updated and "documents under `/finance`" in updated
+    assert say("29:bob", FINANCE_QUESTION) == DISABLED
+    assert stack.generation.calls == [], "config commands are not questions"
+    stored = stack.bots.store.channel_config("teams", settings)
+    assert stored == ChannelConfig(False, "channel", ("/finance",))

@@ -6,6 +6,7 @@ Keycloak users, a token source, a generation that answers from ACL-tagged facts,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -14,7 +15,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from copilot.errors import DependencyUnavailable, InvalidInput
+from copilot.errors import DependencyUnavailable, InvalidInput, PermissionDenied
 from services.bots.core import PRIVATE_NOTE, Answer, AnswerTimedOut, BotCore, Metrics, Question, Source
 from services.bots.identity import KeycloakUser
 
@@ -218,7 +219,7 @@ def test_follow_ups_reuse_the_threads_conversation_per_user() -> None:
 
 @pytest.mark.parametrize(
     ("asker", "expected"),
-    [(None, "can't see an email address"), ("mallory@acme.example", "mallory@acme.example")],
+    [(None, "can't see a verified email address"), ("mallory@acme.example", "mallory@acme.example")],
 )
 def test_unknown_askers_are_told_how_to_get_access(asker: str | None, expected: str) -> None:
     core, generation, _ = _core()
@@ -233,21 +234,26 @@ def test_unknown_askers_are_told_how_to_get_access(asker: str | None, expected: 
 @pytest.mark.parametrize(
     ("error", "reason", "words"),
     [
-        (AnswerTimedOut("deadline"), "timeout", "longer than 30 seconds"),
-        (DependencyUnavailable("generation down"), "unavailable", "unavailable right now"),
-        (InvalidInput("question is too long"), "invalid_question", "question is too long"),
-        (RuntimeError("boom"), "internal", "Something went wrong"),
+        (AnswerTimedOut("no answer from 10.0.0.7"), "timeout", "longer than 30 seconds"),
+        (DependencyUnavailable("generation at 10.0.0.7 down"), "unavailable", "unavailable right now"),
+        (InvalidInput("question of bob@acme.example is too long"), "invalid_question", "rephrase"),
+        (PermissionDenied("alice is not in group:hr"), "permission_denied", "refused to answer"),
+        (RuntimeError("boom in 10.0.0.7"), "internal", "Something went wrong"),
     ],
 )
 def test_failures_always_get_a_visible_reply_and_are_counted(
-    error: Exception, reason: str, words: str
+    error: Exception, reason: str, words: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     core, _, reader = _core(Generation(fail=error))
     sink = Sink()
-    assert core.handle(_question(), sink) == f"failed:{reason}"
+    with caplog.at_level(logging.WARNING, logger="services.bots.core"):
+        assert core.handle(_question(), sink) == f"failed:{reason}"
     assert sink.kinds() == ["start", "problem"]
     message = str(sink.events[-1][1])
-    assert words in message and "reference" in message
+    assert words in message and str(error) not in message, "the user never sees the exception's text"
+    reference = message.rsplit("(reference ", 1)[1].rstrip(")")
+    logged = [r.getMessage() for r in caplog.records if reference in r.getMessage()]
+    assert len(logged) == 1 and str(error) in logged[0], "the log has the details under the same reference"
     assert _counts(reader, "copilot.bots.failures") == {reason: 1}
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from services.bots.core import CHANNEL_SCOPE_NOTE, Answer, Source
+from services.bots.core import CHANNEL_SCOPE_NOTE, PROBLEM_IN_CHANNEL, Answer, Source
 from services.bots.slack import SlackReply
-from services.bots.slack_blocks import SECTION_CHARS, answer_blocks, escape, problem_blocks
+from services.bots.slack_blocks import CONTEXT_ELEMENTS, SECTION_CHARS, answer_blocks, escape, problem_blocks
 from services.bots.teams_cards import answer_card
 
 MEMO = Source(1, "Q3 <budget> memo", "finance/memo.md", "https://docs.acme.example/memo")
@@ -41,6 +41,17 @@ def test_slack_long_answers_split_into_sections_within_slacks_limit() -> None:
     assert len(sections) == 3 and all(len(s["text"]["text"]) <= SECTION_CHARS for s in sections)
     assert not any(b["type"] == "actions" for b in blocks), "no interaction id, nothing to rate"
     assert CHANNEL_SCOPE_NOTE in json.dumps(blocks) and ":lock: private" in json.dumps(blocks)
+
+
+def test_slack_lists_every_source_across_as_many_context_blocks_as_needed() -> None:
+    sources = tuple(Source(n, f"Doc {n}", f"docs/{n}.md", f"https://docs/{n}") for n in range(1, 13))
+    blocks = answer_blocks(Answer("Many [12].", False, sources, "iid", "conv"))
+    listed = [b for b in blocks if str(b.get("block_id", "")).startswith("copilot_sources")]
+    assert len(listed) == 2 and all(len(b["elements"]) <= CONTEXT_ELEMENTS for b in listed)
+    assert len({b["block_id"] for b in listed}) == 2, "Slack rejects repeated block ids"
+    lines = [e["text"] for b in listed for e in b["elements"]]
+    assert lines[0] == "*Sources*"
+    assert lines[1:] == [f"[{n}] <https://docs/{n}|Doc {n}>" for n in range(1, 13)]
 
 
 def test_slack_escapes_problem_messages() -> None:
@@ -80,7 +91,7 @@ class RecordingClient:
 def test_slack_streaming_updates_at_most_once_per_interval_and_always_shows_the_final() -> None:
     now = [0.0]
     client = RecordingClient()
-    reply = SlackReply(client, "C1", "U1", "1.0", False, 1.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    reply = SlackReply(client, "C1", "U1", "1.0", "channel", 1.0, clock=lambda: now[0])  # type: ignore[arg-type]
     reply.start()
     for step, text in enumerate(["a", "ab", "abc", "abcd"]):
         now[0] = step * 0.4
@@ -92,9 +103,28 @@ def test_slack_streaming_updates_at_most_once_per_interval_and_always_shows_the_
     assert client.calls[-1][1]["blocks"] and client.calls[-1][1]["ts"] == "1.1"
 
 
+def test_slack_problems_in_a_channel_go_to_the_asker_alone() -> None:
+    client = RecordingClient()
+    reply = SlackReply(client, "C1", "U1", "1.0", "channel", 0.0)  # type: ignore[arg-type]
+    reply.start()
+    reply.problem("No account for dave@elsewhere.example (reference abc)")
+    kinds = [k for k, _ in client.calls]
+    assert kinds == ["post", "update", "ephemeral"]
+    assert client.calls[1][1]["text"] == PROBLEM_IN_CHANNEL and client.calls[1][1]["ts"] == "1.1"
+    told = client.calls[2][1]
+    assert told["user"] == "U1" and "dave@elsewhere.example" in told["text"]
+
+
+def test_slack_problems_in_a_dm_stay_in_the_dm() -> None:
+    client = RecordingClient()
+    reply = SlackReply(client, "D1", "U1", None, "dm", 0.0)  # type: ignore[arg-type]
+    reply.problem("Ask IT.")
+    assert [(k, c["channel"], c["text"]) for k, c in client.calls] == [("post", "D1", "Ask IT.")]
+
+
 def test_slack_ephemeral_replies_post_once_and_never_stream() -> None:
     client = RecordingClient()
-    reply = SlackReply(client, "C1", "U1", "1.0", True, 0.0)  # type: ignore[arg-type]
+    reply = SlackReply(client, "C1", "U1", "1.0", "private", 0.0)  # type: ignore[arg-type]
     reply.start()
     reply.stream("partial")
     reply.answer(ANSWER)
