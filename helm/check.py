@@ -2,7 +2,7 @@
 
 ``python helm/check.py`` (``make helm-lint``): for the default values and each ``examples/*.yaml``
 profile, Helm's own linter (helm-python-sdk, Helm's Go SDK) runs in strict mode, the chart is rendered,
-and every manifest is validated strictly against the Kubernetes API schemas of ``KUBE_VERSION``
+and every manifest is validated strictly against the Kubernetes API schemas of each of ``KUBE_VERSIONS``
 (kubernetes-validate); the chart renders only built-in kinds, so a custom resource is an error. yamllint
 checks the values files.
 """
@@ -25,9 +25,10 @@ from yamllint import linter as yamllint_linter
 
 CHART = Path(__file__).resolve().parent / "copilot"
 EXAMPLES = CHART / "examples"
-# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion allows 1.27+; 1.30 is the oldest
-# release still maintained by the major clouds).
-KUBE_VERSION = "1.30.0"
+# The Kubernetes releases the chart is linted and validated against: the oldest its Chart.yaml kubeVersion
+# allows (1.27), the oldest the major clouds still maintain (1.30), and the newest kubernetes-validate has
+# schemas for. An API removed or changed in between fails one of them.
+KUBE_VERSIONS = ("1.27.0", "1.30.0", kubernetes_validate.latest_version())
 RELEASE = "copilot"
 NAMESPACE = "copilot"
 YAMLLINT_CONFIG = """
@@ -88,26 +89,57 @@ def render(values: dict[str, Any] | None) -> list[Manifest]:
     ]
 
 
-def lint(values: dict[str, Any] | None) -> list[str]:
-    report = helm.lint(CHART, values, strict=True, with_subcharts=True, kube_version=f"v{KUBE_VERSION}")
-    found = [
-        f"helm lint: {m['path']}: {m['error']}" for m in report.get("messages", []) if m["severity"] >= 2
+def lint(values: dict[str, Any] | None, kube_versions: tuple[str, ...] = KUBE_VERSIONS) -> list[str]:
+    """Helm's lint, once per Kubernetes version (its deprecated-API rule depends on it)."""
+    found = []
+    for version in kube_versions:
+        report = helm.lint(CHART, values, strict=True, with_subcharts=True, kube_version=f"v{version}")
+        found += [
+            f"helm lint (Kubernetes {version}): {m['path']}: {m['error']}"
+            for m in report.get("messages", [])
+            if m["severity"] >= 2
+        ]
+        found += [f"helm lint (Kubernetes {version}): {e}" for e in report.get("errors") or []]
+    return found
+
+
+def kube_version_problems(
+    chart_yaml: Path = CHART / "Chart.yaml", kube_versions: tuple[str, ...] = KUBE_VERSIONS
+) -> list[str]:
+    """Helm's lint does not hold the versions it is given to Chart.yaml's kubeVersion: each validated version
+    must be one the chart admits, and the oldest it admits must be validated, or that claim goes unchecked."""
+    constraint = str(yaml.safe_load(chart_yaml.read_text()).get("kubeVersion", ""))
+    match = re.fullmatch(r">=\s*(\d+)\.(\d+)\.(\d+)(-0)?", constraint.strip())
+    if match is None:
+        return [f"Chart.yaml: kubeVersion {constraint!r} is not '>=X.Y.Z-0', the form this check reads"]
+    oldest = tuple(int(part) for part in match.groups()[:3])
+    versions = {version: tuple(int(part) for part in version.split(".")) for version in kube_versions}
+    problems = [
+        f"Kubernetes {version} is older than Chart.yaml's kubeVersion {constraint}"
+        for version, parsed in versions.items()
+        if parsed < oldest
     ]
-    return found + [f"helm lint: {e}" for e in report.get("errors") or []]
+    if oldest not in versions.values():
+        problems.append(
+            f"Chart.yaml's kubeVersion {constraint} admits {'.'.join(map(str, oldest))}, not validated"
+        )
+    return problems
 
 
-def validate(manifest: Manifest) -> list[str]:
-    """Strict schema validation: unknown fields and wrong types are errors."""
+def validate(manifest: Manifest, kube_versions: tuple[str, ...] = KUBE_VERSIONS) -> list[str]:
+    """Strict schema validation against each version: unknown fields and wrong types are errors."""
     where = f"{manifest.kind}/{manifest.name} ({manifest.template})"
     doc = manifest.doc
-    try:
-        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as error:
-        path = ".".join(str(p) for p in error.path)
-        return [f"{where}: {path}: {error.message}"]
-    except kubernetes_validate.SchemaNotFoundError:
-        return [f"{where}: no Kubernetes {KUBE_VERSION} schema for {doc['apiVersion']} {doc['kind']}"]
-    return []
+    errors = []
+    for version in kube_versions:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            path = ".".join(str(p) for p in error.path)
+            errors.append(f"{where}: Kubernetes {version}: {path}: {error.message}")
+        except kubernetes_validate.SchemaNotFoundError:
+            errors.append(f"{where}: no Kubernetes {version} schema for {doc['apiVersion']} {doc['kind']}")
+    return errors
 
 
 def yamllint(paths: list[Path]) -> list[str]:
@@ -161,10 +193,15 @@ def main() -> int:
     console = Console()
     chart_values = [CHART / "values.yaml", CHART / "charts" / "qdrant" / "values.yaml"]
     values_files = [*chart_values, *sorted(EXAMPLES.glob("*.yaml"))]
-    lint_errors = yamllint(values_files) + [e for path in chart_values for e in value_docs(path)]
+    lint_errors = (
+        kube_version_problems()
+        + yamllint(values_files)
+        + [e for path in chart_values for e in value_docs(path)]
+    )
     reports = [check(path) for path in profiles()]
     table = Table(
-        title=f"helm chart {CHART.name}: lint, render, validate (Kubernetes {KUBE_VERSION}, strict)"
+        title=f"helm chart {CHART.name}: lint, render, validate "
+        f"(Kubernetes {', '.join(KUBE_VERSIONS)}, strict)"
     )
     table.add_column("values")
     table.add_column("manifests", justify="right")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any
 
 import grpc
 import helm_python as helm
+import kubernetes_validate
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pydantic import BaseModel
@@ -91,8 +93,14 @@ def pod_specs(manifests: list[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for m in manifests:
         if m.kind in ("Deployment", "StatefulSet"):
             yield f"{m.kind}/{m.name}", m.doc["spec"]["template"]["spec"]
+        elif m.kind == "Job":
+            yield f"Job/{m.name}", m.doc["spec"]["template"]["spec"]
         elif m.kind == "Pod":
             yield f"Pod/{m.name}", m.doc["spec"]
+
+
+def is_hook(doc: dict[str, Any]) -> bool:
+    return "helm.sh/hook" in doc["metadata"].get("annotations", {})
 
 
 def gpus(container: dict[str, Any]) -> int:
@@ -116,7 +124,8 @@ def test_validation_catches_a_wrong_field(rendered: dict[str, list[Any]]) -> Non
     broken = json.loads(json.dumps(deployment.doc))
     broken["spec"]["template"]["spec"]["containers"][0]["readinessprobe"] = {}
     errors = check.validate(check.Manifest(deployment.template, broken))
-    assert len(errors) == 1 and "readinessprobe" in errors[0]
+    # Once per validated Kubernetes version.
+    assert len(errors) == len(check.KUBE_VERSIONS) and all("readinessprobe" in e for e in errors)
 
 
 def test_values_files_pass_yamllint_and_every_value_is_documented(tmp_path: Path) -> None:
@@ -224,7 +233,8 @@ def test_network_policies_deny_by_default_and_allow_only_the_calls_each_service_
     rendered: dict[str, list[Any]], profile: str
 ) -> None:
     manifests = rendered[profile]
-    policies = {p["metadata"]["name"]: p for p in find(manifests, "NetworkPolicy")}
+    # The evaluation gate's hook policies exist only while its Job runs; its own test checks them.
+    policies = {p["metadata"]["name"]: p for p in find(manifests, "NetworkPolicy") if not is_hook(p)}
     deny = policies.pop("copilot-default-deny")
     assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
@@ -353,10 +363,61 @@ def test_changed_settings_change_the_checksum_that_rolls_the_pods() -> None:
         ({"retrieval": {"search": {"reranker": "colbert"}}}, "/retrieval/search/reranker"),
         ({"monitor": {"reviewBaseUrl": "review.corp.example"}}, "/monitor/reviewBaseUrl"),
         ({"monitor": {"alerts": {"minSeverity": "CRITICAL"}}}, "/monitor/alerts/minSeverity"),
+        # vLLM gives each served model a replica asking for one GPU; llama.cpp in the image is CPU-only.
+        (
+            {"generation": {"engine": "vllm"}},
+            "generation.engine=vllm needs GPUs: set generation.gpu.count to 1",
+        ),
+        (
+            {"generation": {"engine": "vllm", "gpu": {"count": 2}}},
+            "generation.gpu.count=2 but vLLM serves 1 model(s), one GPU each: 1 GPU(s) would sit idle",
+        ),
+        (
+            {"generation": {"engine": "vllm", "gpu": {"count": 1}, "extraModels": ["qwen2.5-coder-0.5b"]}},
+            "generation.gpu.count=1 is too few for 2 served models",
+        ),
+        (
+            {"generation": {"gpu": {"count": 1}}},
+            "generation.gpu.count=1 with generation.engine=llama_cpp: the image's llama.cpp runs on CPUs",
+        ),
+        ({"monitor": {"autoscaling": {"enabled": True}}}, "monitor.autoscaling needs a shared database"),
+        (
+            {"bots": {"enabled": True, "existingSecret": "b", "autoscaling": {"enabled": True}}},
+            "bots.autoscaling needs a shared database",
+        ),
+        ({"monitor": {"replicaCount": 2}}, "monitor.replicaCount=2 needs a shared database"),
+        (
+            {"bots": {"enabled": True, "existingSecret": "b", "replicaCount": 3}},
+            "bots.replicaCount=3 needs a shared database",
+        ),
+        ({"evalGate": {"enabled": True}}, "evalGate.credentials.existingSecret is required"),
+        ({"evalGate": {"enabled": True, "hook": "pre-install"}}, "/evalGate/hook"),
+        (
+            {"evalGate": {"enabled": True, "redteam": {"file": "suites/redteam.jsonl"}}},
+            "/evalGate/redteam/file",
+        ),
+        (
+            {
+                "evalGate": {"enabled": True, "credentials": {"existingSecret": "u"}},
+                "generation": {"enabled": False},
+            },
+            "evalGate needs retrieval and generation enabled",
+        ),
+        (
+            {
+                "evalGate": {
+                    "enabled": True,
+                    "credentials": {"existingSecret": "u"},
+                    "redteam": {"documentsConfigMap": "docs"},
+                },
+                "ingest": {"enabled": False},
+            },
+            "evalGate.redteam.documentsConfigMap needs ingest enabled",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_the_reason(values: dict[str, Any], message: str) -> None:
-    with pytest.raises(helm.HelmError, match=message.replace(".", r"\.")):
+    with pytest.raises(helm.HelmError, match=re.escape(message)):
         check.render(values)
 
 
@@ -701,3 +762,346 @@ def test_helm_test_pod_checks_every_service_and_fails_on_one_not_serving(
     )
     assert failed.returncode == 1
     assert f"not serving: {target}" in failed.stderr
+
+
+def test_services_that_embed_read_the_onnx_export_baked_into_the_image(
+    rendered: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The root filesystem is read-only: the embedder's ONNX export must come from the image's directory
+    (the Dockerfile bakes it there; tests/integration/test_dockerfile.py checks that side)."""
+    for profile in PROFILES:
+        manifests = rendered[profile]
+        for deployment in find(manifests, "Deployment"):
+            name = component(deployment)
+            config = one(manifests, "ConfigMap", f"copilot-{name}-env")["data"]
+            variable = f"COPILOT_{name.upper()}_EMBEDDING_CACHE_DIR"
+            if name == "bots":  # the bots embed nothing
+                assert variable not in config
+                continue
+            assert config[variable] == "/opt/copilot/embedding", (profile, name)
+    for name in ("ingest", "retrieval", "generation", "monitor"):
+        settings = load_settings(rendered["default"], name, monkeypatch)
+        assert settings.embedding_cache_dir == Path("/opt/copilot/embedding"), name
+
+
+EVAL_GATE = {
+    "evalGate": {
+        "enabled": True,
+        "variants": ["candidate"],
+        "tags": ["ci"],
+        "credentials": {"existingSecret": "copilot-eval-users"},
+        "keycloak": {"existingSecret": "copilot-eval-client"},
+        "redteam": {"documentsConfigMap": "copilot-eval-redteam-docs"},
+    }
+}
+
+
+def pod_labels(doc: dict[str, Any]) -> dict[str, str]:
+    return dict(doc["spec"]["template"]["metadata"]["labels"])
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels and In expressions) against a pod's labels."""
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def test_eval_gate_is_off_by_default(rendered: dict[str, list[Any]]) -> None:
+    for profile in ("default", "gpu-1.yaml", "trial.yaml"):
+        assert find(rendered[profile], "Job") == []
+        assert not [p for p in find(rendered[profile], "NetworkPolicy") if is_hook(p)]
+
+
+def test_eval_gate_job_runs_the_golden_set_and_the_red_team_under_the_network_policies(
+    rendered: dict[str, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from copilot.cli import build_parser
+    from services.evaluation.settings import EvalSettings
+
+    manifests = rendered["gpu-multi.yaml"]  # the example profile that turns the gate on
+    job = one(manifests, "Job", "copilot-eval-gate")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-upgrade"
+    assert job["spec"]["backoffLimit"] == 0
+    spec = job["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+
+    # The command is one `copilot eval` accepts, with the red team, the baseline and the candidate.
+    assert container["command"][0] == "copilot"
+    args = build_parser().parse_args(container["command"][1:])
+    assert args.command == "eval"
+    assert args.redteam == Path("/etc/copilot/redteam/redteam.jsonl")
+    assert args.set == Path("/etc/copilot/eval/golden.jsonl")
+    assert args.variants == Path("/etc/copilot/eval/variants.yaml")
+    assert args.baseline == Path("/etc/copilot/eval/baseline.json")
+    assert args.variant == ["candidate"]
+    assert args.out == Path("/reports") and "/reports" in mounts
+    # Each file it reads is mounted from the ConfigMap.
+    for path in (args.set, args.variants, args.baseline):
+        assert mounts[str(path.parent)]["name"] == "eval"
+    assert mounts[str(args.redteam)]["subPath"] == "redteam.jsonl"
+    # The sample suite's planted documents resolve inside the documents' mount, next to the suite.
+    documents = next(m for m in container["volumeMounts"] if m["name"] == "redteam-documents")
+    for line in (ROOT / "sample" / "eval" / "redteam.jsonl").read_text().splitlines():
+        plant = json.loads(line).get("plant") if line.strip() else None
+        if plant:
+            planted = args.redteam.parent / plant["file"]
+            assert planted.parent == Path(documents["mountPath"]), plant
+            assert (ROOT / "sample" / "eval" / plant["file"]).is_file()
+
+    # Its environment loads into the evaluation's settings and names the services' gRPC ports.
+    for variable in list(os.environ):
+        if variable.startswith("COPILOT_"):
+            monkeypatch.delenv(variable)
+    for entry in container["env"]:
+        if "value" in entry:
+            monkeypatch.setenv(entry["name"], entry["value"])
+        else:
+            assert entry["valueFrom"]["secretKeyRef"] == {
+                "name": "copilot-eval-client",
+                "key": "client-secret",
+            }
+            monkeypatch.setenv(entry["name"], "s3cret")
+    settings = EvalSettings()
+    grpc_ports = {
+        component(s): f"{s['metadata']['name']}:{p['port']}"
+        for s in find(manifests, "Service")
+        for p in s["spec"]["ports"]
+        if p["name"] == "grpc"
+    }
+    targets = {
+        "ingest": settings.ingest_target,
+        "retrieval": settings.retrieval_target,
+        "generation": settings.generation_target,
+        "monitor": settings.monitor_target,
+    }
+    assert targets == {name: grpc_ports[name] for name in targets}
+    assert settings.issuer == "https://sso.corp.example/realms/copilot"
+    assert settings.client_secret is not None and settings.client_secret.get_secret_value() == "s3cret"
+    assert settings.credentials_file is not None
+    assert mounts[str(settings.credentials_file.parent)]["name"] == "users"
+    assert settings.answer_timeout_s == 600
+
+    # The default-deny policy covers the gate's pod; hook policies, made before the Job, let it out to
+    # DNS, the realm and the services' gRPC ports, and let it into those services (and nowhere else).
+    policies = {p["metadata"]["name"]: p for p in find(manifests, "NetworkPolicy")}
+    labels = pod_labels(job)
+    assert selects(policies["copilot-default-deny"]["spec"]["podSelector"], labels)
+    own = policies["copilot-eval-gate"]
+    targets_policy = policies["copilot-eval-gate-targets"]
+    for policy in (own, targets_policy):
+        assert policy["metadata"]["annotations"]["helm.sh/hook"] == annotations["helm.sh/hook"]
+        assert int(policy["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+            annotations["helm.sh/hook-weight"]
+        )
+    assert selects(own["spec"]["podSelector"], labels)
+    assert "ingress" not in own["spec"]
+    egress = {(p["port"], p["protocol"]) for rule in own["spec"]["egress"] for p in rule["ports"]}
+    assert {
+        (53, "UDP"),
+        (443, "TCP"),
+        (50051, "TCP"),
+        (50052, "TCP"),
+        (50053, "TCP"),
+        (50054, "TCP"),
+    } <= egress
+    for deployment in find(manifests, "Deployment"):
+        called = component(deployment) in targets
+        assert selects(targets_policy["spec"]["podSelector"], pod_labels(deployment)) == called, component(
+            deployment
+        )
+    (rule,) = targets_policy["spec"]["ingress"]
+    assert [selects(peer["podSelector"], labels) for peer in rule["from"]] == [True]
+    assert rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+
+
+def test_eval_gate_without_network_policies_or_red_team_documents() -> None:
+    manifests = check.render(
+        {
+            "evalGate": {"enabled": True, "hook": "post-upgrade", "credentials": {"existingSecret": "u"}},
+            "networkPolicy": {"enabled": False},
+            "monitor": {"enabled": False},
+        }
+    )
+    assert [error for m in manifests for error in check.validate(m)] == []
+    assert find(manifests, "NetworkPolicy") == []
+    job = one(manifests, "Job", "copilot-eval-gate")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-upgrade"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert "COPILOT_EVAL_MONITOR_TARGET" not in env and "COPILOT_EVAL_CLIENT_SECRET" not in env
+    assert "--baseline" in container["command"] and "--redteam" in container["command"]
+    assert "redteam-documents" not in volume_names(job["spec"]["template"]["spec"])
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_hpas_scale_their_deployments_and_only_where_autoscaling_is_on(
+    rendered: dict[str, list[Any]], profile: str
+) -> None:
+    values = helm.Chart.load(check.CHART).merge_values(values_of(profile))
+    manifests = rendered[profile]
+    hpas = {component(h): h for h in find(manifests, "HorizontalPodAutoscaler")}
+    scaled = {c for c in COMPONENTS if values[c]["enabled"] and values[c]["autoscaling"]["enabled"]}
+    assert set(hpas) == scaled
+    for name, hpa in hpas.items():
+        autoscaling = values[name]["autoscaling"]
+        deployment = one(manifests, "Deployment", hpa["spec"]["scaleTargetRef"]["name"])
+        assert component(deployment) == name
+        assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+        # The HPA owns the replica count: a fixed one in the Deployment would fight it on every upgrade.
+        assert "replicas" not in deployment["spec"], name
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (
+            autoscaling["minReplicas"],
+            autoscaling["maxReplicas"],
+        )
+        (metric,) = hpa["spec"]["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+        assert (
+            metric["resource"]["target"]["averageUtilization"]
+            == autoscaling["targetCPUUtilizationPercentage"]
+        )
+    for deployment in find(manifests, "Deployment"):
+        if component(deployment) not in scaled:
+            assert deployment["spec"]["replicas"] == values[component(deployment)]["replicaCount"]
+
+
+def test_monitor_autoscales_only_on_postgresql(rendered: dict[str, list[Any]]) -> None:
+    hpa = one(rendered["gpu-multi.yaml"], "HorizontalPodAutoscaler", "copilot-monitor")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+    assert find(rendered["default"], "HorizontalPodAutoscaler", "copilot-monitor") == []
+
+
+def test_extra_env_and_env_from_reach_the_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    manifests = check.render(
+        {
+            "ingest": {
+                "extraEnv": [{"name": "COPILOT_INGEST_MAX_RECEIVE_MESSAGE_BYTES", "value": "134217728"}],
+                "extraEnvFrom": [{"secretRef": {"name": "ingest-extra"}}],
+            }
+        }
+    )
+    (container,) = one(manifests, "Deployment", "copilot-ingest")["spec"]["template"]["spec"]["containers"]
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": "copilot-ingest-env"}},
+        {"secretRef": {"name": "ingest-extra"}},
+    ]
+    assert {"name": "COPILOT_INGEST_MAX_RECEIVE_MESSAGE_BYTES", "value": "134217728"} in container["env"]
+    assert load_settings(manifests, "ingest", monkeypatch).max_receive_message_bytes == 134217728
+    # Only the component they were given to.
+    (retrieval,) = one(manifests, "Deployment", "copilot-retrieval")["spec"]["template"]["spec"]["containers"]
+    assert retrieval["envFrom"] == [{"configMapRef": {"name": "copilot-retrieval-env"}}]
+
+
+@pytest.mark.parametrize(
+    "values, secret",
+    [
+        (
+            {"vectorStore": {"existingSecret": "qdrant", "existingSecretKey": "api-key"}},
+            ("qdrant", "api-key"),
+        ),
+        (
+            {"qdrant": {"enabled": True, "apiKey": {"existingSecret": "trial-qdrant", "key": "k"}}},
+            ("trial-qdrant", "k"),
+        ),
+    ],
+)
+def test_qdrant_api_key_reaches_the_store_settings(
+    values: dict[str, Any], secret: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifests = check.render(values)
+    for name in ("ingest", "retrieval"):
+        settings = load_settings(manifests, name, monkeypatch, {secret: "qdrant-key"})
+        assert settings.store.qdrant_api_key is not None, name
+        assert settings.store.qdrant_api_key.get_secret_value() == "qdrant-key"
+    # The services that never talk to Qdrant get no key.
+    for name in ("generation", "monitor"):
+        (container,) = one(manifests, "Deployment", f"copilot-{name}")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        assert not [e for e in container["env"] if "QDRANT" in e["name"]], name
+
+
+def test_keycloak_issuer_audience_and_jwks_reach_every_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = {
+        "issuer": "https://login.corp.example/realms/acme",
+        "audience": "acme-copilot",
+        "jwksUrl": "https://login.corp.example/realms/acme/protocol/openid-connect/certs",
+    }
+    manifests = check.render({"auth": auth, "bots": {"enabled": True, "existingSecret": "b"}})
+    for name in settings_classes():
+        settings = load_settings(manifests, name, monkeypatch)
+        assert (settings.auth.issuer, settings.auth.audience, settings.auth.jwks_url) == (
+            auth["issuer"],
+            auth["audience"],
+            auth["jwksUrl"],
+        ), name
+    bots = one(manifests, "ConfigMap", "copilot-bots-env")["data"]
+    assert bots["COPILOT_BOTS_KEYCLOAK__SERVER_URL"] == "https://login.corp.example/"
+    assert bots["COPILOT_BOTS_KEYCLOAK__REALM"] == "acme"
+    assert bots["COPILOT_BOTS_KEYCLOAK__AUDIENCE"] == "acme-copilot"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_deployment_runs_as_a_rendered_service_account(
+    rendered: dict[str, list[Any]], profile: str
+) -> None:
+    accounts = {a["metadata"]["name"] for a in find(rendered[profile], "ServiceAccount")}
+    for deployment in find(rendered[profile], "Deployment"):
+        name = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        assert name in accounts, (deployment["metadata"]["name"], name)
+
+
+def test_an_existing_service_account_is_used_and_not_created() -> None:
+    manifests = check.render({"retrieval": {"serviceAccount": {"create": False, "name": "platform-sa"}}})
+    spec = one(manifests, "Deployment", "copilot-retrieval")["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "platform-sa"
+    assert find(manifests, "ServiceAccount", "copilot-retrieval") == []
+    assert find(manifests, "ServiceAccount", "platform-sa") == []
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_container_requests_cpu_and_memory_and_limits_memory(
+    rendered: dict[str, list[Any]], profile: str
+) -> None:
+    containers = [
+        (where, c)
+        for where, spec in pod_specs(rendered[profile])
+        for c in [*spec["containers"], *spec.get("initContainers", [])]
+    ]
+    assert containers
+    for where, container in containers:
+        resources = container.get("resources", {})
+        assert {"cpu", "memory"} <= set(resources.get("requests", {})), (where, container["name"])
+        assert "memory" in resources.get("limits", {}), (where, container["name"])
+
+
+def test_validated_kubernetes_versions_cover_what_chart_yaml_claims() -> None:
+    chart = check.CHART / "Chart.yaml"
+    assert check.kube_version_problems(chart) == []
+    assert (
+        check.KUBE_VERSIONS[0] == "1.27.0" and check.KUBE_VERSIONS[-1] == kubernetes_validate.latest_version()
+    )
+    # Helm's lint does not hold the versions to kubeVersion; this check does, both ways.
+    assert check.kube_version_problems(chart, ("1.26.0", "1.27.0")) == [
+        "Kubernetes 1.26.0 is older than Chart.yaml's kubeVersion >=1.27.0-0"
+    ]
+    assert check.kube_version_problems(chart, ("1.30.0",)) == [
+        "Chart.yaml's kubeVersion >=1.27.0-0 admits 1.27.0, not validated"
+    ]
+
+
+def test_validation_runs_against_every_version(rendered: dict[str, list[Any]]) -> None:
+    """A field newer than the oldest version is an error there, not everywhere."""
+    deployment = next(m for m in rendered["default"] if m.kind == "Deployment")
+    doc = json.loads(json.dumps(deployment.doc))
+    # Pod-level resources arrived in Kubernetes 1.32 (alpha) and are in the newest schemas.
+    doc["spec"]["template"]["spec"]["resources"] = {"requests": {"cpu": "1"}}
+    errors = check.validate(check.Manifest(deployment.template, doc))
+    assert [e.split(": ")[1] for e in errors] == ["Kubernetes 1.27.0", "Kubernetes 1.30.0"]

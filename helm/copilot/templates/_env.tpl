@@ -13,6 +13,11 @@ secrets are not here but in the Deployment's env (secretKeyRef).
 {{ $p }}PORT: {{ $c.port | quote }}
 {{ $p }}LOG_FORMAT: "json"
 {{ $p }}LOG_LEVEL: {{ default $v.logLevel $c.logLevel | quote }}
+{{- if include "copilot.embeds" . }}
+{{- /* The ONNX export of the embedding model, baked into the image (Dockerfile): the root filesystem is
+read-only, so a service cannot write it on first start. */}}
+{{ $p }}EMBEDDING_CACHE_DIR: {{ include "copilot.embeddingCacheDir" . | quote }}
+{{- end }}
 {{ $p }}AUTH__ISSUER: {{ required "auth.issuer is required: the Keycloak realm URL, https://HOST/realms/REALM" $v.auth.issuer | quote }}
 {{ $p }}AUTH__AUDIENCE: {{ $v.auth.audience | quote }}
 {{- with $v.auth.jwksUrl }}

@@ -140,6 +140,16 @@ imagePullSecrets:
 {{- if has .name (list "ingest" "generation" "monitor" "bots") }}true{{ end -}}
 {{- end -}}
 
+{{/* Non-empty for the components that embed text with all-MiniLM-L6-v2: (dict "root" $ "name" "ingest"). */}}
+{{- define "copilot.embeds" -}}
+{{- if has .name (list "ingest" "retrieval" "generation" "monitor") }}true{{ end -}}
+{{- end -}}
+
+{{/* Where the image keeps the embedding model's ONNX export (the Dockerfile's builder stage makes it). */}}
+{{- define "copilot.embeddingCacheDir" -}}
+/opt/copilot/embedding
+{{- end -}}
+
 {{/* Where the Kafka TLS files are mounted (kafka.tls): the CA bundle and the client certificate and key. */}}
 {{- define "copilot.kafkaTlsDir" -}}
 /etc/copilot/kafka-tls
