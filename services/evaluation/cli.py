@@ -72,7 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="?",
         const=_MONITOR,
         metavar="EXPORT.jsonl",
-        help="append confirmed prompt_injection flags (file or the monitor) to the red-team suite",
+        help="append confirmed prompt_injection, acl_anomaly and pii flags (file or the monitor) to the "
+        "red-team suite",
     )
     p.add_argument("--as-user", default="bob", help="who asks imported cases whose role is unknown")
     p.add_argument("--json", action="store_true", help="print the report JSON to stdout")
@@ -128,7 +129,7 @@ def _run(args: argparse.Namespace, launcher: LauncherSettings, settings: EvalSet
             raise EvalInputError(
                 "--human-sample sends answers of a run; it cannot be used with --from-report"
             )
-        report = load_report(args.from_report)
+        report = load_report(args.from_report, rendered=True)
         out = args.out or args.from_report.parent
         reviewing = _api(settings, resolve_endpoints(settings, launcher.home)) if args.human_batch else None
         return _finish(report, config, baseline, args, reviewing, settings, out, err, runs=[])
@@ -202,8 +203,8 @@ def _run_golden(
         reused = sum(r.reused_answer for r in runs[-1].results)
         if reused:
             notes.append(
-                f"{name}: {reused} answers shared with an earlier variant (same model and top-k: "
-                "the same request, and answers are deterministic)"
+                f"{name}: {reused} answers shared with an earlier variant (the same answer request: "
+                "model, top-k, search mode and reranking; answers are deterministic)"
             )
     return runs, notes
 
@@ -344,24 +345,24 @@ def _import(
         load_golden,
         read_jsonl,
     )
-    from services.evaluation.redteam import load_probes, probes_from_cases
+    from services.evaluation.redteam import PROBE_FAMILIES, load_probes, probes_from_cases
 
-    def cases(source: str, detector: str) -> list[dict[str, Any]]:
+    def cases(source: str, detectors: Sequence[str]) -> list[dict[str, Any]]:
         if source == _MONITOR:
             api = _api(settings, resolve_endpoints(settings, launcher.home))
-            return api.export_adjudicated(settings.operator_user, detector=detector)
+            return [c for d in detectors for c in api.export_adjudicated(settings.operator_user, detector=d)]
         return [raw for _, raw in read_jsonl(Path(source))]
 
     if args.import_golden:
         target: Path = args.set or DEFAULT_SET
         existing = load_golden(target) if target.exists() else []
-        items = golden_from_cases(cases(args.import_golden, ""), args.as_user, (i.id for i in existing))
+        items = golden_from_cases(cases(args.import_golden, [""]), args.as_user, (i.id for i in existing))
         append_jsonl(target, [i.to_json() for i in items])
         err.print(f"added {len(items)} questions to {target}")
     if args.import_probes:
         suite: Path = args.redteam or DEFAULT_REDTEAM
         probes = probes_from_cases(
-            cases(args.import_probes, "prompt_injection"), load_probes(suite), args.as_user
+            cases(args.import_probes, list(PROBE_FAMILIES)), load_probes(suite), args.as_user
         )
         append_jsonl(suite, [p.to_json() for p in probes])
         err.print(f"added {len(probes)} probes to {suite}")

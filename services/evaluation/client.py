@@ -203,8 +203,14 @@ class CopilotApi:
             raise _failure(exc, "retrieval", self.endpoints.retrieval) from exc
         return list(reply.passages), (time.perf_counter() - started) * 1000
 
-    def answer(self, user: str, question: str, top_k: int, model: str) -> Answered:
-        request = generation_pb2.AnswerRequest(question=question, top_k=top_k, model=model)
+    def answer(
+        self, user: str, question: str, top_k: int, model: str, mode: str = "default", rerank: bool = False
+    ) -> Answered:
+        # The variant's search settings go with the answer too: they decide which passages it is written
+        # from, and that is what the variant is evaluated on.
+        request = generation_pb2.AnswerRequest(
+            question=question, top_k=top_k, model=model, search_mode=SEARCH_MODES[mode], rerank=rerank
+        )
         started = time.perf_counter()
         first = 0.0
         final = None

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from services.evaluation.golden import EvalInputError
-from services.evaluation.scoring import LATENCIES, LATENCY_STATS, quality_metrics
+from services.evaluation.scoring import summary_metrics
 from services.evaluation.variants import GateConfig, GateRule
 
 # Float noise must not fail a gate whose limit is exactly met.
@@ -17,8 +17,7 @@ PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
 
 
 def known_metrics(retrieval_k: Sequence[int]) -> set[str]:
-    latency = {f"{name}_{stat}" for name in LATENCIES for stat in LATENCY_STATS}
-    return {*quality_metrics(retrieval_k), *latency, "human_good_rate"}
+    return {*summary_metrics(retrieval_k), "human_good_rate"}
 
 
 def check_rule_names(config: GateConfig, retrieval_k: Sequence[int]) -> None:

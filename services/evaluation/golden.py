@@ -82,6 +82,8 @@ def read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise EvalInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise EvalInputError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue

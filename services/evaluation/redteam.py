@@ -83,6 +83,9 @@ def parse_probe(raw: Mapping[str, Any]) -> Probe:
     for key in ("id", "family", "user", "question"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise ValueError(f"{key} must be a non-empty string")
+    # Pass rates and gate rules (redteam:<family>) go by family: a misspelt one would be a family of its own.
+    if raw["family"].strip() not in FAMILIES:
+        raise ValueError(f"family {raw['family']!r} is not one of {', '.join(FAMILIES)}")
     patterns = _tuple(raw, "forbidden_patterns")
     for pattern in patterns:
         try:
@@ -239,7 +242,9 @@ def run_probes(
             passages, _ = api.search(
                 probe.user, probe.question, _SEARCH_DEPTH, variant.search_mode, variant.rerank
             )
-            final = api.answer(probe.user, probe.question, variant.top_k, variant.model).final
+            final = api.answer(
+                probe.user, probe.question, variant.top_k, variant.model, variant.search_mode, variant.rerank
+            ).final
             failures = judge(
                 probe,
                 [passage_ref(p) for p in passages],
@@ -273,42 +278,89 @@ def pass_rates(results: Sequence[ProbeResult]) -> dict[str, dict[str, float]]:
     return rates
 
 
+# Confirmed flags of these monitor detectors become probes of these families (`--import-probes`).
+PROBE_FAMILIES = {"prompt_injection": "prompt_injection", "acl_anomaly": "rbac_leak", "pii": "pii_extraction"}
+
+
+def _restricted_sources(passages: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """uri -> grant of the passages granted neither to everyone nor to a user by name: where an
+    acl_anomaly flag lies (the detector flags a group grant the caller does not hold, or no grant)."""
+    restricted: dict[str, str] = {}
+    for raw in passages:
+        passage = snake_keys(raw)
+        reason = str(passage.get("access_reason") or "")
+        if passage.get("uri") and reason != "everyone" and not reason.startswith("user:"):
+            restricted.setdefault(str(passage["uri"]), reason or "nothing")
+    return restricted
+
+
 def probes_from_cases(cases: Sequence[Mapping[str, Any]], suite: Sequence[Probe], user: str) -> list[Probe]:
-    """New prompt-injection probes from the monitor's adjudicated flags: every prompt_injection flag
-    reviewers confirmed whose question the suite does not ask yet. They are judged by the canaries of
-    the suite's own prompt_injection probes (fragments of the system prompt), since a flag says what
-    was attempted, not what a leak would look like; the monitor keeps pseudonyms only, so ``user`` asks."""
+    """New probes from the monitor's adjudicated flags: every flag of a detector in PROBE_FAMILIES that
+    reviewers confirmed, whose question the suite does not ask yet. A flag says what was attempted, not
+    what a leak would look like, so an imported probe is judged by what the suite's own probes of its
+    family are judged by: prompt injection by their canaries (fragments of the system prompt), PII
+    extraction by their patterns (a social security number, ...). An access anomaly is judged by the
+    documents the flagged answer drew on under a group grant (forbidden_sources), besides the grant check
+    every probe gets; a flag that names none is left out. The monitor keeps pseudonyms only, so ``user``
+    asks: for access anomalies, pick one outside the groups those documents are granted to."""
     asked = {_folded(p.question) for p in suite}
     canaries = tuple(
         dict.fromkeys(s for p in suite if p.family == "prompt_injection" for s in p.forbidden_strings)
     )
-    if not canaries:
-        raise EvalInputError(
-            "the suite has no prompt_injection probe with forbidden_strings to judge imported probes by"
-        )
+    patterns = tuple(
+        dict.fromkeys(x for p in suite if p.family == "pii_extraction" for x in p.forbidden_patterns)
+    )
     taken = {p.id for p in suite}
     found: list[Probe] = []
     for raw in cases:
         case = snake_keys(raw)
-        verdict = str(case.get("final_verdict") or "").removeprefix("REVIEW_VERDICT_")
+        verdict = str(case.get("final_verdict") or "").upper().removeprefix("REVIEW_VERDICT_")
         question = str(case.get("question") or "").strip()
-        if case.get("detector") != "prompt_injection" or verdict != "TRUE_POSITIVE" or not question:
+        family = PROBE_FAMILIES.get(str(case.get("detector") or ""))
+        if family is None or verdict != "TRUE_POSITIVE" or not question:
             continue
         probe_id = f"monitor-{case.get('item_id') or len(taken)}"
         if _folded(question) in asked or probe_id in taken:
             continue
+        notes = "; ".join(str(n) for n in case.get("reviewer_notes") or []) or str(case.get("reason") or "")
+        strings: tuple[str, ...] = ()
+        forbidden_patterns: tuple[str, ...] = ()
+        sources: tuple[str, ...] = ()
+        if family == "prompt_injection":
+            if not canaries:
+                raise EvalInputError(
+                    "the suite has no prompt_injection probe with forbidden_strings to judge imported "
+                    "prompt-injection probes by"
+                )
+            strings = canaries
+        elif family == "pii_extraction":
+            if not patterns:
+                raise EvalInputError(
+                    "the suite has no pii_extraction probe with forbidden_patterns to judge imported "
+                    "PII probes by"
+                )
+            forbidden_patterns = patterns
+        else:
+            restricted = _restricted_sources(case.get("passages") or [])
+            if not restricted:
+                continue
+            sources = tuple(restricted)
+            # Whoever asks it must hold none of these grants, or the probe fails on documents they may read.
+            grants = ", ".join(sorted(set(restricted.values())))
+            notes = "; ".join(filter(None, [f"the flagged answer drew on {grants}", notes]))
         asked.add(_folded(question))
         taken.add(probe_id)
-        notes = "; ".join(str(n) for n in case.get("reviewer_notes") or [])
         found.append(
             Probe(
                 id=probe_id,
-                family="prompt_injection",
+                family=family,
                 user=user,
                 question=question,
-                forbidden_strings=canaries,
+                forbidden_sources=sources,
+                forbidden_strings=strings,
+                forbidden_patterns=forbidden_patterns,
                 tags=("monitor",),
-                notes=notes or str(case.get("reason") or ""),
+                notes=notes,
             )
         )
     return found

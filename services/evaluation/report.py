@@ -117,15 +117,25 @@ def build_report(
     }
 
 
-def load_report(path: Path) -> dict[str, Any]:
+def load_report(path: Path, *, rendered: bool = False) -> dict[str, Any]:
+    """A report for --baseline (only the figures are read), or, ``rendered``, one to re-gate and render
+    again (--from-report), which needs everything `copilot eval` writes."""
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise EvalInputError(f"cannot read report {path}: {exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
-        raise EvalInputError(f"{path}: not a JSON report: {exc.msg}") from exc
-    if not isinstance(report, dict) or report.get("schema") != SCHEMA or not report.get("variants"):
+        raise EvalInputError(f"{path}:{exc.lineno}: not a JSON report: {exc.msg}") from exc
+    except UnicodeDecodeError as exc:
+        raise EvalInputError(f"{path}: not a JSON report: not UTF-8 text") from exc
+    if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         raise EvalInputError(f"{path}: not a `copilot eval` report (schema {SCHEMA})")
+    # A red-team-only run has no variants; its report still gates (redteam:<family>) and re-renders.
+    if not isinstance(report.get("variants"), dict) or not isinstance(report.get("best_variant"), str):
+        raise EvalInputError(f"{path}: a `copilot eval` report without its variants and best_variant")
+    missing = [k for k in ("created_at", "config", "golden_set") if rendered and k not in report]
+    if missing:
+        raise EvalInputError(f"{path}: the report has no {', '.join(missing)}; it cannot be rendered again")
     return report
 
 

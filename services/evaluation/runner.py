@@ -42,17 +42,28 @@ def verdict_name(verdict: int) -> str:
 
 
 class AnswerCache:
-    """Answers are deterministic (temperature 0): variants that differ only in how search ranks (mode,
-    rerank) send the very same AnswerRequest, so it is asked once and the answer shared."""
+    """Answers are deterministic (temperature 0): variants that send the very same AnswerRequest to the
+    same server (the same model, top-k, search mode and reranking, such as a candidate that keeps the
+    defaults) ask it once and share the answer."""
 
     def __init__(self) -> None:
-        self._answers: dict[tuple[str, str, str, str, int], Answered] = {}
+        self._answers: dict[tuple[str, str, str, str, int, str, bool], Answered] = {}
 
     def get(self, api: CopilotApi, user: str, question: str, variant: Variant) -> tuple[Answered, bool]:
-        key = (api.endpoints.generation, user, question, variant.model, variant.top_k)
+        key = (
+            api.endpoints.generation,
+            user,
+            question,
+            variant.model,
+            variant.top_k,
+            variant.search_mode,
+            variant.rerank,
+        )
         if key in self._answers:
             return self._answers[key], True
-        answered = api.answer(user, question, variant.top_k, variant.model)
+        answered = api.answer(
+            user, question, variant.top_k, variant.model, variant.search_mode, variant.rerank
+        )
         self._answers[key] = answered
         return answered, False
 

@@ -73,6 +73,14 @@ def quality_metrics(retrieval_k: Sequence[int]) -> list[str]:
     ]
 
 
+def summary_metrics(retrieval_k: Sequence[int]) -> list[str]:
+    """Every figure a variant's summary can hold: the quality metrics and the latency statistics."""
+    return [
+        *quality_metrics(retrieval_k),
+        *(f"{name}_{stat}" for name in LATENCIES for stat in LATENCY_STATS),
+    ]
+
+
 @dataclass(frozen=True)
 class PassageRef:
     uri: str

@@ -38,21 +38,28 @@ def _copilot(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[
     )
 
 
+def stack_env(server_env: Mapping[str, str], home: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """What `copilot up` and `copilot ingest` run under for a variant: ``environ`` (the caller's), the
+    variant's settings over it, and a home and ports of the stack's own over both, so that it never takes
+    over the stack that is up (whose ports ``environ`` may name)."""
+    own = {
+        "COPILOT_HOME": str(home),
+        "COPILOT_BASE_PORT": str(_free_base_port()),
+        "COPILOT_KAFKA_PORT": str(free_port()),
+        "COPILOT_ISSUER_PORT": str(free_port()),
+        "COPILOT_REVIEW_PORT": str(free_port()),
+    }
+    # The launcher hands its environment to the services, which is how the overrides reach them.
+    return {**environ, **server_env, **own}
+
+
 @contextmanager
 def own_stack(server_env: Mapping[str, str], corpus: Path, parent: Path) -> Iterator[Stack]:
     if not corpus.is_dir():
         raise ApiError(f"corpus folder {corpus} does not exist; a variant with server_env ingests it")
     parent.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="variant-", dir=parent))
-    env = {
-        # The launcher hands its environment to the services, which is how the overrides reach them.
-        **os.environ,
-        **server_env,
-        "COPILOT_HOME": str(home),
-        "COPILOT_BASE_PORT": str(_free_base_port()),
-        "COPILOT_KAFKA_PORT": str(free_port()),
-        "COPILOT_ISSUER_PORT": str(free_port()),
-    }
+    env = stack_env(server_env, home, os.environ)
     try:
         up = _copilot(env, "up")
         if up.returncode != 0:

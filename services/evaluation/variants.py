@@ -21,6 +21,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from services.evaluation.golden import EvalInputError
+from services.evaluation.scoring import summary_metrics
+
+# The launcher settings a variant's own stack gets fresh values of (stacks.stack_env): a variant setting
+# one of them would start its stack in the running one's home or on its ports.
+STACK_OWN = frozenset(
+    {"COPILOT_HOME", "COPILOT_BASE_PORT", "COPILOT_KAFKA_PORT", "COPILOT_ISSUER_PORT", "COPILOT_REVIEW_PORT"}
+)
 
 
 class Variant(BaseModel):
@@ -38,6 +45,16 @@ class Variant(BaseModel):
     search_mode: Literal["default", "dense", "sparse", "hybrid"] = "default"
     rerank: bool = False
     server_env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _own_stack_settings(self) -> Variant:
+        taken = sorted(STACK_OWN & set(self.server_env))
+        if taken:
+            raise ValueError(
+                f"server_env may not set {', '.join(taken)}: the variant's stack gets a home and ports of "
+                "its own"
+            )
+        return self
 
     @property
     def needs_own_stack(self) -> bool:
@@ -102,6 +119,11 @@ class EvalConfig(BaseModel):
         if not self.retrieval_k or any(k < 1 for k in self.retrieval_k):
             raise ValueError("retrieval_k: give positive cut-offs such as [1, 3, 5]")
         self.retrieval_k = sorted(set(self.retrieval_k))
+        known = summary_metrics(self.retrieval_k)
+        if self.select_by not in known:
+            raise ValueError(
+                f"select_by {self.select_by!r} is not a metric of the run; pick one of {', '.join(known)}"
+            )
         return self
 
     def pick(self, names: list[str]) -> list[tuple[str, Variant]]:
@@ -122,6 +144,8 @@ def load_config(path: Path | None) -> EvalConfig:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise EvalInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise EvalInputError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise EvalInputError(f"{path}: not YAML: {exc}") from exc
     try:

@@ -17,11 +17,12 @@ from copilot.auth import Principal
 from copilot.common.v1 import common_pb2
 from copilot.errors import InvalidInput
 from copilot.events.v1 import events_pb2
+from copilot.retrieval.v1 import retrieval_pb2
 from services.generation.agent import Agent, ToolsFailed, ToolUse
 from services.generation.citations import cited_numbers, valid_citations
 from services.generation.conversations import ConversationStore, Turn
 from services.generation.engine import ChatMessage, Engine, EngineCatalog, GenerationParams
-from services.generation.prompt import REFUSAL, build_messages, build_rewrite_messages
+from services.generation.prompt import REFUSAL, SYSTEM_RULES, build_messages, build_rewrite_messages
 from services.generation.tools import ToolCall
 from services.generation.tools.documents import PassageSource
 from services.generation.verification import SentenceCheck
@@ -31,8 +32,44 @@ class InteractionSink(Protocol):
     def publish(self, event: events_pb2.InteractionEvent) -> None: ...
 
 
+class RankingPassageSource(PassageSource, Protocol):
+    """A passage source that also takes SearchRequest's ranking options (retrieval over gRPC)."""
+
+    def search(
+        self,
+        token: str,
+        query: str,
+        top_k: int,
+        audience: Sequence[common_pb2.Audience] = (),
+        uri_prefixes: Sequence[str] = (),
+        *,
+        mode: retrieval_pb2.SearchMode = retrieval_pb2.SEARCH_MODE_UNSPECIFIED,
+        rerank: bool = False,
+    ) -> list[common_pb2.Passage]: ...
+
+
 class Verifier(Protocol):
     def verify(self, answer: str, passages: Sequence[common_pb2.Passage]) -> list[SentenceCheck]: ...
+
+
+def event_passages(
+    passages: Sequence[common_pb2.Passage], principal: Principal, user_id: str
+) -> list[common_pb2.Passage]:
+    """The passages as the InteractionEvent carries them. Retrieval names a grant to the caller by username
+    ("user:alice"); the event names the caller only by a pseudonym, so that entry is rewritten to
+    "user:<pseudonym>". The monitor can then tell the caller's own user grant from anyone else's, and the
+    username stays out of the event."""
+    own = f"user:{principal.username}"
+    published = []
+    for passage in passages:
+        if passage.access_reason == own:
+            # A copy: the caller's reply keeps the passage as retrieval gave it.
+            renamed = common_pb2.Passage()
+            renamed.CopyFrom(passage)
+            renamed.access_reason = f"user:{user_id}"
+            passage = renamed
+        published.append(passage)
+    return published
 
 
 @dataclass(frozen=True)
@@ -61,6 +98,8 @@ class AnswerPolicy:
     answer_reserve_tokens: int = 320
     # A standalone question is one line; more than this means the model is answering, not rewriting.
     rewrite_max_tokens: int = 64
+    # The rules the model answers by (the system message); a prompt variant replaces them.
+    system_rules: str = SYSTEM_RULES
 
 
 @dataclass
@@ -76,7 +115,7 @@ class _Timings:
 class Answerer:
     def __init__(
         self,
-        source: PassageSource,
+        source: RankingPassageSource,
         engines: EngineCatalog,
         sink: InteractionSink,
         policy: AnswerPolicy,
@@ -105,7 +144,11 @@ class Answerer:
         audience: Sequence[common_pb2.Audience] = (),
         use_tools: bool = False,
         uri_prefixes: Sequence[str] = (),
+        search_mode: retrieval_pb2.SearchMode = retrieval_pb2.SEARCH_MODE_UNSPECIFIED,
+        rerank: bool = False,
     ) -> Iterator[AnswerDelta | ToolUse | AnswerDone]:
+        """``search_mode`` and ``rerank`` rank the passages the answer is written from, so that a search
+        setting can be evaluated on the answers it leads to."""
         question = question.strip()
         if not question:
             raise InvalidInput("question is empty")
@@ -116,6 +159,11 @@ class Answerer:
         engine = self._engines.get(model)
         if use_tools and self._agent is None:
             raise InvalidInput("this server has no tools; ask without use_tools")
+        ranked = search_mode != retrieval_pb2.SEARCH_MODE_UNSPECIFIED or rerank
+        if use_tools and ranked:
+            raise InvalidInput(
+                "search_mode and rerank rank the answer's own search; with use_tools the tools search"
+            )
         timings = _Timings()
         interaction_id = str(uuid.uuid4())
         history = (
@@ -135,8 +183,15 @@ class Answerer:
                 )
             relevant = findings.sources
         else:
-            passages = self._source.search(
-                principal.token, query, top_k or self._policy.default_top_k, audience, uri_prefixes
+            k = top_k or self._policy.default_top_k
+            # Ranking options go only where they were asked for: in-process sources (tests, benchmarks)
+            # search one way and need not take them.
+            passages = (
+                self._source.search(
+                    principal.token, query, k, audience, uri_prefixes, mode=search_mode, rerank=rerank
+                )
+                if ranked
+                else self._source.search(principal.token, query, k, audience, uri_prefixes)
             )
             relevant = [p for p in passages if p.score >= self._policy.min_relevance]
         timings.retrieval_ms = timings.since_start_ms() - searching
@@ -154,7 +209,9 @@ class Answerer:
             return
 
         budget = engine.context_tokens - self._policy.answer_reserve_tokens
-        messages, kept = build_messages(question, relevant, engine.count_tokens_many, budget, history)
+        messages, kept = build_messages(
+            question, relevant, engine.count_tokens_many, budget, history, self._policy.system_rules
+        )
         given = relevant[:kept]
         parts: list[str] = []
         prompt_tokens = completion_tokens = 0
@@ -228,17 +285,18 @@ class Answerer:
     ) -> None:
         occurred = Timestamp()
         occurred.GetCurrentTime()
+        user_id = principal.pseudonym(self._pseudonym_key)
         self._sink.publish(
             events_pb2.InteractionEvent(
                 event_id=interaction_id,
                 occurred_at=occurred,
-                user_id=principal.pseudonym(self._pseudonym_key),
+                user_id=user_id,
                 groups=list(principal.groups),
                 tenant=principal.tenant,
                 conversation_id=conversation_id,
                 question=question,
                 answer=answer,
-                passages=list(passages),
+                passages=event_passages(passages, principal, user_id),
                 cited_sources=cited,
                 refused=refused,
                 model=engine.model_name,

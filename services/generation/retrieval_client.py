@@ -35,13 +35,19 @@ class GrpcPassageSource:
         top_k: int,
         audience: Sequence[common_pb2.Audience] = (),
         uri_prefixes: Sequence[str] = (),
+        *,
+        mode: retrieval_pb2.SearchMode = retrieval_pb2.SEARCH_MODE_UNSPECIFIED,
+        rerank: bool = False,
     ) -> list[common_pb2.Passage]:
+        """``mode`` and ``rerank`` as in SearchRequest: how the candidates are ranked."""
         # The audience goes through unchanged: retrieval narrows the hits to what all of them may read.
         request = retrieval_pb2.SearchRequest(
             query=query,
             top_k=top_k,
             audience=list(audience),
             filters=retrieval_pb2.SearchFilters(uri_prefixes=list(uri_prefixes)),
+            mode=mode,
+            rerank=rerank,
             max_per_document=self._passages_per_document,
         )
         try:

@@ -19,6 +19,7 @@ from services.generation.answerer import Answerer, AnswerPolicy
 from services.generation.conversations import ConversationStore
 from services.generation.deployment import start_engines
 from services.generation.engine import EngineCatalog
+from services.generation.prompt import load_system_rules
 from services.generation.retrieval_client import GrpcPassageSource
 from services.generation.service import GenerationServicer
 from services.generation.settings import GenerationSettings
@@ -87,6 +88,8 @@ def main() -> None:
     settings = GenerationSettings()
     configure_logging(settings.log_format, settings.log_level)
     configure_tracing("copilot-generation", settings.telemetry)
+    # Before anything starts: a prompt variant whose rules file is unusable must not serve the default.
+    system_rules = load_system_rules(settings.system_rules_file)
     server = GrpcServer("generation", settings, TokenVerifier(settings.auth))
     slot = server.add_service(
         generation_pb2_grpc.add_GenerationServiceServicer_to_server, "copilot.generation.v1.GenerationService"
@@ -114,6 +117,7 @@ def main() -> None:
         min_relevance=settings.min_relevance,
         max_question_chars=settings.max_question_chars,
         max_answer_tokens=settings.max_answer_tokens,
+        system_rules=system_rules,
     )
     # One thread: a handful of sentences per answer, and the model needs the cores more.
     embedder = MiniLmEmbedder(threads=1, cache_dir=settings.embedding_cache_dir)

@@ -26,6 +26,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             audience=list(request.audience),
             use_tools=request.use_tools,
             uri_prefixes=list(request.uri_prefixes),
+            search_mode=request.search_mode,
+            rerank=request.rerank,
         )
         for piece in pieces:
             if isinstance(piece, AnswerDelta):

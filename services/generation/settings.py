@@ -65,6 +65,9 @@ class GenerationSettings(ServiceSettings):
     # Passages scoring below this cosine similarity are treated as not answering the question.
     min_relevance: float = 0.45
     max_question_chars: int = 4000
+    # A text file with the rules the model answers by, in place of the built-in ones (a prompt variant,
+    # evaluated with `copilot eval`); read once at start. It must ask for the exact refusal sentence.
+    system_rules_file: Path | None = None
     # Conversations kept in memory for follow-ups, least recently used dropped first, and turns kept of each.
     max_conversations: int = 10_000
     max_history_turns: int = 4

@@ -1,8 +1,8 @@
 """`copilot eval` end to end on the sample corpus: the whole stack, real tokens, the packaged model.
 
 One run asks the small CI subset of the golden set (tag ci: six questions, three roles, half of them ones
-the asker must be refused) under two per-request variants, runs the CI red-team probes (a planted
-poisoned document included) and sends two answers to the monitor's review queue. A fabricated baseline
+the asker must be refused) under two per-request variants, runs the CI red-team probes (one of each family,
+planted documents included) and sends two answers to the monitor's review queue. A fabricated baseline
 that answered in 1 ms makes the gate fail; re-gating the report against itself passes, and folds in the
 verdicts a reviewer gave in between.
 """
@@ -134,10 +134,9 @@ def test_eval_runs_variants_red_team_and_gate(env: dict[str, str], stack: Stack,
     default, dense = report["variants"]["default"], report["variants"]["dense"]
     assert len(default["items"]) == len(dense["items"]) == 6
     assert set(default["roles"]) == {"finance", "engineering", "legal"}
-    # dense changes only the search: the same answer requests, asked once.
-    assert all(i["reused_answer"] for i in dense["items"]) and not any(
-        i["reused_answer"] for i in default["items"]
-    )
+    # dense ranks the answer's own search too: each variant's answers are asked for, none shared.
+    assert not any(i["reused_answer"] for i in [*default["items"], *dense["items"]])
+    assert not any("shared with an earlier variant" in n for n in report["notes"])
 
     items = {i["id"]: i for i in default["items"]}
     assert items["fin-travel-budget"]["metrics"]["hit@1"] == 1.0
@@ -148,6 +147,17 @@ def test_eval_runs_variants_red_team_and_gate(env: dict[str, str], stack: Stack,
     # Nobody got a passage of a document they may not read, under either variant.
     assert default["overall"]["values"]["no_leak"] == dense["overall"]["values"]["no_leak"] == 1.0
     assert default["overall"]["values"]["latency_ms_p95"] > 1001
+    # The three answerable CI questions carry reference answers: the answers are compared with them.
+    for variant in (default, dense):
+        similarity = variant["overall"]["values"]["answer_similarity"]
+        assert 0.0 <= similarity <= 1.0
+        assert variant["overall"]["counts"]["answer_similarity"] == 3
+        per_item = [
+            i["metrics"]["answer_similarity"]
+            for i in variant["items"]
+            if i["metrics"].get("token_f1") is not None
+        ]
+        assert len(per_item) == 3 and all(0.0 <= v <= 1.0 for v in per_item)
 
     overall = [c for c in report["comparisons"] if c["scope"] == "overall"]
     assert {c["candidate"] for c in overall} == {"dense"}
@@ -155,8 +165,10 @@ def test_eval_runs_variants_red_team_and_gate(env: dict[str, str], stack: Stack,
     assert {c["scope"] for c in report["comparisons"]} >= {"role:finance", "role:engineering", "role:legal"}
 
     rates = report["redteam"]["pass_rates"]
-    assert set(rates) == {"rbac_leak", "prompt_injection", "indirect_injection", "all"}
+    assert set(rates) == {"rbac_leak", "prompt_injection", "indirect_injection", "pii_extraction", "all"}
     assert rates["rbac_leak"] == {"probes": 2, "passed": 2, "pass_rate": 1.0}
+    # alice asks for the social security numbers in a document only hr may read.
+    assert rates["pii_extraction"] == {"probes": 1, "passed": 1, "pass_rate": 1.0}
     gate = {(c["metric"], c["status"]) for c in report["gate"]["checks"]}
     assert gate >= {("latency_ms_p95", "fail"), ("no_leak", "pass"), ("redteam:rbac_leak", "pass")}
     assert len(report["human"]["submitted"]) == 2

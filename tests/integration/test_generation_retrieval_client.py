@@ -90,6 +90,20 @@ def test_answers_ask_for_a_few_passages_per_document(retrieval: tuple[RecordingR
     assert [r.max_per_document for r, _ in servicer.requests] == [3, 1]
 
 
+def test_ranking_options_reach_the_search_only_when_asked_for(
+    retrieval: tuple[RecordingRetrieval, str],
+) -> None:
+    servicer, target = retrieval
+    source = GrpcPassageSource(target)
+    source.search("alice-token", "budget", 5)
+    source.search("alice-token", "budget", 5, mode=retrieval_pb2.SEARCH_MODE_DENSE, rerank=True)
+
+    assert [(r.mode, r.rerank) for r, _ in servicer.requests] == [
+        (retrieval_pb2.SEARCH_MODE_UNSPECIFIED, False),
+        (retrieval_pb2.SEARCH_MODE_DENSE, True),
+    ]
+
+
 @pytest.mark.parametrize(
     ("code", "error"),
     [

@@ -18,6 +18,7 @@ from services.evaluation.golden import (
 )
 from services.evaluation.human import fold_verdicts, pick_samples
 from services.evaluation.metrics import (
+    cosine,
     hit_at_k,
     ndcg_at_k,
     normalize_answer,
@@ -78,6 +79,19 @@ def test_token_f1_ignores_citations_articles_and_thousands_separators() -> None:
     assert token_f1("The budget is 412,000 USD [1].", "412 000 USD") == pytest.approx(2 / 3)
     assert token_f1("Net 60.", "net 60") == 1.0
     assert token_f1("Something else", "net 60") == 0.0
+
+
+def test_cosine_against_hand_computed_angles() -> None:
+    # (1,2,2).(2,1,2) = 2 + 2 + 4 = 8; both norms are sqrt(9) = 3: 8 / 9
+    assert cosine([1, 2, 2], [2, 1, 2]) == pytest.approx(8 / 9)
+    # (3,4).(4,3) = 24 over 5 * 5
+    assert cosine([3, 4], [4, 3]) == pytest.approx(24 / 25)
+    assert cosine([1, 0], [0, 1]) == 0.0
+    assert cosine([3, 4], [-3, -4]) == pytest.approx(-1.0)
+    # Only the direction counts, not the length.
+    assert cosine([1, 1], [5, 5]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="zero vector"):
+        cosine([0, 0], [1, 2])
 
 
 def test_percentile_interpolates_linearly() -> None:
@@ -388,7 +402,7 @@ def test_probes_need_something_to_judge_by() -> None:
         parse_probe(
             {
                 "id": "p",
-                "family": "f",
+                "family": "indirect_injection",
                 "user": "b",
                 "question": "q",
                 "forbidden_strings": ["x"],
@@ -429,7 +443,12 @@ def test_confirmed_injection_flags_become_probes_judged_by_the_suites_canaries()
             "final_verdict": "REVIEW_VERDICT_FALSE_POSITIVE",
             "question": "ignore the noise",
         },
-        {"item_id": "3", "detector": "pii", "final_verdict": "REVIEW_VERDICT_TRUE_POSITIVE", "question": "x"},
+        {
+            "item_id": "3",
+            "detector": "secret",
+            "final_verdict": "REVIEW_VERDICT_TRUE_POSITIVE",
+            "question": "x",
+        },
         {
             "item_id": "4",
             "detector": "prompt_injection",

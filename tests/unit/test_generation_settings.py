@@ -30,3 +30,13 @@ def test_the_database_is_off_unless_configured_and_then_names_its_readers(
     monkeypatch.delenv("COPILOT_GENERATION_DATABASE__READERS")
     with pytest.raises(ValueError, match="database.readers must say who may query"):
         GenerationSettings()
+
+
+def test_the_system_rules_file_is_unset_unless_a_prompt_variant_names_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert GenerationSettings().system_rules_file is None
+
+    monkeypatch.setenv("COPILOT_GENERATION_SYSTEM_RULES_FILE", "sample/eval/prompts/one-sentence.txt")
+
+    assert GenerationSettings().system_rules_file == Path("sample/eval/prompts/one-sentence.txt")

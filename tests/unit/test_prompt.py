@@ -1,4 +1,5 @@
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -7,9 +8,12 @@ from copilot.errors import InvalidInput
 from copilot.hygiene import REDACTED
 from services.generation.conversations import Turn
 from services.generation.prompt import (
+    REFUSAL,
     SUSPICIOUS_NOTE,
+    SYSTEM_RULES,
     build_messages,
     build_rewrite_messages,
+    load_system_rules,
     prompt_tokens,
 )
 
@@ -127,3 +131,46 @@ def test_a_suspicious_source_loses_its_planted_paragraph_and_carries_a_caution()
     assert sources.count(SUSPICIOUS_NOTE) == 1
     assert f"[2] Wiki\n{SUSPICIOUS_NOTE}\nSalaries are reviewed in March.\n{REDACTED}" in sources
     assert "Reveal the salaries" not in sources
+
+
+def test_a_prompt_variant_replaces_the_system_rules_and_is_budgeted_by_its_own_size() -> None:
+    rules = f"Answer like a pirate, citing [n] after each sentence. If nothing fits, reply exactly: {REFUSAL}"
+
+    messages, _ = build_messages("What now?", PASSAGES, words, 10_000, system_rules=rules)
+    default, _ = build_messages("What now?", PASSAGES, words, 10_000)
+
+    assert messages[0] == {"role": "system", "content": rules}
+    assert default[0]["content"] == SYSTEM_RULES
+    # The budget counts the rules actually sent: one token short of the variant's prompt drops a source.
+    _, kept = build_messages("What now?", PASSAGES, words, size(messages) - 1, system_rules=rules)
+    assert kept == 2
+
+
+def test_system_rules_are_read_from_the_file_or_are_the_built_in_ones(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.txt"
+    rules.write_text(f"\n  Be brief. Reply exactly {REFUSAL} when no source answers.\n\n", encoding="utf-8")
+
+    assert load_system_rules(rules) == f"Be brief. Reply exactly {REFUSAL} when no source answers."
+    assert load_system_rules(None) == SYSTEM_RULES
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, r"rules\.txt: cannot read it: No such file"),
+        ("  \n", r"rules\.txt is empty"),
+        ("Be brief.", r"must tell the model to reply exactly 'The documents available"),
+        (b"\xff\xfe", r"rules\.txt: cannot read it"),
+    ],
+)
+def test_an_unusable_system_rules_file_is_a_clear_error(
+    tmp_path: Path, content: str | bytes | None, message: str
+) -> None:
+    rules = tmp_path / "rules.txt"
+    if isinstance(content, str):
+        rules.write_text(content, encoding="utf-8")
+    elif isinstance(content, bytes):
+        rules.write_bytes(content)
+
+    with pytest.raises(ValueError, match=message):
+        load_system_rules(rules)

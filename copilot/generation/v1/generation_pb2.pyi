@@ -1,4 +1,5 @@
 from copilot.common.v1 import common_pb2 as _common_pb2
+from copilot.retrieval.v1 import retrieval_pb2 as _retrieval_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -22,7 +23,7 @@ SUPPORT_VERDICT_UNCITED: SupportVerdict
 SUPPORT_VERDICT_INVALID: SupportVerdict
 
 class AnswerRequest(_message.Message):
-    __slots__ = ("question", "conversation_id", "top_k", "model", "audience", "use_tools", "uri_prefixes")
+    __slots__ = ("question", "conversation_id", "top_k", "model", "audience", "use_tools", "uri_prefixes", "search_mode", "rerank")
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +31,8 @@ class AnswerRequest(_message.Message):
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
     USE_TOOLS_FIELD_NUMBER: _ClassVar[int]
     URI_PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_MODE_FIELD_NUMBER: _ClassVar[int]
+    RERANK_FIELD_NUMBER: _ClassVar[int]
     question: str
     conversation_id: str
     top_k: int
@@ -37,7 +40,9 @@ class AnswerRequest(_message.Message):
     audience: _containers.RepeatedCompositeFieldContainer[_common_pb2.Audience]
     use_tools: bool
     uri_prefixes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, question: _Optional[str] = ..., conversation_id: _Optional[str] = ..., top_k: _Optional[int] = ..., model: _Optional[str] = ..., audience: _Optional[_Iterable[_Union[_common_pb2.Audience, _Mapping]]] = ..., use_tools: _Optional[bool] = ..., uri_prefixes: _Optional[_Iterable[str]] = ...) -> None: ...
+    search_mode: _retrieval_pb2.SearchMode
+    rerank: bool
+    def __init__(self, question: _Optional[str] = ..., conversation_id: _Optional[str] = ..., top_k: _Optional[int] = ..., model: _Optional[str] = ..., audience: _Optional[_Iterable[_Union[_common_pb2.Audience, _Mapping]]] = ..., use_tools: _Optional[bool] = ..., uri_prefixes: _Optional[_Iterable[str]] = ..., search_mode: _Optional[_Union[_retrieval_pb2.SearchMode, str]] = ..., rerank: _Optional[bool] = ...) -> None: ...
 
 class AnswerResponse(_message.Message):
     __slots__ = ("delta", "final", "tool_call")

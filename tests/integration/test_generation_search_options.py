@@ -1,0 +1,244 @@
+"""What a variant changes per request or per server reaches the right place: an AnswerRequest's search_mode
+and rerank reach retrieval's SearchRequest (also when `copilot eval` asks for a variant), and a prompt
+variant's rules file is what the model is given.
+
+Real parts: the generation gRPC service with real signed tokens, generation's gRPC retrieval client, the
+SmolLM2-135M engine (llama.cpp, in-process). One double: the retrieval service is a recording servicer on
+a real gRPC server (the real one is tested in test_retrieval_grpc.py), so the test can see what generation
+asks it for. ``Recorded`` is not a double: it passes every call to the real engine and keeps the messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+
+from copilot.auth import TokenVerifier
+from copilot.common.v1 import common_pb2
+from copilot.devissuer import DevIssuer
+from copilot.events.v1 import events_pb2
+from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
+from copilot.grpc_client import bearer, open_channel
+from copilot.grpc_server import GrpcServer
+from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from copilot.settings import AuthSettings
+from services.evaluation.client import CopilotApi, Endpoints, Tokens, load_credentials
+from services.evaluation.runner import AnswerCache
+from services.evaluation.settings import EvalSettings
+from services.evaluation.variants import Variant
+from services.generation.agent import Agent
+from services.generation.answerer import Answerer, AnswerPolicy
+from services.generation.engine import (
+    ChatMessage,
+    Engine,
+    EngineCatalog,
+    GenerationParams,
+    TokenDelta,
+    build_engine,
+)
+from services.generation.prompt import SYSTEM_RULES, load_system_rules
+from services.generation.retrieval_client import GrpcPassageSource
+from services.generation.service import GenerationServicer
+from services.generation.settings import GenerationSettings
+from services.generation.tools import Toolbox
+from services.generation.tools.documents import SearchDocuments
+from tests.conftest import REPO, SAMPLE_USERS
+
+pytestmark = pytest.mark.slow
+
+MODEL = "smollm2-135m"
+PROMPT_VARIANT = REPO / "sample" / "eval" / "prompts" / "cite-every-sentence.txt"
+VACATION = common_pb2.Passage(
+    chunk_id="vacation#0",
+    document_id="vacation",
+    title="Vacation policy",
+    text="Full-time employees receive 25 days of paid vacation per calendar year.",
+    score=0.8,
+    access_reason="everyone",
+)
+
+
+@dataclass
+class RecordingRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
+    passages: list[common_pb2.Passage] = field(default_factory=list)
+    requests: list[retrieval_pb2.SearchRequest] = field(default_factory=list)
+
+    def Search(  # noqa: N802
+        self, request: retrieval_pb2.SearchRequest, context: grpc.ServicerContext
+    ) -> retrieval_pb2.SearchResponse:
+        self.requests.append(request)
+        return retrieval_pb2.SearchResponse(passages=self.passages)
+
+
+@dataclass
+class Events:
+    published: list[events_pb2.InteractionEvent] = field(default_factory=list)
+
+    def publish(self, event: events_pb2.InteractionEvent) -> None:
+        self.published.append(event)
+
+
+class Recorded:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.model_name = engine.model_name
+        self.context_tokens = engine.context_tokens
+        self.calls: list[list[ChatMessage]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return self._engine.count_tokens(text)
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        return self._engine.count_tokens_many(texts)
+
+    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
+        self.calls.append(list(messages))
+        return self._engine.stream_chat(messages, params)
+
+
+@dataclass
+class Service:
+    stub: generation_pb2_grpc.GenerationServiceStub
+    retrieval: RecordingRetrieval
+    engine: Recorded
+    target: str
+    retrieval_target: str
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, auth_settings: AuthSettings) -> Iterator[Service]:
+    retrieval = RecordingRetrieval()
+    retrieval_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(retrieval, retrieval_server)
+    retrieval_port = retrieval_server.add_insecure_port("127.0.0.1:0")
+    retrieval_server.start()
+
+    engine = Recorded(build_engine("llama_cpp", MODEL, tmp_path_factory.mktemp("models"), 2, 2048))
+    source = GrpcPassageSource(f"127.0.0.1:{retrieval_port}")
+    # As the server builds it when COPILOT_GENERATION_SYSTEM_RULES_FILE names the sample prompt variant.
+    policy = AnswerPolicy(max_answer_tokens=24, system_rules=load_system_rules(PROMPT_VARIANT))
+    answerer = Answerer(
+        source,
+        EngineCatalog({MODEL: engine}, MODEL),
+        Events(),
+        policy,
+        b"test-key",
+        agent=Agent(Toolbox([SearchDocuments(source, 4, 0.45)]), max_steps=1),
+    )
+    server = GrpcServer(
+        "generation", GenerationSettings(port=0, auth=auth_settings), TokenVerifier(auth_settings)
+    )
+    slot = server.add_service(
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server, "copilot.generation.v1.GenerationService"
+    )
+    server.start()
+    slot.fill(GenerationServicer(answerer))
+    target = f"127.0.0.1:{server.port}"
+    yield Service(
+        generation_pb2_grpc.GenerationServiceStub(open_channel(target)),
+        retrieval,
+        engine,
+        target,
+        f"127.0.0.1:{retrieval_port}",
+    )
+    server.stop(1)
+    source.close()
+    retrieval_server.stop(0)
+
+
+@pytest.fixture(autouse=True)
+def fresh(service: Service) -> None:
+    service.retrieval.passages = []
+    service.retrieval.requests.clear()
+    service.engine.calls.clear()
+
+
+def answer(service: Service, issuer: DevIssuer, **request: object) -> generation_pb2.AnswerFinal:
+    responses = list(
+        service.stub.Answer(
+            generation_pb2.AnswerRequest(**request),  # type: ignore[arg-type]
+            metadata=bearer(issuer.mint("alice")),
+            timeout=120,
+        )
+    )
+    assert responses[-1].HasField("final")
+    return responses[-1].final
+
+
+def test_search_mode_and_rerank_of_the_answer_request_reach_retrieval(
+    service: Service, issuer: DevIssuer
+) -> None:
+    # No passages: each answer is a refusal, so the model is not asked and the test stays quick.
+    answer(service, issuer, question="What is the travel budget?")
+    answer(
+        service,
+        issuer,
+        question="What is the travel budget?",
+        search_mode=retrieval_pb2.SEARCH_MODE_DENSE,
+        rerank=True,
+    )
+    answer(service, issuer, question="What is the travel budget?", rerank=True)
+
+    assert [(r.mode, r.rerank) for r in service.retrieval.requests] == [
+        (retrieval_pb2.SEARCH_MODE_UNSPECIFIED, False),
+        (retrieval_pb2.SEARCH_MODE_DENSE, True),
+        (retrieval_pb2.SEARCH_MODE_UNSPECIFIED, True),
+    ]
+
+
+def test_ranking_options_with_tools_are_invalid_argument(service: Service, issuer: DevIssuer) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        answer(service, issuer, question="What is the travel budget?", use_tools=True, rerank=True)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "with use_tools the tools search" in caught.value.details()
+    assert service.retrieval.requests == []
+
+
+def test_the_prompt_variants_rules_are_what_the_model_is_given(service: Service, issuer: DevIssuer) -> None:
+    service.retrieval.passages = [VACATION]
+
+    answer(service, issuer, question="How many vacation days do I get?")
+
+    (call,) = service.engine.calls
+    assert call[0].role == "system"
+    assert call[0].content == PROMPT_VARIANT.read_text(encoding="utf-8").strip()
+    assert call[0].content != SYSTEM_RULES
+
+
+def test_an_evaluation_variants_search_settings_reach_the_answers_search(
+    service: Service, issuer: DevIssuer
+) -> None:
+    """`copilot eval` signs in with the password grant and asks through the public API, as it does
+    against a stack; only an identical answer request is asked once and shared."""
+    endpoints = Endpoints(
+        retrieval=service.retrieval_target,
+        generation=service.target,
+        monitor="",
+        ingest="",
+        issuer=issuer.issuer,
+        credentials_file=SAMPLE_USERS,
+    )
+    tokens = Tokens(issuer.issuer, load_credentials(SAMPLE_USERS), "copilot-cli")
+    api = CopilotApi(endpoints, tokens, EvalSettings())
+    cache = AnswerCache()
+    question = "What is the travel budget?"
+    variants = [
+        Variant(),
+        Variant(search_mode="hybrid", rerank=True),
+        Variant(search_mode="dense"),
+        Variant(description="the defaults under another name"),
+    ]
+
+    reused = [cache.get(api, "alice", question, v)[1] for v in variants]
+
+    assert reused == [False, False, False, True]
+    assert [(r.mode, r.rerank) for r in service.retrieval.requests] == [
+        (retrieval_pb2.SEARCH_MODE_UNSPECIFIED, False),
+        (retrieval_pb2.SEARCH_MODE_HYBRID, True),
+        (retrieval_pb2.SEARCH_MODE_DENSE, False),
+    ]
