@@ -1,10 +1,12 @@
-"""The gRPC bootstrap every service uses: health, reflection, auth, tracing, error mapping, graceful stop."""
+"""The gRPC bootstrap every service uses: health, reflection, auth, tracing, call metrics, error mapping,
+graceful stop."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -15,7 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from copilot import errors
 from copilot.auth import Principal, reset_current_principal, set_current_principal
@@ -52,8 +54,26 @@ STATUS_BY_ERROR: dict[type[errors.CopilotError], grpc.StatusCode] = {
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
-# Probes and tooling must work without a token.
+# Probes and tooling must work without a token. They are not counted either: the probes' calls every few
+# seconds would drown the API's in the call metrics.
 OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+# From a cached lookup to a long generated answer.
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 120_000)
+# Through the global meter provider, which each service's configure_metrics installs at start; until then
+# (and in tests that install none) the instruments record nothing.
+_meter = metrics.get_meter("copilot.grpc_server")
+RPC_CALLS = _meter.create_counter(
+    "copilot.rpc.server.calls",
+    unit="{call}",
+    description="gRPC calls handled, by service, method and status code",
+)
+RPC_DURATION = _meter.create_histogram(
+    "copilot.rpc.server.duration",
+    unit="ms",
+    description="Time from a call's arrival to its status, streamed replies included",
+    explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
+)
 
 
 def status_for(exc: errors.CopilotError) -> grpc.StatusCode:
@@ -69,6 +89,19 @@ def _shortened(message: str) -> str:
         return message
     keep = (MAX_STATUS_MESSAGE_CHARS - 60) // 2
     return f"{message[:keep]} ...({len(message)} characters in all)... {message[-keep:]}"
+
+
+def _final_status(ctx: grpc.ServicerContext, failure: BaseException | None) -> grpc.StatusCode:
+    """The status the caller gets: what the call aborted or set it with, else what gRPC makes of how the
+    handler ended."""
+    code = ctx.code()  # type: ignore[attr-defined]
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if failure is None:
+        return grpc.StatusCode.OK
+    if isinstance(failure, GeneratorExit):  # the caller stopped reading a stream
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
 
 
 def _bearer_token(metadata: tuple[tuple[str, Any], ...]) -> str | None:
@@ -152,10 +185,12 @@ class _CallInterceptor(grpc.ServerInterceptor):
     def _scope(
         self, method: str, metadata: tuple[tuple[str, Any], ...], ctx: grpc.ServicerContext, request: Any
     ) -> Iterator[None]:
+        started = time.perf_counter()
         request_id = dict(metadata).get("x-request-id") or uuid.uuid4().hex
         rid_token = request_id_var.set(str(request_id))
         otel_token = otel_context.attach(extract_metadata(metadata))
         principal_token = None
+        failure: BaseException | None = None
         try:
             with self._tracer.start_as_current_span(method, kind=trace.SpanKind.SERVER) as span:
                 try:
@@ -188,7 +223,11 @@ class _CallInterceptor(grpc.ServerInterceptor):
                     log.exception("%s crashed", method)
                     span.record_exception(exc)
                     ctx.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})")
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
+            _record_call(method, _final_status(ctx, failure), started)
             if principal_token is not None:
                 reset_current_principal(principal_token)
             otel_context.detach(otel_token)
@@ -201,6 +240,20 @@ class _CallInterceptor(grpc.ServerInterceptor):
         if token is None:
             raise errors.Unauthenticated("missing bearer token in the 'authorization' metadata")
         return self._verifier.verify(token)
+
+
+def _record_call(method: str, code: grpc.StatusCode, started: float) -> None:
+    # "/copilot.retrieval.v1.RetrievalService/Search" -> service and method, as OpenTelemetry's RPC
+    # conventions name them.
+    service, _, name = method.lstrip("/").rpartition("/")
+    attributes = {
+        "rpc.system": "grpc",
+        "rpc.service": service,
+        "rpc.method": name,
+        "rpc.grpc.status": code.name,
+    }
+    RPC_CALLS.add(1, attributes)
+    RPC_DURATION.record((time.perf_counter() - started) * 1000, attributes)
 
 
 class ServiceSlot:

@@ -75,6 +75,11 @@ class KafkaSettings(BaseModel):
 class TelemetrySettings(BaseModel):
     exporter: Literal["none", "console", "otlp"] = "none"
     otlp_endpoint: str = "http://127.0.0.1:4317"
+    # Serves the metrics at http://<prometheus_host>:<prometheus_port>/metrics for Prometheus to scrape;
+    # 0 serves nothing. Independent of ``exporter``: OTLP and Prometheus can both be on.
+    prometheus_port: int = Field(default=0, ge=0, le=65535)
+    # Loopback unless opened on purpose: the endpoint has no authentication (the chart sets listenHost).
+    prometheus_host: str = "127.0.0.1"
 
 
 class ServiceSettings(BaseSettings):

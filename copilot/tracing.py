@@ -1,14 +1,23 @@
-"""OpenTelemetry set-up and W3C trace-context propagation through gRPC metadata and Kafka headers."""
+"""OpenTelemetry set-up (traces, metrics) and W3C trace-context propagation through gRPC metadata and Kafka
+headers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from opentelemetry import context, propagate, trace
+from opentelemetry import context, metrics, propagate, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
+from copilot import errors
 from copilot.settings import TelemetrySettings
 
 
@@ -24,6 +33,39 @@ def configure_tracing(service_name: str, settings: TelemetrySettings) -> None:
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+
+
+def configure_metrics(service_name: str, settings: TelemetrySettings) -> None:
+    """Installs the process's meter provider: pushed like the traces (``exporter``) and, with
+    ``prometheus_port``, served at /metrics. With neither, the instruments record nothing.
+
+    Once per process: OpenTelemetry keeps the first meter provider and ignores later ones."""
+    readers: list[MetricReader] = []
+    exporter: MetricExporter | None = None
+    if settings.exporter == "console":
+        exporter = ConsoleMetricExporter()
+    elif settings.exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        exporter = OTLPMetricExporter(endpoint=settings.otlp_endpoint, insecure=True)
+    if exporter is not None:
+        readers.append(PeriodicExportingMetricReader(exporter))
+    if settings.prometheus_port:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(settings.prometheus_port, addr=settings.prometheus_host)
+        except OSError as exc:
+            raise errors.DependencyUnavailable(
+                f"cannot serve Prometheus metrics on {settings.prometheus_host}:{settings.prometheus_port}: "
+                f"{exc}"
+            ) from exc
+        # Into prometheus_client's default registry, which the server above serves along with the
+        # process's own CPU, memory and file descriptor figures.
+        readers.append(PrometheusMetricReader())
+    resource = Resource.create({"service.name": service_name})
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
 
 
 def inject_metadata() -> list[tuple[str, str]]:

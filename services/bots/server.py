@@ -10,19 +10,11 @@ from dataclasses import dataclass, field
 from botbuilder.integration.aiohttp import CloudAdapter
 from botframework.connector.auth import ServiceClientCredentialsFactory
 from opentelemetry import metrics
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricExporter,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.resources import Resource
 
 from copilot.grpc_server import GrpcServer
 from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
 from copilot.logs import configure_logging
-from copilot.settings import TelemetrySettings
-from copilot.tracing import configure_tracing
+from copilot.tracing import configure_metrics, configure_tracing
 from services.bots.core import BotCore, Metrics
 from services.bots.feedback import EventPort, FeedbackRecorder
 from services.bots.generation_client import GrpcGeneration, link_template
@@ -98,19 +90,6 @@ def build(
         socket_mode.connect()
         bots.closers.append(socket_mode)
     return bots
-
-
-def configure_metrics(service_name: str, settings: TelemetrySettings) -> None:
-    exporter: MetricExporter | None = None
-    if settings.exporter == "console":
-        exporter = ConsoleMetricExporter()
-    elif settings.exporter == "otlp":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        exporter = OTLPMetricExporter(endpoint=settings.otlp_endpoint, insecure=True)
-    readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
-    resource = Resource.create({"service.name": service_name})
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
 
 
 def main() -> None:

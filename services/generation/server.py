@@ -13,7 +13,7 @@ from copilot.generation.v1 import generation_pb2_grpc
 from copilot.grpc_server import GrpcServer
 from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
 from copilot.logs import configure_logging
-from copilot.tracing import configure_tracing
+from copilot.tracing import configure_metrics, configure_tracing
 from services.generation.agent import Agent
 from services.generation.answerer import Answerer, AnswerPolicy
 from services.generation.conversations import ConversationStore
@@ -88,6 +88,7 @@ def main() -> None:
     settings = GenerationSettings()
     configure_logging(settings.log_format, settings.log_level)
     configure_tracing("copilot-generation", settings.telemetry)
+    configure_metrics("copilot-generation", settings.telemetry)
     # Before anything starts: a prompt variant whose rules file is unusable must not serve the default.
     system_rules = load_system_rules(settings.system_rules_file)
     server = GrpcServer("generation", settings, TokenVerifier(settings.auth))

@@ -8,7 +8,7 @@ from copilot.grpc_server import GrpcServer
 from copilot.ingest.v1 import ingest_pb2_grpc
 from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
 from copilot.logs import configure_logging
-from copilot.tracing import configure_tracing
+from copilot.tracing import configure_metrics, configure_tracing
 from copilot.vectorstore.factory import open_store
 from services.ingest.pipeline import IngestPipeline
 from services.ingest.requests import IngestRequestConsumer
@@ -20,6 +20,7 @@ def main() -> None:
     settings = IngestSettings()
     configure_logging(settings.log_format, settings.log_level)
     configure_tracing("copilot-ingest", settings.telemetry)
+    configure_metrics("copilot-ingest", settings.telemetry)
     server = GrpcServer("ingest", settings, TokenVerifier(settings.auth))
     slot = server.add_service(
         ingest_pb2_grpc.add_IngestServiceServicer_to_server, "copilot.ingest.v1.IngestService"

@@ -9,30 +9,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from copilot.settings import TelemetrySettings
-
-
-def configure_metrics(service_name: str, settings: TelemetrySettings) -> None:
-    """Installs the process's meter provider; without an exporter the instruments record nothing."""
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import (
-        ConsoleMetricExporter,
-        MetricExporter,
-        PeriodicExportingMetricReader,
-    )
-    from opentelemetry.sdk.resources import Resource
-
-    exporter: MetricExporter | None = None
-    if settings.exporter == "console":
-        exporter = ConsoleMetricExporter()
-    elif settings.exporter == "otlp":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        exporter = OTLPMetricExporter(endpoint=settings.otlp_endpoint, insecure=True)
-    readers = [PeriodicExportingMetricReader(exporter)] if exporter is not None else []
-    metrics.set_meter_provider(
-        MeterProvider(resource=Resource.create({"service.name": service_name}), metric_readers=readers)
-    )
+# The shared set-up, imported from here by services/monitor/server.py.
+from copilot.tracing import configure_metrics as configure_metrics
 
 
 class MonitorMetrics:

@@ -8,7 +8,7 @@ from copilot.grpc_server import GrpcServer
 from copilot.logs import configure_logging
 from copilot.reranker import OnnxCrossEncoder
 from copilot.retrieval.v1 import retrieval_pb2_grpc
-from copilot.tracing import configure_tracing
+from copilot.tracing import configure_metrics, configure_tracing
 from copilot.vectorstore.factory import open_store
 from services.retrieval.explain import AccessExplainer
 from services.retrieval.search import Searcher
@@ -20,6 +20,7 @@ def main() -> None:
     settings = RetrievalSettings()
     configure_logging(settings.log_format, settings.log_level)
     configure_tracing("copilot-retrieval", settings.telemetry)
+    configure_metrics("copilot-retrieval", settings.telemetry)
     server = GrpcServer("retrieval", settings, TokenVerifier(settings.auth))
     slot = server.add_service(
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, "copilot.retrieval.v1.RetrievalService"

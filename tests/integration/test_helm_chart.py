@@ -343,7 +343,18 @@ def test_changed_settings_change_the_checksum_that_rolls_the_pods() -> None:
         ({"bots": {"enabled": True}}, "bots.existingSecret is required"),
         # KubeRay is not supported: the services cannot join an outside Ray cluster.
         ({"generation": {"rayService": {"enabled": True}}}, "rayService"),
-        ({"serviceMonitor": {"enabled": True}}, "serviceMonitor"),
+        (
+            {"metrics": {"serviceMonitor": {"enabled": True}}},
+            "metrics.serviceMonitor.enabled needs metrics.enabled",
+        ),
+        ({"metrics": {"enabled": True, "port": 50052}}, "metrics.port 50052 is also a port of retrieval"),
+        (
+            {"metrics": {"enabled": True, "port": 8080}},
+            "metrics.port 8080 is also a port of monitor (50054, 8080)",
+        ),
+        # Non-root without capabilities: no port below 1024.
+        ({"metrics": {"port": 80}}, "/metrics/port"),
+        ({"metrics": {"serviceMonitor": {"interval": "30 seconds"}}}, "/metrics/serviceMonitor/interval"),
         ({"kafka": {"securityProtocol": "SASL_SCRAM"}}, "/kafka/securityProtocol"),
         ({"kafka": {"securityProtocol": "SASL_SSL"}}, "kafka.sasl.mechanism is required"),
         (
@@ -1105,3 +1116,136 @@ def test_validation_runs_against_every_version(rendered: dict[str, list[Any]]) -
     doc["spec"]["template"]["spec"]["resources"] = {"requests": {"cpu": "1"}}
     errors = check.validate(check.Manifest(deployment.template, doc))
     assert [e.split(": ")[1] for e in errors] == ["Kubernetes 1.27.0", "Kubernetes 1.30.0"]
+
+
+METRICS_PORT = 9464
+# The ServiceMonitor fields the chart may set (Prometheus Operator API, monitoring.coreos.com/v1), standing
+# in for the CRD schema kubernetes-validate lacks (helm/check.py skips that kind).
+SERVICE_MONITOR_SPEC_FIELDS = {"selector", "namespaceSelector", "endpoints", "jobLabel", "targetLabels"}
+SERVICE_MONITOR_ENDPOINT_FIELDS = {"port", "path", "scheme", "interval", "scrapeTimeout"}
+PROMETHEUS_DURATION = re.compile(
+    r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
+)
+
+
+def test_metrics_are_off_by_default(rendered: dict[str, list[Any]]) -> None:
+    for profile in ("default", "gpu-1.yaml", "trial.yaml"):
+        manifests = rendered[profile]
+        assert find(manifests, "ServiceMonitor") == []
+        for m in manifests:
+            if m.kind == "ConfigMap":
+                assert not [k for k in m.doc.get("data", {}) if "PROMETHEUS" in k], (profile, m.name)
+            elif m.kind == "Service":
+                assert "metrics" not in {p["name"] for p in m.doc["spec"]["ports"]}, (profile, m.name)
+            elif m.kind == "NetworkPolicy" and not is_hook(m.doc):
+                rules = m.doc["spec"].get("ingress", [])
+                assert "metrics" not in {p["port"] for r in rules for p in r.get("ports", [])}, m.name
+
+
+def test_metrics_port_reaches_every_services_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    manifests = check.render({"metrics": {"enabled": True}, "bots": {"enabled": True, "existingSecret": "b"}})
+    assert [error for m in manifests for error in check.validate(m)] == []
+    for name in COMPONENTS:
+        settings = load_settings(manifests, name, monkeypatch)
+        # The settings' default host is loopback, where Prometheus could not reach the endpoint.
+        assert (settings.telemetry.prometheus_port, settings.telemetry.prometheus_host) == (
+            METRICS_PORT,
+            "0.0.0.0",
+        ), name
+        assert settings.telemetry.exporter == "none", name  # scraping needs no OTLP collector
+        (container,) = one(manifests, "Deployment", f"copilot-{name}")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        assert {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"} in container["ports"]
+        service_ports = {p["name"]: p for p in one(manifests, "Service", f"copilot-{name}")["spec"]["ports"]}
+        assert (service_ports["metrics"]["port"], service_ports["metrics"]["targetPort"]) == (
+            METRICS_PORT,
+            "metrics",
+        )
+    # Metrics without a ServiceMonitor: for a Prometheus that finds its targets another way.
+    assert find(manifests, "ServiceMonitor") == []
+
+
+def test_service_monitor_selects_every_services_metrics_port(rendered: dict[str, list[Any]]) -> None:
+    manifests = rendered["gpu-multi.yaml"]  # the example profile that turns the ServiceMonitor on
+    values = check.load_values(check.EXAMPLES / "gpu-multi.yaml")
+    assert values is not None
+    (monitor,) = find(manifests, "ServiceMonitor")
+    assert (monitor["apiVersion"], monitor["metadata"]["name"]) == ("monitoring.coreos.com/v1", "copilot")
+    # The label the operator's Prometheus selects ServiceMonitors by.
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    spec = monitor["spec"]
+    assert set(spec) <= SERVICE_MONITOR_SPEC_FIELDS
+    assert spec["namespaceSelector"] == {"matchNames": [check.NAMESPACE]}
+    (endpoint,) = spec["endpoints"]
+    assert set(endpoint) <= SERVICE_MONITOR_ENDPOINT_FIELDS
+    assert (endpoint["port"], endpoint["path"], endpoint["scheme"]) == ("metrics", "/metrics", "http")
+    assert endpoint["interval"] == values["metrics"]["serviceMonitor"]["interval"]
+    assert PROMETHEUS_DURATION.match(endpoint["interval"])
+    selected = {
+        component(s): s
+        for s in find(manifests, "Service")
+        if selects(spec["selector"], s["metadata"]["labels"])
+    }
+    enabled = {name for name in COMPONENTS if find(manifests, "Deployment", f"copilot-{name}")}
+    assert set(selected) == enabled == {"ingest", "retrieval", "generation", "monitor"}
+    for name, service in selected.items():
+        ports = {p["name"]: p for p in service["spec"]["ports"]}
+        assert ports[endpoint["port"]]["targetPort"] == "metrics", name
+        # ... which is the container port the service's settings listen on.
+        (container,) = one(manifests, "Deployment", f"copilot-{name}")["spec"]["template"]["spec"][
+            "containers"
+        ]
+        (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"]
+        env = one(manifests, "ConfigMap", f"copilot-{name}-env")["data"]
+        assert env[f"COPILOT_{name.upper()}_TELEMETRY__PROMETHEUS_PORT"] == str(port), name
+    # With every component and the bundled Qdrant: each component's Service, and not Qdrant's.
+    trial_values = check.load_values(check.EXAMPLES / "trial.yaml")
+    assert trial_values is not None
+    trial = check.render({**trial_values, "metrics": values["metrics"]})
+    (trial_monitor,) = find(trial, "ServiceMonitor")
+    scraped = {
+        s["metadata"]["name"]
+        for s in find(trial, "Service")
+        if selects(trial_monitor["spec"]["selector"], s["metadata"]["labels"])
+    }
+    assert scraped == {f"copilot-{name}" for name in COMPONENTS}
+
+
+def admitted(policy: dict[str, Any], namespace: dict[str, str], pod: dict[str, str], port: str) -> bool:
+    """Whether POLICY lets a pod with labels POD, in a namespace with labels NAMESPACE (not the release's),
+    in on the named PORT."""
+    for rule in policy["spec"].get("ingress", []):
+        if port not in {p["port"] for p in rule.get("ports", [])}:
+            continue
+        if "from" not in rule:
+            return True
+        for peer in rule["from"]:
+            # A peer without a namespaceSelector means the policy's own namespace, which this pod is not in.
+            in_namespace = "namespaceSelector" in peer and selects(peer["namespaceSelector"], namespace)
+            if in_namespace and selects(peer.get("podSelector", {}), pod):
+                return True
+    return False
+
+
+def test_network_policies_admit_the_scrapers_to_the_metrics_port_only(rendered: dict[str, list[Any]]) -> None:
+    manifests = rendered["gpu-multi.yaml"]
+    prometheus = {"app.kubernetes.io/name": "prometheus"}
+    observability = {"kubernetes.io/metadata.name": "observability"}
+    for name in ("ingest", "retrieval", "generation", "monitor"):
+        policy = one(manifests, "NetworkPolicy", f"copilot-{name}")
+        assert admitted(policy, observability, prometheus, "metrics"), name
+        assert not admitted(policy, observability, prometheus, "grpc"), name
+        # Another pod of that namespace, or Prometheus elsewhere, is not a scraper.
+        assert not admitted(policy, observability, {"app.kubernetes.io/name": "grafana"}, "metrics"), name
+        assert not admitted(policy, {"kubernetes.io/metadata.name": "default"}, prometheus, "metrics"), name
+    # Empty scrapers: any pod may scrape, as bots.http.from works.
+    open_metrics = check.render({"metrics": {"enabled": True, "scrapers": []}})
+    for name in ("ingest", "retrieval", "generation", "monitor"):
+        policy = one(open_metrics, "NetworkPolicy", f"copilot-{name}")
+        assert admitted(policy, {"kubernetes.io/metadata.name": "default"}, {"app": "anything"}, "metrics"), (
+            name
+        )
+        assert not admitted(
+            policy, {"kubernetes.io/metadata.name": "default"}, {"app": "anything"}, "grpc"
+        ), name

@@ -32,6 +32,11 @@ read-only, so a service cannot write it on first start. */}}
 {{- else }}
 {{ $p }}TELEMETRY__EXPORTER: "none"
 {{- end }}
+{{- if $v.metrics.enabled }}
+{{ $p }}TELEMETRY__PROMETHEUS_PORT: {{ include "copilot.metricsPort" . | quote }}
+{{- /* The settings' default is loopback, which Prometheus could not reach. */}}
+{{ $p }}TELEMETRY__PROMETHEUS_HOST: {{ $v.listenHost | quote }}
+{{- end }}
 {{- end -}}
 
 {{/*

@@ -167,3 +167,16 @@ imagePullSecrets:
 {{- define "copilot.containerSecurityContext" -}}
 {{- toYaml .Values.containerSecurityContext -}}
 {{- end -}}
+
+{{/* metrics.port, refused where it would clash with one of the component's own ports:
+(dict "root" $ "name" "ingest"). */}}
+{{- define "copilot.metricsPort" -}}
+{{- $port := int .root.Values.metrics.port -}}
+{{- $c := index .root.Values .name -}}
+{{- $own := list (int $c.port) -}}
+{{- if hasKey $c "http" }}{{ $own = append $own (int $c.http.port) }}{{ end -}}
+{{- if has $port $own -}}
+{{- fail (printf "metrics.port %d is also a port of %s (%s): give the metrics endpoint a port of its own" $port .name (join ", " $own)) -}}
+{{- end -}}
+{{- $port -}}
+{{- end -}}
