@@ -7,6 +7,9 @@ public packages by bench/data/monitor/build.py; sources and licences in its READ
 from __future__ import annotations
 
 import json
+import math
+import random
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -17,19 +20,26 @@ from typing import Any, cast
 
 from rich.console import Console
 
+from copilot.common.v1 import common_pb2
+from copilot.embedding import MiniLmEmbedder
 from copilot.events.v1 import events_pb2
+from services.generation.verification import CitationVerifier, split_sentences
 from services.monitor.detectors import (
     Finding,
+    LatencyDetector,
+    LengthDetector,
     PiiDetector,
     PromptInjectionDetector,
     RefusalDetector,
     SecretDetector,
     ToxicityClassifierDetector,
     ToxicityDetector,
+    UngroundedDetector,
 )
 from services.monitor.toxicity import ProfanityClassifier
 
-DATA = Path(__file__).resolve().parent / "data" / "monitor"
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "bench" / "data" / "monitor"
 COMMAND = "python -m bench.monitor_accuracy"
 
 PII_REASONS = {
@@ -146,6 +156,146 @@ def score_secrets() -> tuple[Score, Counter[str], Counter[str]]:
     return overall, found_by_type, total_by_type
 
 
+def score_indirect_injection() -> Score:
+    """The injection set planted in a retrieved passage that ingest did not mark, under a harmless question:
+    the monitor's own scan of passages, without ingest's marks to lean on."""
+    detector = PromptInjectionDetector(passage_cache_size=0)
+
+    def flagged(text: str) -> bool:
+        event = events_pb2.InteractionEvent(
+            event_id="bench",
+            question="What does the travel policy say about hotels?",
+            answer="Hotels are reimbursed up to the city limit [1].",
+            passages=[common_pb2.Passage(chunk_id="planted#0", text=text)],
+            cited_sources=[1],
+        )
+        return any(
+            f.reason.startswith("possible prompt injection in the passage") for f in detector.inspect(event)
+        )
+
+    return score_records(load("injection"), flagged, bool)
+
+
+# Synthetic series: per model, lognormal latencies and answer lengths like a steady service, with outliers
+# planted at known positions after the detectors' 30-event warm-up. Seeded, so every run scores the same.
+SERIES_MODELS = {"qwen2.5-coder-1.5b": (8.5, 4.1), "smollm2-135m": (7.2, 3.6), "gpt-oss-20b": (9.3, 4.6)}
+SERIES_EVENTS = 2_000
+SERIES_OUTLIER_RATE = 0.02
+SERIES_WARMUP = 50
+
+
+def _series(seed: int) -> list[tuple[str, int, bool]]:
+    """(model, position within the model's series, outlier?) in interleaved order."""
+    rng = random.Random(seed)
+    order = [(model, i) for model in SERIES_MODELS for i in range(SERIES_EVENTS)]
+    planted = [i >= SERIES_WARMUP and rng.random() < SERIES_OUTLIER_RATE for _, i in order]
+    interleaved = sorted(zip(order, planted, strict=True), key=lambda entry: (entry[0][1], rng.random()))
+    return [(model, i, outlier) for (model, i), outlier in interleaved]
+
+
+def score_latency() -> Score:
+    """Latency outliers 3x to 10x the model's median total time (a stuck replica, a cold start, a queue)
+    against lognormal(mu, 0.3) steady times; the 60 s ceiling is set out of reach so only the robust
+    outlier test is scored."""
+    rng = random.Random(11)
+    detector = LatencyDetector(ceiling_ms=1e9)
+    score = Score()
+    for model, _, outlier in _series(11):
+        mu = SERIES_MODELS[model][0]
+        total_ms = rng.lognormvariate(mu, 0.3)
+        if outlier:
+            total_ms = math.exp(mu) * rng.uniform(3, 10)
+        flagged = bool(detector.inspect(events_pb2.InteractionEvent(model=model, total_ms=total_ms)))
+        score.add(outlier, flagged, "outlier 3-10x the median" if outlier else "steady")
+    return score
+
+
+def score_length() -> Score:
+    """Length outliers 4x to 12x longer (runaway repetition) or shorter (a truncated stream) than the model's
+    median, against lognormal(mu, 0.35) word counts."""
+    rng = random.Random(12)
+    detector = LengthDetector()
+    score = Score()
+    for model, _, outlier in _series(12):
+        mu = SERIES_MODELS[model][1]
+        words = rng.lognormvariate(mu, 0.35)
+        kind = "steady"
+        if outlier:
+            factor = rng.uniform(4, 12)
+            longer = rng.random() < 0.5
+            words = math.exp(mu) * factor if longer else math.exp(mu) / factor
+            kind = f"outlier 4-12x {'longer' if longer else 'shorter'}"
+        answer = " ".join(["word"] * max(1, round(words)))
+        flagged = bool(detector.inspect(events_pb2.InteractionEvent(model=model, answer=answer)))
+        score.add(outlier, flagged, kind)
+    return score
+
+
+_FIGURE = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b")
+
+
+def _corpus_passages() -> list[tuple[str, str]]:
+    """(document, passage text) cut from the sample corpus's Markdown documents at paragraph breaks."""
+    passages = []
+    for path in sorted((REPO / "sample" / "corpus").rglob("*.md")):
+        for block in path.read_text().split("\n\n"):
+            text = " ".join(block.split())
+            if len(split_sentences(text)) >= 2 and not text.startswith(("#", "|", "-")):
+                passages.append((path.stem, text))
+    return passages
+
+
+def score_ungrounded() -> Score:
+    """Generation's citation check (the real MiniLM embedder) and the monitor's reading of its verdicts,
+    on a set built from the sample corpus: a sentence of the cited passage, cited (grounded); a sentence of
+    another document's passage, cited as if the first said it (ungrounded); and a sentence of the cited
+    passage with one figure changed (ungrounded: the classic wrong number)."""
+    rng = random.Random(13)
+    verifier = CitationVerifier(MiniLmEmbedder())
+    detector = UngroundedDetector()
+    passages = _corpus_passages()
+    score = Score()
+    for document, text in passages:
+        sentences = [s for s in split_sentences(text) if len(s.split()) >= 6]
+        if not sentences:
+            continue
+        grounded = rng.choice(sentences)
+        elsewhere = [t for d, t in passages if d != document]
+        foreign = rng.choice(
+            [s for s in split_sentences(rng.choice(elsewhere)) if len(s.split()) >= 6] or [""]
+        )
+        cases = [
+            (grounded, False, "sentence of the cited passage"),
+            (foreign, True, "sentence of another document"),
+        ]
+        with_figure = [s for s in sentences if _FIGURE.search(s)]
+        if with_figure:
+            original = rng.choice(with_figure)
+            figure = _FIGURE.search(original)
+            assert figure is not None
+            changed = str(int(re.sub(r"\D", "", figure.group()) or 0) * 3 + 7)
+            altered = original[: figure.start()] + changed + original[figure.end() :]
+            cases.append((altered, True, "cited passage's sentence, one figure changed"))
+        passage = common_pb2.Passage(chunk_id=f"{document}#0", title=document, text=text)
+        for sentence, ungrounded, kind in cases:
+            if not sentence:
+                continue
+            answer = sentence.rstrip(".") + " [1]."
+            event = events_pb2.InteractionEvent(
+                event_id="bench", answer=answer, passages=[passage], cited_sources=[1]
+            )
+            for check in verifier.verify(answer, [passage]):
+                event.sentences.add(
+                    text=check.text,
+                    cited=check.cited,
+                    support=check.support,
+                    verdict=events_pb2.SupportVerdict.Value(f"SUPPORT_VERDICT_{check.verdict.upper()}"),
+                )
+            flagged = any("not supported" in f.reason for f in detector.inspect(event))
+            score.add(ungrounded, flagged, kind)
+    return score
+
+
 def flags(findings: list[Finding]) -> bool:
     return bool(findings)
 
@@ -193,6 +343,11 @@ def run(console: Console) -> str:
     console.print("[dim]monitor accuracy: refusal[/dim]")
     refusal_detector = RefusalDetector()
     refusal = score_records(load("refusal"), lambda t: flags(refusal_detector.inspect(answer(t))), bool)
+    console.print("[dim]monitor accuracy: indirect injection, latency, length, ungrounded[/dim]")
+    indirect = score_indirect_injection()
+    latency = score_latency()
+    length = score_length()
+    ungrounded = score_ungrounded()
     elapsed = time.perf_counter() - started
 
     rows = [(f"pii: {kind}", s) for kind, s in pii.items()]
@@ -203,6 +358,10 @@ def run(console: Console) -> str:
         ("toxicity_classifier (sampled, p >= 0.8)", classifier),
         ("toxicity: lexicon or classifier", either),
         ("refusal (model's own words)", refusal),
+        ("prompt_injection in a passage (indirect, no ingest mark)", indirect),
+        ("ungrounded (generation's verdicts, built set)", ungrounded),
+        ("latency outliers (synthetic series)", latency),
+        ("length outliers (synthetic series)", length),
     ]
     secret_rows = " ".join(
         f"{kind} {secret_found[kind]}/{secret_total[kind]};" for kind in sorted(secret_total)
@@ -224,6 +383,30 @@ Secrets found by kind (built set, random values in each real format): {secret_ro
 {by_source("toxicity lexicon", lexicon)}
 
 {by_source("toxicity classifier", classifier)}
+
+Indirect injection: each text of the injection set planted as the only passage of an answer to a harmless
+question, with ingest's mark off, so only the monitor's own scan of passages can find it (in production
+ingest's own mark is a second chance; either is enough).
+
+{by_source("indirect prompt_injection", indirect)}
+
+Ungrounded: generation's citation check with the real MiniLM embedder (`CitationVerifier`) writes the
+sentence verdicts, and the monitor flags the unsupported ones; the set is built from the sample corpus's
+Markdown paragraphs, one answer sentence each, labelled by construction. A small set (100 sentences),
+and its grounded sentences are verbatim: paraphrases, the hard case for the check, are not in it.
+
+{by_source("ungrounded", ungrounded)}
+
+Latency and length: seeded synthetic series, {SERIES_EVENTS:,} events for each of {len(SERIES_MODELS)} models
+interleaved, lognormal like a steady service (sigma 0.3 for latency, 0.35 for word counts), with
+{SERIES_OUTLIER_RATE:.0%} outliers planted after the first {SERIES_WARMUP} events of each model: latency 3x to
+10x the model's median, length 4x to 12x longer or shorter. The detectors flag beyond 5 robust standard
+deviations (median and MAD), so planted outliers just past that line are missed by design, and a steady
+event far out in the lognormal tail is a false positive.
+
+{by_source("latency", latency)}
+
+{by_source("length", length)}
 """
 
 

@@ -5,15 +5,17 @@
    detectors, flag store on SQLite written once per Kafka batch, offset commits), measured from the first
    stored batch to the last; also the consumer process's CPU time per event, which other work on a shared
    machine does not inflate the way it inflates wall-clock rates.
-3. Flag visibility: events produced at a steady rate (half the measured capacity, at most 500/s) while the
-   consumer runs; for probe events that are sure to be flagged, the time from produce to the flag being
-   readable from the store by another process.
+3. Flag visibility: events produced at a steady 1,000 a second while the consumer runs; every tenth is a
+   probe that is sure to be flagged (1,000 probes), and for each the time from the broker acknowledging it
+   to its review item being readable in the review queue (the store's review_items table, what
+   ListReviewItems and the review page read) from another process.
 
 ``python -m bench.monitor_throughput``
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import queue
@@ -21,8 +23,10 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -39,16 +43,17 @@ from copilot.ports import free_port
 from services.monitor.consumer import MonitorConsumer
 from services.monitor.detectors import Detector, PromptInjectionDetector, Tier, run_detectors
 from services.monitor.flagstore import FlagStore
-from services.monitor.schema import flags
+from services.monitor.schema import review_items
 from services.monitor.server import inline_tier
 from services.monitor.settings import MonitorSettings
 
 REPO = Path(__file__).resolve().parent.parent
 COMMAND = "python -m bench.monitor_throughput"
 EVENTS = 10_000
-STEADY_RATE = 500
+# The issue's target: a flag visible in the review queue <= 2 s p99 at >= 1,000 events/s.
+STEADY_RATE = 1_000
 STEADY_SECONDS = 10
-PROBE_EVERY = 50
+PROBE_EVERY = 10
 
 QUESTIONS = [
     "What is the Q3 2026 travel budget?",
@@ -224,9 +229,9 @@ def bench_full_path(
     )
 
 
-def _watch_flags(database: str, probes: multiprocessing.Queue, seen: multiprocessing.Queue) -> None:
+def _watch_queue(database: str, probes: multiprocessing.Queue, seen: multiprocessing.Queue) -> None:
     """In its own process, so polling the store competes with the consumer for a core but not for its GIL:
-    reports (event id, wall-clock time its flag became readable) for each probe id it is given."""
+    reports (event id, wall-clock time its review item became readable) for each probe id it is given."""
     reader = FlagStore(database)
     outstanding: dict[str, None] = {}
     done = False
@@ -245,7 +250,9 @@ def _watch_flags(database: str, probes: multiprocessing.Queue, seen: multiproces
             # it falls behind, and make it fall further.
             with reader.reading() as conn:
                 found = conn.execute(
-                    sa.select(flags.c.interaction_id).where(flags.c.interaction_id.in_(list(outstanding)))
+                    sa.select(review_items.c.interaction_id).where(
+                        review_items.c.interaction_id.in_(list(outstanding))
+                    )
                 ).scalars()
                 visible_at = time.time()
                 for event_id in set(found):
@@ -263,26 +270,41 @@ def _produce_steady(
     sent: multiprocessing.Queue,
 ) -> None:
     """In its own process, like generation's publisher: sends at a steady rate and reports (event id,
-    wall-clock send time) of each probe once the broker has it."""
+    wall-clock time the broker acknowledged it) of each probe, then (None, seconds the sending took). The
+    acknowledgement is taken in the producer's callback, so waiting for it never holds the schedule up."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    acked = threading.Semaphore(0)
+
+    def on_ack(event_id: str) -> Callable[[object], None]:
+        def record(_metadata: object) -> None:
+            sent.put((event_id, time.time()))
+            acked.release()
+
+        return record
+
+    probes = 0
     started = time.perf_counter()
     for i, (probe, event_id, payload) in enumerate(payloads):
         wait = started + i / rate - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
-        producer.send(topic, payload)
+        future = producer.send(topic, payload)
         if probe:
-            producer.flush()
-            sent.put((event_id, time.time()))
+            future.add_callback(on_ack(event_id))
+            probes += 1
     producer.flush()
+    elapsed = time.perf_counter() - started
+    for _ in range(probes):
+        acked.acquire(timeout=30)
     producer.close()
-    sent.put(None)
+    sent.put((None, elapsed))
 
 
 def bench_visibility(
     bootstrap: str, passages: list[tuple[str, str]], tmp: Path, progress: Progress, rate: int
-) -> tuple[list[float], int]:
-    """Seconds from produce to a probe's flag being readable, at a steady rate below capacity."""
+) -> tuple[list[float], int, float]:
+    """Seconds from produce to a probe's review item being readable, at a steady rate; how many probes were
+    sent; and the rate the sender achieved."""
     topic = f"steady-{uuid.uuid4().hex[:8]}"
     ensure_topics(bootstrap, [topic], partitions=3)
     database = str(tmp / "visibility.sqlite")
@@ -301,14 +323,19 @@ def bench_visibility(
     # Warm up until the group has joined, so the join is not counted as latency.
     producer.send(topic, make_event(rng, passages, -1).SerializeToString())
     producer.flush()
+    joined_by = time.monotonic() + 120
     while consumer.processed == 0:
+        if time.monotonic() > joined_by:
+            consumer.stop()
+            store.close()
+            raise RuntimeError("the consumer stored nothing within 120 s of the warm-up event")
         time.sleep(0.05)
     producer.close()
     context = multiprocessing.get_context("spawn")
     probes: multiprocessing.Queue = context.Queue()
     seen: multiprocessing.Queue = context.Queue()
     sent: multiprocessing.Queue = context.Queue()
-    watcher = context.Process(target=_watch_flags, args=(database, probes, seen), daemon=True)
+    watcher = context.Process(target=_watch_queue, args=(database, probes, seen), daemon=True)
     watcher.start()
     sender = context.Process(
         target=_produce_steady, args=(bootstrap, topic, payloads, rate, sent), daemon=True
@@ -316,10 +343,11 @@ def bench_visibility(
     sender.start()
     task = progress.add_task(f"steady {rate}/s", total=total)
     sent_at: dict[str, float] = {}
-    while (item := sent.get(timeout=STEADY_SECONDS * 10)) is not None:
+    while (item := sent.get(timeout=STEADY_SECONDS * 10))[0] is not None:
         sent_at[item[0]] = item[1]
         probes.put(item[0])
         progress.update(task, completed=len(sent_at) * PROBE_EVERY)
+    achieved = total / item[1]
     probes.put(None)
     sender.join(10)
     latencies: list[float] = []
@@ -333,17 +361,19 @@ def bench_visibility(
     watcher.join(10)
     consumer.stop()
     store.close()
-    return sorted(latencies), len(sent_at)
+    return sorted(latencies), len(sent_at), achieved
 
 
 def pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))]
+    """Nearest-rank percentile of sorted values: the smallest value at least a fraction q of them reach."""
+    return values[max(0, math.ceil(q * len(values)) - 1)]
 
 
 def run(console: Console) -> str:
     passages = corpus_passages()
     rng = random.Random(20261129)
     events = [make_event(rng, passages, i) for i in range(EVENTS)]
+    console.print("[dim]monitor throughput: inline detectors in-process[/dim]")
     baseline = bench_in_process(events)
     with tempfile.TemporaryDirectory() as tmp_name, Progress(console=console, transient=True) as progress:
         tmp = Path(tmp_name)
@@ -351,21 +381,23 @@ def run(console: Console) -> str:
         broker = start_tansu(port, tmp / "tansu.log")
         try:
             bootstrap = f"127.0.0.1:{port}"
+            console.print("[dim]monitor throughput: full path through the broker[/dim]")
             full, cpu_ms, broker_ms = bench_full_path(
                 bootstrap, events, tmp, progress, psutil.Process(broker.pid)
             )
-            # Half the measured capacity: the question is how fast a flag shows up, not how a backlog drains.
-            rate = max(50, min(STEADY_RATE, int(full / 2) // 50 * 50))
-            latencies, probes = bench_visibility(bootstrap, passages, tmp, progress, rate)
+            console.print(f"[dim]monitor throughput: visibility at {STEADY_RATE:,} events/s[/dim]")
+            latencies, probes, achieved = bench_visibility(bootstrap, passages, tmp, progress, STEADY_RATE)
         finally:
             broker.terminate()
             broker.wait(10)
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     visibility = (
-        f"| steady {rate} events/s for {STEADY_SECONDS} s, {len(latencies)} of {probes} probe flags seen "
-        f"| {statistics.median(latencies):.3f} | {pct(latencies, 0.99):.3f} | {max(latencies):.3f} |"
+        f"| {STEADY_RATE * STEADY_SECONDS:,} events at {STEADY_RATE:,}/s asked, {achieved:,.0f}/s sent; "
+        f"{len(latencies)} of {probes} probes seen "
+        f"| {statistics.median(latencies):.3f} | {pct(latencies, 0.95):.3f} | {pct(latencies, 0.99):.3f} "
+        f"| {max(latencies):.3f} |"
         if latencies
-        else "| no probe flag became visible | - | - | - |"
+        else f"| no probe's review item became visible ({probes} sent) | - | - | - | - |"
     )
     return f"""## Monitor: inline detector throughput and flag visibility
 
@@ -388,8 +420,14 @@ Each runs on a core of its own when nothing else does, so two idle cores would c
 {1000 / max(cpu_ms, broker_ms):,.0f} events/s; the wall-clock rates above are lower when other work shares the
 cores (load average {load} as this run finished).
 
-| flag visible in the store after produce | p50 s | p99 s | max s |
-|---|---|---|---|
+Flag visibility: events produced at a steady {STEADY_RATE:,} a second from another process, every
+{PROBE_EVERY}th a probe sure to be flagged (PII in the answer); for each probe, the time from the broker
+acknowledging it to its review item being readable in the review queue (the `review_items` table that
+ListReviewItems and the review page read) from a third process polling every 10 ms. The target is 2 s
+at p99.
+
+| review item visible after produce | p50 s | p95 s | p99 s | max s |
+|---|---|---|---|---|
 {visibility}
 """
 

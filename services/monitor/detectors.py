@@ -74,7 +74,11 @@ class Span:
 
 @dataclass(frozen=True)
 class Finding:
-    """One thing a detector found in one interaction (or, for window detectors, in a window of them)."""
+    """One thing a detector found in one interaction (or, for window detectors, in a window of them).
+
+    ``spans`` point at the text that is the evidence. Findings about a number or a window have none: the
+    latency and length outliers (a statistic of the whole answer against the model's recent ones), query
+    drift and retrieval decay (a window of many interactions); their evidence strings carry the figures."""
 
     detector: str
     severity: Severity
@@ -902,11 +906,13 @@ class RefusalDetector:
     opening_chars = 300
 
     def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
+        # A refusal or an empty answer is about the question nothing answered: the span marks all of it.
+        question = (Span("question", 0, len(event.question)),) if event.question else ()
         if event.refused:
             reason = "no readable source covered the question"
-            return [Finding(self.name, Severity.LOW, reason, (event.question,))]
+            return [Finding(self.name, Severity.LOW, reason, (event.question,), question)]
         if not event.answer.strip():
-            return [Finding(self.name, Severity.MEDIUM, "empty answer", (event.question,))]
+            return [Finding(self.name, Severity.MEDIUM, "empty answer", (event.question,), question)]
         opening = event.answer[: self.opening_chars]
         lowered = opening.lower()
         match = _MODEL_REFUSAL.search(opening) if any(h in lowered for h in _REFUSAL_HINTS) else None
@@ -1111,29 +1117,40 @@ class ToxicityClassifierDetector:
 
 class AccessDetector:
     """Defence in depth: every passage the answer was built from must have been granted to the caller by
-    'everyone', a user entry, or one of the groups the event says they hold. Retrieval filters inside the
-    vector query, so a hit here means a bug or a tampered index, never a normal day."""
+    'everyone', the caller's own user entry, or one of the groups the event says they hold. Retrieval filters
+    inside the vector query, so a hit here means a bug or a tampered index, never a normal day.
+
+    The grant is read from the passage's ``access_reason``. Generation names the caller's own user entry by
+    the event's pseudonymous user id ("user:<user_id>", see ``services.generation.answerer.event_passages``),
+    so a user entry naming anyone else is an anomaly. Every passage is checked, cited or not: an uncited one
+    was still in the model's prompt and may have leaked into the answer unattributed. A cited one was also
+    shown to the user as a source, so it weighs more: HIGH, where only uncited ones are MEDIUM."""
 
     name = "acl_anomaly"
     tier = Tier.INLINE
     sample_rate = 1.0
 
     def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
-        held = {f"group:{g}" for g in event.groups}
+        allowed = {"everyone", *(f"group:{g}" for g in event.groups)}
+        if event.user_id:
+            allowed.add(f"user:{event.user_id}")
+        cited = set(event.cited_sources)
         suspicious = [
-            p
-            for p in event.passages
-            if not (
-                p.access_reason == "everyone"
-                or p.access_reason.startswith("user:")
-                or p.access_reason in held
-            )
+            (number, p)
+            for number, p in enumerate(event.passages, 1)
+            if not p.access_reason or p.access_reason not in allowed
         ]
         if not suspicious:
             return []
-        reason = "answer used passages the caller's groups do not grant"
+        if any(number in cited for number, _ in suspicious):
+            severity, reason = Severity.HIGH, "answer cited passages the caller may not read"
+        else:
+            severity = Severity.MEDIUM
+            reason = "answer was written from passages the caller may not read (none of them cited)"
         evidence = tuple(
-            f"{p.chunk_id} ({p.title}): granted by {p.access_reason or 'nothing'}" for p in suspicious
+            f"[{number}] {p.chunk_id} ({p.title}): granted by {p.access_reason or 'nothing'}, "
+            f"{'cited' if number in cited else 'not cited'}"
+            for number, p in suspicious
         )
-        spans = tuple(Span(_passage_field(p.chunk_id), 0, len(p.text)) for p in suspicious)
-        return [Finding(self.name, Severity.HIGH, reason, evidence, spans)]
+        spans = tuple(Span(_passage_field(p.chunk_id), 0, len(p.text)) for _, p in suspicious)
+        return [Finding(self.name, severity, reason, evidence, spans)]

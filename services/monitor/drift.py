@@ -11,17 +11,22 @@ closes with a shift; findings belong to the event that closed the window.
   nothing readable for (a one-sided two-proportion z-test) and the top passage scores (KS test plus a
   minimum drop of the median).
 
-The baseline is the first ``baseline_size`` observations after start and stays fixed, so a slow drift
-cannot drag it along; ``reset_baseline()`` starts a new one (after a deliberate change such as a new
-corpus).
+The baseline is the first ``baseline_size`` observations and stays fixed, so a slow drift cannot drag it
+along; ``reset_baseline()`` starts a new one (after a deliberate change such as a new corpus). Given a
+``BaselineStore`` (the flag store), a monitor saves its baseline once complete and loads it when built, so a
+restart keeps comparing with it instead of learning a new one from traffic that may already have drifted.
+A stored baseline of another size (the setting changed) is ignored and a new one learnt. Windows in progress
+are not stored: after a restart the current window starts empty.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +34,40 @@ from numpy.typing import NDArray
 from copilot.embedding import Embedder
 from copilot.events.v1 import events_pb2
 from services.monitor.detectors import Finding, Severity, Tier
+
+log = logging.getLogger(__name__)
+
+
+class BaselineStore(Protocol):
+    """Where window detectors keep their baselines across restarts (``FlagStore`` is one)."""
+
+    def load_baseline(self, name: str) -> tuple[dict[str, Any], bytes] | None: ...
+
+    def save_baseline(self, name: str, summary: dict[str, Any], data: bytes) -> None: ...
+
+    def delete_baseline(self, name: str) -> None: ...
+
+
+def _load(
+    store: BaselineStore | None, name: str, size: int, dtype: str
+) -> tuple[dict[str, Any], NDArray[Any]] | None:
+    """The stored baseline ``name`` if it was made with this baseline size, else None (and a log line)."""
+    if store is None:
+        return None
+    stored = store.load_baseline(name)
+    if stored is None:
+        return None
+    summary, data = stored
+    if summary.get("size") != size or summary.get("dtype") != dtype:
+        log.warning(
+            "ignoring the stored %s baseline of size %s; the baseline size is now %d, learning a new one",
+            name,
+            summary.get("size"),
+            size,
+        )
+        return None
+    values = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(summary["shape"])
+    return summary, values
 
 
 class DeferredEmbedder:
@@ -129,6 +168,7 @@ class QueryDriftMonitor:
         alpha: float = 0.01,
         min_distance: float = 0.02,
         embed_batch: int = 32,
+        baselines: BaselineStore | None = None,
     ) -> None:
         if baseline_size < 20 or window_size < 20:
             raise ValueError(
@@ -145,6 +185,12 @@ class QueryDriftMonitor:
         self._baseline: list[list[float]] = []
         self._window: list[list[float]] = []
         self.windows_tested = 0
+        # Per embedding model: another model's vectors are not comparable.
+        self._baseline_name = f"{self.name}:{embedder.model_id}"
+        self._baselines = baselines
+        stored = _load(baselines, self._baseline_name, baseline_size, "<f4")
+        if stored is not None:
+            self._baseline = stored[1].astype(np.float64).tolist()
 
     def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
         return self.observe(event)
@@ -171,6 +217,8 @@ class QueryDriftMonitor:
         for vector in vectors:
             if len(self._baseline) < self.baseline_size:
                 self._baseline.append(list(vector))
+                if len(self._baseline) == self.baseline_size:
+                    self._save_baseline()
                 continue
             self._window.append(list(vector))
             if len(self._window) == self.window_size:
@@ -179,6 +227,16 @@ class QueryDriftMonitor:
 
     def reset_baseline(self) -> None:
         self._pending, self._baseline, self._window = [], [], []
+        if self._baselines is not None:
+            self._baselines.delete_baseline(self._baseline_name)
+
+    def _save_baseline(self) -> None:
+        if self._baselines is None:
+            return
+        # Float32, as the model computes them: half the bytes of float64 and no precision lost.
+        vectors = np.asarray(self._baseline, dtype="<f4")
+        summary = {"size": self.baseline_size, "dtype": "<f4", "shape": list(vectors.shape)}
+        self._baselines.save_baseline(self._baseline_name, summary, vectors.tobytes())
 
     def _close_window(self) -> list[Finding]:
         test = embedding_shift(
@@ -227,6 +285,7 @@ class RetrievalDecayMonitor:
         alpha: float = 0.01,
         min_rate_increase: float = 0.05,
         min_score_drop: float = 0.05,
+        baselines: BaselineStore | None = None,
     ) -> None:
         if baseline_size < 20 or window_size < 20:
             raise ValueError("baseline_size and window_size need at least 20 events")
@@ -239,6 +298,11 @@ class RetrievalDecayMonitor:
         self._no_results = 0
         self._count = 0
         self._scores: list[float] = []
+        self._baselines = baselines
+        stored = _load(baselines, self.name, baseline_size, "<f8")
+        if stored is not None:
+            summary, scores = stored
+            self._baseline = _RetrievalWindow(float(summary["no_result_rate"]), scores.copy())
 
     def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
         return self.observe(event)
@@ -255,12 +319,27 @@ class RetrievalDecayMonitor:
         self._no_results, self._count, self._scores = 0, 0, []
         if self._baseline is None:
             self._baseline = window
+            self._save_baseline(window)
             return []
         return self._compare(self._baseline, window)
 
     def reset_baseline(self) -> None:
         self._baseline = None
         self._no_results, self._count, self._scores = 0, 0, []
+        if self._baselines is not None:
+            self._baselines.delete_baseline(self.name)
+
+    def _save_baseline(self, window: _RetrievalWindow) -> None:
+        if self._baselines is None:
+            return
+        scores = window.top_scores.astype("<f8")
+        summary = {
+            "size": self.baseline_size,
+            "no_result_rate": window.no_result_rate,
+            "dtype": "<f8",
+            "shape": list(scores.shape),
+        }
+        self._baselines.save_baseline(self.name, summary, scores.tobytes())
 
     def _compare(self, baseline: _RetrievalWindow, window: _RetrievalWindow) -> list[Finding]:
         findings = []

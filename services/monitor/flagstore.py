@@ -30,6 +30,7 @@ from services.monitor.detectors import Finding, Severity, Span
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.review import ItemKind, NewItem, ReviewPolicy, open_items
 from services.monitor.schema import (
+    detector_baselines,
     feedback,
     flags,
     from_us,
@@ -192,6 +193,7 @@ def _review_items(event: events_pb2.InteractionEvent, flag_rows: Sequence[dict[s
             spans=[Span.from_json(span) for span in flag["spans"]],
             interaction_id=event.event_id,
             user_id=event.user_id,
+            tenant=event.tenant,
         )
         for flag in flag_rows
     ]
@@ -466,6 +468,31 @@ class FlagStore:
         self._metrics.flags(detectors)
         if delay_s is not None:
             self._metrics.delay(delay_s)
+
+    def load_baseline(self, name: str) -> tuple[dict[str, Any], bytes] | None:
+        """A window detector's stored baseline (summary, raw values), or None when it has none yet."""
+        with self.reading() as conn:
+            row = conn.execute(
+                sa.select(detector_baselines.c.summary, detector_baselines.c.data).where(
+                    detector_baselines.c.name == name
+                )
+            ).first()
+        return None if row is None else (dict(row.summary), bytes(row.data))
+
+    def save_baseline(self, name: str, summary: dict[str, Any], data: bytes) -> None:
+        """Stores a window detector's baseline, replacing the one it had. Inside ``batch`` it commits with
+        the batch, as the inline detectors' writes do."""
+        with self.writing() as conn:
+            conn.execute(detector_baselines.delete().where(detector_baselines.c.name == name))
+            conn.execute(
+                detector_baselines.insert().values(
+                    name=name, summary=summary, data=data, created_at_us=now_us()
+                )
+            )
+
+    def delete_baseline(self, name: str) -> None:
+        with self.writing() as conn:
+            conn.execute(detector_baselines.delete().where(detector_baselines.c.name == name))
 
     def list_flags(self, limit: int = 50, interaction_id: str | None = None) -> list[StoredFlag]:
         """Flags, newest first; only those of one interaction when interaction_id is given."""

@@ -9,9 +9,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-# The shared set-up, imported from here by services/monitor/server.py.
-from copilot.tracing import configure_metrics as configure_metrics
-
 
 class MonitorMetrics:
     def __init__(self, meter: Meter | None = None) -> None:

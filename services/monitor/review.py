@@ -82,6 +82,9 @@ class ReviewPolicy:
     reviewers: tuple[str, ...] = ()
     # Detector name ("evaluation" for evaluation tasks) to its own reviewer pool.
     reviewers_by_detector: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Tenant to its own reviewer pool; it comes first, so a tenant's flags are assigned to its reviewers
+    # whichever detector raised them.
+    reviewers_by_tenant: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     sla: Mapping[Severity, timedelta] = field(
         default_factory=lambda: {
             Severity.HIGH: timedelta(hours=4),
@@ -159,6 +162,8 @@ class NewItem:
     spans: Sequence[Span] = ()
     interaction_id: str | None = None
     user_id: str = ""
+    # Tenant of the interaction, for assignment by tenant; empty for evaluation tasks.
+    tenant: str = ""
     batch: str = ""
     criteria: str = ""
     labels_required: int | None = None
@@ -245,16 +250,26 @@ def _due(policy: ReviewPolicy, severity: Severity | None) -> timedelta:
     return policy.evaluation_sla if severity is None else policy.sla[severity]
 
 
+def _pool(policy: ReviewPolicy, item: NewItem) -> tuple[str, tuple[str, ...]]:
+    """The name of the item's reviewer pool (its round-robin cursor) and its reviewers: its tenant's, else
+    its detector's, else the shared list. Tenant pools are named "tenant:<name>" so that a tenant named like
+    a detector does not share that detector's cursor."""
+    if item.tenant and item.tenant in policy.reviewers_by_tenant:
+        return f"tenant:{item.tenant}", policy.reviewers_by_tenant[item.tenant]
+    if item.detector in policy.reviewers_by_detector:
+        return item.detector, policy.reviewers_by_detector[item.detector]
+    return "*", policy.reviewers
+
+
 def _assign_round_robin(
     conn: sa.Connection, policy: ReviewPolicy, items: Sequence[tuple[NewItem, int]], at_us: int
 ) -> None:
-    """Assigns each (item, labels required) the next reviewers of its detector's pool in round-robin order,
+    """Assigns each (item, labels required) the next reviewers of its pool (``_pool``) in round-robin order,
     continuing where the last item left off (the cursor is stored, so restarts and several monitor replicas
     share one rotation)."""
     by_pool: dict[str, tuple[tuple[str, ...], list[tuple[NewItem, int]]]] = {}
     for item, required in items:
-        pool_name = item.detector if item.detector in policy.reviewers_by_detector else "*"
-        pool = policy.reviewers_by_detector.get(item.detector, policy.reviewers)
+        pool_name, pool = _pool(policy, item)
         if pool:
             by_pool.setdefault(pool_name, (pool, []))[1].append((item, required))
     assignments = []

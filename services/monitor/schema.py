@@ -151,6 +151,19 @@ review_cursors = sa.Table(
     sa.Column("position", sa.BigInteger, nullable=False),
 )
 
+# The window detectors' baselines (services/monitor/drift.py), one row per detector (and embedding model),
+# so a restart keeps comparing with the baseline it had.
+detector_baselines = sa.Table(
+    "detector_baselines",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    # The baseline's figures as JSON: its size, rates, and the dtype and shape of ``data``.
+    sa.Column("summary", sa.JSON, nullable=False),
+    # The baseline's values as a raw little-endian array: embeddings or top scores.
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at_us", Micros, nullable=False),
+)
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -9,7 +9,7 @@ from copilot.grpc_server import GrpcServer
 from copilot.kafka import ensure_topics
 from copilot.logs import configure_logging
 from copilot.monitor.v1 import monitor_pb2_grpc
-from copilot.tracing import configure_tracing
+from copilot.tracing import configure_metrics, configure_tracing
 from services.monitor.alerts import Alerter, Destination, FlagAlerts, SlackDestination, WebhookDestination
 from services.monitor.consumer import MonitorConsumer
 from services.monitor.detectors import (
@@ -19,9 +19,14 @@ from services.monitor.detectors import (
     ToxicityClassifierDetector,
     default_detectors,
 )
-from services.monitor.drift import DeferredEmbedder, QueryDriftMonitor, RetrievalDecayMonitor
+from services.monitor.drift import (
+    BaselineStore,
+    DeferredEmbedder,
+    QueryDriftMonitor,
+    RetrievalDecayMonitor,
+)
 from services.monitor.flagstore import FlagStore
-from services.monitor.metrics import MonitorMetrics, configure_metrics
+from services.monitor.metrics import MonitorMetrics
 from services.monitor.review import ReviewQueue
 from services.monitor.service import MonitorServicer
 from services.monitor.settings import MonitorSettings
@@ -66,7 +71,7 @@ def main() -> None:
         settings.consumer_group,
         settings.dead_letter_topic,
         store,
-        inline_tier(settings),
+        inline_tier(settings, store),
         metrics,
         sampled,
         alerts,
@@ -106,13 +111,15 @@ def main() -> None:
     server.run_until_signal(on_stop=close)
 
 
-def inline_tier(settings: MonitorSettings) -> list[Detector]:
-    """The detectors the consumer runs on every interaction."""
+def inline_tier(settings: MonitorSettings, baselines: BaselineStore | None = None) -> list[Detector]:
+    """The detectors the consumer runs on every interaction; ``baselines`` (the flag store) keeps the
+    retrieval-decay baseline across restarts."""
     return [
         *default_detectors(settings.latency_ceiling_ms),
         RetrievalDecayMonitor(
             baseline_size=settings.retrieval_decay_baseline_size,
             window_size=settings.retrieval_decay_window_size,
+            baselines=baselines,
         ),
     ]
 
@@ -156,6 +163,7 @@ def _sampled_tier(
                 sample_rate=settings.drift_sample_rate,
                 baseline_size=settings.drift_baseline_size,
                 window_size=settings.drift_window_size,
+                baselines=store,
             )
         )
     if not detectors:

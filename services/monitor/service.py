@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 import grpc
@@ -9,6 +10,7 @@ from copilot.auth import Principal, current_principal
 from copilot.errors import InvalidInput, PermissionDenied
 from copilot.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from services.monitor import agreement, review
+from services.monitor.detectors import Span
 from services.monitor.flagstore import FlagStore
 from services.monitor.review import ReviewQueue
 
@@ -47,6 +49,10 @@ def _ts(when: datetime) -> Timestamp:
     return ts
 
 
+def _spans(spans: Iterable[Span]) -> list[monitor_pb2.EvidenceSpan]:
+    return [monitor_pb2.EvidenceSpan(field=s.field, start=s.start, end=s.end) for s in spans]
+
+
 def review_item_proto(item: review.ReviewItem) -> monitor_pb2.ReviewItem:
     message = monitor_pb2.ReviewItem(
         item_id=item.item_id,
@@ -83,6 +89,7 @@ def review_item_proto(item: review.ReviewItem) -> monitor_pb2.ReviewItem:
         due_at=_ts(item.due_at),
         overdue=item.overdue,
         user_id=item.user_id,
+        spans=_spans(item.spans),
     )
     if item.resolved_at is not None:
         message.resolved_at.CopyFrom(_ts(item.resolved_at))
@@ -143,6 +150,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                     created_at=_ts(f.created_at),
                     user_id=f.user_id,
                     question=f.question,
+                    spans=_spans(f.spans),
                 )
                 for f in flags
             ]

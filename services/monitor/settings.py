@@ -20,6 +20,10 @@ class ReviewSettings(BaseModel):
     reviewers: list[str] = Field(default_factory=list)
     # Detector name ("evaluation" for evaluation tasks) to its own reviewers, instead of the shared list.
     reviewers_by_detector: dict[str, list[str]] = Field(default_factory=dict)
+    # Tenant to its own reviewers. It wins over reviewers_by_detector: a tenant's flags are assigned to the
+    # reviewers it names, whichever detector raised them. Assignment, not access control: anyone with the
+    # reviewer role can still list and open every item.
+    reviewers_by_tenant: dict[str, list[str]] = Field(default_factory=dict)
     sla_hours_high: float = 4
     sla_hours_medium: float = 24
     sla_hours_low: float = 72
@@ -38,6 +42,7 @@ class ReviewSettings(BaseModel):
             labels_required=self.labels_per_item,
             reviewers=tuple(self.reviewers),
             reviewers_by_detector={k: tuple(v) for k, v in self.reviewers_by_detector.items()},
+            reviewers_by_tenant={k: tuple(v) for k, v in self.reviewers_by_tenant.items()},
             sla={
                 Severity.HIGH: timedelta(hours=self.sla_hours_high),
                 Severity.MEDIUM: timedelta(hours=self.sla_hours_medium),

@@ -95,7 +95,7 @@ def test_migrations_match_the_schema_and_a_restart_keeps_data(database: str) -> 
     reopened.close()
     engine = sa.create_engine(database)
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     engine.dispose()
 

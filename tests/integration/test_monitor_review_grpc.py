@@ -21,7 +21,7 @@ from copilot.grpc_server import GrpcServer
 from copilot.launcher import Component, Stack
 from copilot.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from copilot.settings import AuthSettings
-from services.monitor.detectors import Finding, Severity
+from services.monitor.detectors import Finding, Severity, Span
 from services.monitor.flagstore import FlagStore
 from services.monitor.review import EvaluationSample, ReviewQueue, Verdict
 from services.monitor.service import MonitorServicer
@@ -218,9 +218,10 @@ def test_flags_are_review_items_and_bad_requests_are_rejected(
     monitor: tuple[str, FlagStore], issuer: DevIssuer
 ) -> None:
     target, store = monitor
+    answer = "Pay to GB82 WEST 1234 5698 7654 32."
     store.record(
-        events_pb2.InteractionEvent(event_id="grpc-e1", user_id="u", question="q?", answer="a"),
-        [Finding("pii", Severity.HIGH, "answer contains an IBAN", ("GB** 32",))],
+        events_pb2.InteractionEvent(event_id="grpc-e1", user_id="u", question="q?", answer=answer),
+        [Finding("pii", Severity.HIGH, "answer contains an IBAN", ("GB** 32",), (Span("answer", 7, 34),))],
     )
     ann = reviewer(issuer, "ann")
     listed = stub(target).ListReviewItems(monitor_pb2.ListReviewItemsRequest(detector="pii"), metadata=ann)
@@ -230,6 +231,15 @@ def test_flags_are_review_items_and_bad_requests_are_rejected(
         monitor_pb2.SEVERITY_HIGH,
         "answer contains an IBAN",
     )
+    # The evidence spans travel with the item and the flag, and point at the IBAN in the answer.
+    assert [(s.field, s.start, s.end) for s in item.spans] == [("answer", 7, 34)]
+    assert answer[item.spans[0].start : item.spans[0].end] == "GB82 WEST 1234 5698 7654 32"
+    fetched = stub(target).GetReviewItem(monitor_pb2.GetReviewItemRequest(item_id=item.item_id), metadata=ann)
+    assert fetched.item.spans == item.spans
+    [flag] = (
+        stub(target).ListFlags(monitor_pb2.ListFlagsRequest(interaction_id="grpc-e1"), metadata=ann).flags
+    )
+    assert [(s.field, s.start, s.end) for s in flag.spans] == [("answer", 7, 34)]
     assert item.due_at.ToSeconds() - item.created_at.ToSeconds() == 4 * 3600
     for request, method in [
         (monitor_pb2.GetReviewItemRequest(item_id="nope"), "GetReviewItem"),

@@ -19,7 +19,14 @@ from copilot.events.v1 import events_pb2
 from copilot.settings import AuthSettings
 from services.monitor.detectors import Finding, Severity, Span
 from services.monitor.flagstore import FlagStore
-from services.monitor.review import EvaluationSample, ItemFilter, ReviewPolicy, ReviewQueue, Verdict
+from services.monitor.review import (
+    EvaluationSample,
+    ItemFilter,
+    ReviewPolicy,
+    ReviewQueue,
+    State,
+    Verdict,
+)
 from services.monitor.web.app import COOKIE, ReviewPage, WebServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -137,6 +144,29 @@ def test_sign_in_forms_and_escaping_over_http(
         # A bearer header works as well as the cookie, for tools.
     with httpx.Client(base_url=url) as tool:
         assert tool.get("/", headers={"authorization": f"Bearer {issuer.mint('ops')}"}).status_code == 200
+
+
+def test_filters_narrow_the_queue(page_server: tuple[str, ReviewQueue], issuer: DevIssuer) -> None:
+    url, queue = page_server
+    pii_item = _item_id(queue)
+    evaluation = {i.item_id for i in queue.list_items(ItemFilter(detector="evaluation"))[0]}
+    escalated = {i.item_id for i in queue.list_items(ItemFilter(state=State.ESCALATED))[0]}
+    # The fixture: one open flag, six evaluation samples of which the one the reviewers split on escalated.
+    assert len(evaluation) == 6 and len(escalated) == 1
+
+    def listed(query: str) -> tuple[set[str], str]:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            page = client.get(f"/{query}", headers={"authorization": f"Bearer {issuer.mint('ops')}"})
+        assert page.status_code == 200, page.text
+        count = re.search(r'<p class="muted" id="count">([^<]*)</p>', page.text)
+        assert count is not None
+        return set(re.findall(r'data-item-id="([^"]+)"', page.text)), count[1]
+
+    assert listed("") == ({pii_item} | evaluation, "7 items")
+    assert listed("?state=open") == ({pii_item}, "1 item")
+    assert listed("?detector=evaluation") == (evaluation, "6 items")
+    assert listed("?state=escalated&detector=evaluation") == (escalated, "1 item")
+    assert listed("?state=resolved&detector=pii") == (set(), "0 items")
 
 
 def _chromium() -> Path:

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from copilot.auth import Principal
 from copilot.common.v1 import common_pb2
 from copilot.events.v1 import events_pb2
 from copilot.monitor.v1 import monitor_pb2
+from services.generation.answerer import event_passages
 from services.monitor.detectors import (
     AccessDetector,
     Detector,
@@ -462,13 +464,35 @@ def test_refusal_is_a_low_coverage_gap() -> None:
     assert [(f.severity, f.reason, f.evidence) for f in findings] == [
         (Severity.LOW, "no readable source covered the question", ("Which class may I fly?",))
     ]
+    # The question nothing covered is the evidence, so the review page marks it.
+    assert findings[0].spans == (Span("question", 0, len("Which class may I fly?")),)
 
 
 def test_refusal_flags_an_empty_answer_and_ignores_a_normal_one() -> None:
-    assert [(f.severity, f.reason) for f in RefusalDetector().inspect(event(answer=" \n"))] == [
-        (Severity.MEDIUM, "empty answer")
+    findings = RefusalDetector().inspect(event(answer=" \n"))
+    assert [(f.severity, f.reason, f.spans) for f in findings] == [
+        (Severity.MEDIUM, "empty answer", (Span("question", 0, len("Which class may I fly?")),))
     ]
     assert RefusalDetector().inspect(event()) == []
+
+
+def test_refusal_of_an_empty_question_has_no_span_to_point_at() -> None:
+    [finding] = RefusalDetector().inspect(event(question="", answer="", refused=True))
+    assert finding.spans == ()
+
+
+def test_the_models_own_refusal_spans_its_wording_in_the_answer() -> None:
+    answer = "I'm sorry, but I cannot help with that request."
+    [finding] = RefusalDetector().inspect(event(answer=answer))
+    [span] = finding.spans
+    assert span.field == "answer"
+    assert answer[span.start : span.end] == finding.evidence[0]
+
+
+def test_statistic_flags_carry_figures_not_spans() -> None:
+    """Latency and length outliers judge a number, not a piece of text: no span, figures in the evidence."""
+    [slow] = LatencyDetector(ceiling_ms=10_000).inspect(event(total_ms=12_345))
+    assert slow.spans == () and "total_ms=12345" in slow.evidence
 
 
 # --- latency ---
@@ -550,10 +574,56 @@ def test_acl_anomaly_flags_a_passage_the_callers_groups_do_not_grant() -> None:
     e = event(passages=(TRAVEL, leaked))
     e.groups.append("engineering")
     [finding] = AccessDetector().inspect(e)
-    assert finding.severity is Severity.HIGH
     assert "budget#0" in finding.evidence[0]
+    assert finding.spans == (Span("passage:budget#0", 0, 0),)
     e.groups.append("finance")
     assert AccessDetector().inspect(e) == []
+
+
+def test_acl_anomaly_counts_a_user_grant_only_when_it_names_the_caller() -> None:
+    # Generation names the caller's own entry by the event's pseudonymous user id (u-1 here).
+    own = common_pb2.Passage(chunk_id="review#0", title="My review", access_reason="user:u-1")
+    someone_elses = common_pb2.Passage(chunk_id="review#1", title="Bob's review", access_reason="user:bob")
+    assert AccessDetector().inspect(event(passages=(TRAVEL, own))) == []
+    [finding] = AccessDetector().inspect(event(passages=(TRAVEL, own, someone_elses)))
+    assert finding.evidence == ("[3] review#1 (Bob's review): granted by user:bob, not cited",)
+
+
+def test_acl_anomaly_needs_a_user_id_for_a_user_grant() -> None:
+    anonymous = event(passages=(common_pb2.Passage(chunk_id="x#0", access_reason="user:"),))
+    anonymous.user_id = ""
+    [finding] = AccessDetector().inspect(anonymous)
+    assert "granted by user:" in finding.evidence[0]
+
+
+def test_acl_anomaly_weighs_a_cited_passage_above_an_uncited_one() -> None:
+    leaked = common_pb2.Passage(chunk_id="budget#0", title="Budget memo", access_reason="group:finance")
+    e = event(answer="Economy class [1].", passages=(TRAVEL, leaked))
+    e.cited_sources.append(1)
+    [uncited] = AccessDetector().inspect(e)
+    assert uncited.severity is Severity.MEDIUM
+    assert uncited.reason == "answer was written from passages the caller may not read (none of them cited)"
+    e.cited_sources.append(2)
+    [cited] = AccessDetector().inspect(e)
+    assert cited.severity is Severity.HIGH
+    assert cited.reason == "answer cited passages the caller may not read"
+    assert cited.evidence == ("[2] budget#0 (Budget memo): granted by group:finance, cited",)
+
+
+def test_acl_anomaly_accepts_the_user_grant_as_generation_publishes_it() -> None:
+    """Generation's rewrite of the caller's entry and the detector's comparison must agree, or every
+    document shared with one person by name would raise a HIGH flag."""
+    alice = Principal(subject="sub-alice", username="alice", tenant="acme")
+    user_id = alice.pseudonym(b"key")
+    granted = common_pb2.Passage(chunk_id="review#0", access_reason="user:alice")
+    foreign = common_pb2.Passage(chunk_id="review#1", access_reason="user:bob")
+    published = event_passages([granted, foreign], alice, user_id)
+    assert granted.access_reason == "user:alice", "the caller's reply keeps retrieval's wording"
+    assert [p.access_reason for p in published] == [f"user:{user_id}", "user:bob"]
+    e = event(passages=tuple(published))
+    e.user_id = user_id
+    [finding] = AccessDetector().inspect(e)
+    assert finding.evidence == ("[2] review#1 (): granted by user:bob, not cited",)
 
 
 def test_ungrounded_uses_generations_sentence_verdicts_when_present() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from services.monitor.drift import (
     ks_p_values,
     ks_statistics,
 )
+from services.monitor.flagstore import FlagStore
 
 DIM = 64
 
@@ -185,3 +188,75 @@ def test_retrieval_decay_flags_falling_top_scores() -> None:
     events = _window(rng, 300, 0.05, 0.7) + _window(rng, 300, 0.05, 0.6)
     [finding] = [f for e in events for f in monitor.observe(e)]
     assert finding.reason.startswith("top retrieval scores fell")
+
+
+# --- baselines kept across restarts ---
+
+
+def test_retrieval_decay_baseline_survives_a_restart(tmp_path: Path) -> None:
+    """A monitor restarted in the middle of a decay must compare with the old baseline; learning a new one
+    from the decayed traffic would hide the decay for good."""
+    rng = np.random.default_rng(6)
+    database = tmp_path / "monitor.sqlite"
+    store = FlagStore(database)
+    before = RetrievalDecayMonitor(baseline_size=300, window_size=300, baselines=store)
+    assert [f for e in _window(rng, 300, 0.05, 0.7) for f in before.observe(e)] == []
+    store.close()
+
+    store = FlagStore(database)
+    after = RetrievalDecayMonitor(baseline_size=300, window_size=300, baselines=store)
+    decayed = _window(rng, 300, 0.25, 0.6)
+    findings = [f for e in decayed for f in after.observe(e)]
+    assert sorted(f.reason.split(":")[0].split(" for ")[0] for f in findings) == [
+        "retrieval found nothing readable",
+        "top retrieval scores fell",
+    ]
+    # Without the store the restarted monitor learns the decayed traffic as its baseline and stays quiet.
+    forgetful = RetrievalDecayMonitor(baseline_size=300, window_size=300)
+    assert [f for e in decayed + _window(rng, 300, 0.25, 0.6) for f in forgetful.observe(e)] == []
+    store.close()
+
+
+def test_a_stored_baseline_of_another_size_is_ignored_and_reset_forgets_it() -> None:
+    rng = np.random.default_rng(6)
+    store = FlagStore(":memory:")
+    first = RetrievalDecayMonitor(baseline_size=300, window_size=300, baselines=store)
+    for e in _window(rng, 300, 0.05, 0.7):
+        first.observe(e)
+    stored = store.load_baseline("retrieval_decay")
+    assert stored is not None and stored[0]["size"] == 300 and len(stored[1]) > 0
+    # The setting changed: the old baseline does not fit the test's sample sizes, so a new one is learnt.
+    resized = RetrievalDecayMonitor(baseline_size=200, window_size=200, baselines=store)
+    assert [f for e in _window(rng, 200, 0.3, 0.7) for f in resized.observe(e)] == []
+    assert store.load_baseline("retrieval_decay")[0]["size"] == 200  # type: ignore[index]
+    resized.reset_baseline()
+    assert store.load_baseline("retrieval_decay") is None
+    store.close()
+
+
+def test_query_drift_baseline_survives_a_restart(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    centre = np.full(DIM, 0.3)
+    moved = centre.copy()
+    moved[: DIM // 4] += 0.6
+    table = {f"base-{i}": row.tolist() for i, row in enumerate(_unit_rows(rng, 100, centre))}
+    table |= {f"moved-{i}": row.tolist() for i, row in enumerate(_unit_rows(rng, 100, moved))}
+    database = tmp_path / "monitor.sqlite"
+    store = FlagStore(database)
+    # Batches of 20 close the 100-question baseline with its last question.
+    options: dict[str, Any] = {"baselines": store, "embed_batch": 20}
+    before = QueryDriftMonitor(TableEmbedder(table), baseline_size=100, window_size=100, **options)
+    assert [f for i in range(100) for f in before.observe(_question(f"base-{i}"))] == []
+    store.close()
+
+    store = FlagStore(database)
+    options["baselines"] = store
+    after = QueryDriftMonitor(TableEmbedder(table), baseline_size=100, window_size=100, **options)
+    findings = [f for i in range(100) for f in after.observe(_question(f"moved-{i}"))]
+    assert [f.detector for f in findings] == ["query_drift"]
+    # Baselines are kept per embedding model: another model's vectors would not be comparable.
+    other = TableEmbedder(table)
+    other.model_id = "another-model"
+    fresh = QueryDriftMonitor(other, baseline_size=100, window_size=100, **options)
+    assert [f for i in range(100) for f in fresh.observe(_question(f"moved-{i}"))] == []
+    store.close()

@@ -22,7 +22,7 @@ from services.monitor.metrics import MonitorMetrics
 from services.monitor.review import ItemFilter, ReviewPolicy, ReviewQueue
 from services.monitor.schema import metadata
 
-HEAD = "0003"
+HEAD = "0004"
 
 PII = Finding("pii", Severity.HIGH, "answer contains an IBAN", ("GB** **** **** **** **54 32",))
 PII_EMAIL = Finding("pii", Severity.MEDIUM, "answer contains an email address", ("jane@acme-corp.com",))
@@ -361,3 +361,29 @@ def test_a_batch_stores_each_new_event_once_with_waiting_feedback(tmp_path: Path
     with pytest.raises(ValueError, match="event_id"):
         flag_store.record_many([(events_pb2.InteractionEvent(), [])])
     flag_store.close()
+
+
+def test_a_detector_baseline_is_kept_replaced_and_deleted(tmp_path: Path) -> None:
+    database = tmp_path / "monitor.sqlite"
+    store = FlagStore(database)
+    assert store.load_baseline("retrieval_decay") is None
+    store.save_baseline("retrieval_decay", {"size": 3, "no_result_rate": 0.1}, b"\x00\x01")
+    store.save_baseline("retrieval_decay", {"size": 4, "no_result_rate": 0.2}, b"\x02")
+    store.close()
+    store = FlagStore(database)
+    assert store.load_baseline("retrieval_decay") == ({"size": 4, "no_result_rate": 0.2}, b"\x02")
+    store.delete_baseline("retrieval_decay")
+    assert store.load_baseline("retrieval_decay") is None
+    store.close()
+
+
+def test_a_baseline_saved_inside_a_batch_commits_with_it(store: FlagStore) -> None:
+    """The inline retrieval-decay detector saves its baseline while the consumer's batch is open; a batch
+    that fails must take the baseline back with its events."""
+    with pytest.raises(RuntimeError), store.batch():
+        store.save_baseline("retrieval_decay", {"size": 1}, b"")
+        raise RuntimeError("the store failed mid-batch")
+    assert store.load_baseline("retrieval_decay") is None
+    with store.batch():
+        store.save_baseline("retrieval_decay", {"size": 1}, b"")
+    assert store.load_baseline("retrieval_decay") == ({"size": 1}, b"")

@@ -28,10 +28,11 @@ LATENCY = Finding("latency", Severity.MEDIUM, "slow", ("61000 ms",))
 PASSAGE = common_pb2.Passage(chunk_id="c1", title="Travel policy", text="The travel budget is 412,000 USD.")
 
 
-def event(event_id: str) -> events_pb2.InteractionEvent:
+def event(event_id: str, tenant: str = "") -> events_pb2.InteractionEvent:
     return events_pb2.InteractionEvent(
         event_id=event_id,
         user_id="u1",
+        tenant=tenant,
         question=f"question of {event_id}",
         answer=f"answer of {event_id}",
         passages=[PASSAGE],
@@ -111,6 +112,41 @@ def test_detectors_can_have_their_own_reviewers_and_low_severity_can_stay_out() 
         items, _ = queue.list_items(ItemFilter())
         assert {i.detector: i.assignees for i in items} == {"pii": ("priv1", "priv2"), "latency": ("ann",)}
         assert len(queue.list_items(ItemFilter(assignee="priv2"))[0]) == 1
+
+
+def test_a_tenants_flags_go_to_its_own_reviewers_before_detector_pools(tmp_path: object) -> None:
+    policy = ReviewSettings(
+        reviewers=["ann"],
+        reviewers_by_detector={"pii": ["priv1"]},
+        reviewers_by_tenant={"globex": ["gx1", "gx2", "gx3"], "pii": ["tenant-named-pii"]},
+        labels_per_item=2,
+    ).policy()
+    path = f"{tmp_path}/monitor.db"
+    store = FlagStore(path, review_policy=policy)
+    store.record(event("g1", tenant="globex"), [PII, LATENCY])
+    store.record(event("a1", tenant="acme"), [PII, LATENCY])
+    store.record(event("n1"), [LATENCY])
+    store.close()
+    # The rotation of the tenant's pool survives a restart like any other.
+    store = FlagStore(path, review_policy=policy)
+    store.record(event("g2", tenant="globex"), [PII])
+    # A tenant named like a detector has its own pool, not that detector's.
+    store.record(event("p1", tenant="pii"), [LATENCY])
+    queue = ReviewQueue(store)
+    assigned = {
+        (item.interaction_id, item.detector): item.assignees for item in queue.list_items(ItemFilter())[0]
+    }
+    store.close()
+    assert assigned == {
+        ("g1", "pii"): ("gx1", "gx2"),
+        ("g1", "latency"): ("gx1", "gx3"),
+        ("g2", "pii"): ("gx2", "gx3"),
+        # Tenants without a pool of their own fall back to the detector's pool, then to the shared list.
+        ("a1", "pii"): ("priv1",),
+        ("a1", "latency"): ("ann",),
+        ("n1", "latency"): ("ann",),
+        ("p1", "latency"): ("tenant-named-pii",),
+    }
 
 
 def test_two_agreeing_labels_resolve_the_item(store_and_queue: tuple[FlagStore, ReviewQueue]) -> None:

@@ -85,7 +85,7 @@ class ListFlagsResponse(_message.Message):
     def __init__(self, flags: _Optional[_Iterable[_Union[Flag, _Mapping]]] = ...) -> None: ...
 
 class Flag(_message.Message):
-    __slots__ = ("flag_id", "interaction_id", "detector", "severity", "reason", "evidence", "created_at", "user_id", "question")
+    __slots__ = ("flag_id", "interaction_id", "detector", "severity", "reason", "evidence", "created_at", "user_id", "question", "spans")
     FLAG_ID_FIELD_NUMBER: _ClassVar[int]
     INTERACTION_ID_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class Flag(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
+    SPANS_FIELD_NUMBER: _ClassVar[int]
     flag_id: str
     interaction_id: str
     detector: str
@@ -104,7 +105,18 @@ class Flag(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     user_id: str
     question: str
-    def __init__(self, flag_id: _Optional[str] = ..., interaction_id: _Optional[str] = ..., detector: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., question: _Optional[str] = ...) -> None: ...
+    spans: _containers.RepeatedCompositeFieldContainer[EvidenceSpan]
+    def __init__(self, flag_id: _Optional[str] = ..., interaction_id: _Optional[str] = ..., detector: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., question: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[EvidenceSpan, _Mapping]]] = ...) -> None: ...
+
+class EvidenceSpan(_message.Message):
+    __slots__ = ("field", "start", "end")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    start: int
+    end: int
+    def __init__(self, field: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
 
 class ListInteractionsRequest(_message.Message):
     __slots__ = ("limit",)
@@ -137,7 +149,7 @@ class InteractionSummary(_message.Message):
     def __init__(self, interaction_id: _Optional[str] = ..., user_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., refused: _Optional[bool] = ..., flag_count: _Optional[int] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReviewItem(_message.Message):
-    __slots__ = ("item_id", "kind", "state", "final_verdict", "detector", "severity", "reason", "evidence", "interaction_id", "batch", "criteria", "question", "answer", "passages", "assignees", "labels_required", "labels", "comments", "created_at", "due_at", "overdue", "resolved_at", "user_id")
+    __slots__ = ("item_id", "kind", "state", "final_verdict", "detector", "severity", "reason", "evidence", "interaction_id", "batch", "criteria", "question", "answer", "passages", "assignees", "labels_required", "labels", "comments", "created_at", "due_at", "overdue", "resolved_at", "user_id", "spans")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +173,7 @@ class ReviewItem(_message.Message):
     OVERDUE_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SPANS_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     kind: ReviewItemKind
     state: ReviewState
@@ -184,7 +197,8 @@ class ReviewItem(_message.Message):
     overdue: bool
     resolved_at: _timestamp_pb2.Timestamp
     user_id: str
-    def __init__(self, item_id: _Optional[str] = ..., kind: _Optional[_Union[ReviewItemKind, str]] = ..., state: _Optional[_Union[ReviewState, str]] = ..., final_verdict: _Optional[_Union[ReviewVerdict, str]] = ..., detector: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Iterable[str]] = ..., interaction_id: _Optional[str] = ..., batch: _Optional[str] = ..., criteria: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ..., assignees: _Optional[_Iterable[str]] = ..., labels_required: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[ReviewLabel, _Mapping]]] = ..., comments: _Optional[_Iterable[_Union[ReviewComment, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overdue: _Optional[bool] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ...) -> None: ...
+    spans: _containers.RepeatedCompositeFieldContainer[EvidenceSpan]
+    def __init__(self, item_id: _Optional[str] = ..., kind: _Optional[_Union[ReviewItemKind, str]] = ..., state: _Optional[_Union[ReviewState, str]] = ..., final_verdict: _Optional[_Union[ReviewVerdict, str]] = ..., detector: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Iterable[str]] = ..., interaction_id: _Optional[str] = ..., batch: _Optional[str] = ..., criteria: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ..., assignees: _Optional[_Iterable[str]] = ..., labels_required: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[ReviewLabel, _Mapping]]] = ..., comments: _Optional[_Iterable[_Union[ReviewComment, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overdue: _Optional[bool] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[EvidenceSpan, _Mapping]]] = ...) -> None: ...
 
 class ReviewLabel(_message.Message):
     __slots__ = ("reviewer", "verdict", "comment", "labeled_at", "adjudication")
