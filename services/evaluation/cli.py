@@ -194,7 +194,8 @@ def _run_golden(
 ) -> tuple[list[VariantRun], list[str]]:
     from services.evaluation.runner import AnswerCache, make_similarity
 
-    similarity = make_similarity() if any(i.reference_answer for i in items) else None
+    needs_similarity = any(i.reference_answer for i in items)
+    similarity = make_similarity(settings.embedding_cache_dir) if needs_similarity else None
     cache = AnswerCache()
     runs: list[VariantRun] = []
     notes: list[str] = []

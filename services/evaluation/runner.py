@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -68,12 +69,12 @@ class AnswerCache:
         return answered, False
 
 
-def make_similarity() -> Callable[[str, str], float]:
+def make_similarity(embedding_cache_dir: Path) -> Callable[[str, str], float]:
     """Cosine of the answer's and the reference's all-MiniLM-L6-v2 embeddings (the copilot's own
     embedder), citation markers removed."""
     from copilot.embedding import MiniLmEmbedder
 
-    embedder = MiniLmEmbedder()
+    embedder = MiniLmEmbedder(cache_dir=embedding_cache_dir)
 
     def similarity(answer: str, reference: str) -> float:
         a, b = embedder.embed([_MARKERS.sub("", answer), reference])

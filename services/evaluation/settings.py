@@ -5,6 +5,8 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from copilot.settings import DEFAULT_EMBEDDING_CACHE_DIR
+
 
 class EvalSettings(BaseSettings):
     """Where the evaluation finds the copilot. Left empty, everything comes from the local stack that
@@ -29,3 +31,5 @@ class EvalSettings(BaseSettings):
     answer_timeout_s: float = 900
     search_timeout_s: float = 60
     reports_dir: Path = Path(".copilot/eval")
+    # The embedding model's ONNX export, for answer similarity (the image bakes one).
+    embedding_cache_dir: Path = DEFAULT_EMBEDDING_CACHE_DIR

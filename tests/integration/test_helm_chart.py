@@ -896,6 +896,7 @@ def test_eval_gate_job_runs_the_golden_set_and_the_red_team_under_the_network_po
     assert targets == {name: grpc_ports[name] for name in targets}
     assert settings.issuer == "https://sso.corp.example/realms/copilot"
     assert settings.client_secret is not None and settings.client_secret.get_secret_value() == "s3cret"
+    assert settings.embedding_cache_dir == Path("/opt/copilot/embedding")
     assert settings.credentials_file is not None
     assert mounts[str(settings.credentials_file.parent)]["name"] == "users"
     assert settings.answer_timeout_s == 600
