@@ -292,6 +292,7 @@ class Answerer:
                 occurred_at=occurred,
                 user_id=user_id,
                 groups=list(principal.groups),
+                roles=sorted(principal.roles),
                 tenant=principal.tenant,
                 conversation_id=conversation_id,
                 question=question,

@@ -24,7 +24,7 @@ import statistics
 import threading
 import unicodedata
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -198,7 +198,9 @@ class SampledRunner:
                 log.exception("storing sampled findings for event %s failed", event.event_id)
 
 
-def default_detectors(latency_ceiling_ms: float = 60_000.0) -> list[Detector]:
+def default_detectors(
+    latency_ceiling_ms: float = 60_000.0, role_groups: Mapping[str, Sequence[str]] | None = None
+) -> list[Detector]:
     """The inline tier."""
     return [
         PiiDetector(),
@@ -209,7 +211,7 @@ def default_detectors(latency_ceiling_ms: float = 60_000.0) -> list[Detector]:
         LatencyDetector(latency_ceiling_ms),
         LengthDetector(),
         ToxicityDetector(),
-        AccessDetector(),
+        AccessDetector(role_groups),
     ]
 
 
@@ -1130,8 +1132,13 @@ class AccessDetector:
     tier = Tier.INLINE
     sample_rate = 1.0
 
+    def __init__(self, role_groups: Mapping[str, Sequence[str]] | None = None) -> None:
+        # Retrieval lets a role's holders read as the groups mapped to it; the same mapping applies here.
+        self._role_groups = role_groups or {}
+
     def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
-        allowed = {"everyone", *(f"group:{g}" for g in event.groups)}
+        groups = {*event.groups, *(g for role in event.roles for g in self._role_groups.get(role, ()))}
+        allowed = {"everyone", *(f"group:{g}" for g in groups)}
         if event.user_id:
             allowed.add(f"user:{event.user_id}")
         cited = set(event.cited_sources)

@@ -115,7 +115,7 @@ def inline_tier(settings: MonitorSettings, baselines: BaselineStore | None = Non
     """The detectors the consumer runs on every interaction; ``baselines`` (the flag store) keeps the
     retrieval-decay baseline across restarts."""
     return [
-        *default_detectors(settings.latency_ceiling_ms),
+        *default_detectors(settings.latency_ceiling_ms, settings.role_groups),
         RetrievalDecayMonitor(
             baseline_size=settings.retrieval_decay_baseline_size,
             window_size=settings.retrieval_decay_window_size,

@@ -68,6 +68,9 @@ class MonitorSettings(ServiceSettings):
     # Role a caller needs to read flags and interactions and to review.
     reviewer_role: str = "copilot-reviewer"
     latency_ceiling_ms: float = 60_000
+    # Retrieval's realm role -> ACL groups mapping (COPILOT_RETRIEVAL_ROLE_GROUPS): the ACL-anomaly check
+    # counts the groups a caller's roles grant, as the search did.
+    role_groups: dict[str, list[str]] = Field(default_factory=dict)
     # The review web page; port 0 turns it off.
     http_host: str = "127.0.0.1"
     http_port: int = 0

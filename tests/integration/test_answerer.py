@@ -35,7 +35,14 @@ from services.generation.tools import Toolbox
 from services.generation.tools.documents import SearchDocuments
 from services.generation.verification import CitationVerifier, split_sentences
 
-ALICE = Principal(subject="sub-alice", username="alice", tenant="acme", token="alice-token")
+ALICE = Principal(
+    subject="sub-alice",
+    username="alice",
+    tenant="acme",
+    groups=("hr",),
+    roles=frozenset({"copilot-user", "auditor"}),
+    token="alice-token",
+)
 MALLORY = Principal(subject="sub-mallory", username="mallory", tenant="acme", token="mallory-token")
 FIRST_QUESTION = "How many vacation days do full-time employees get?"
 VACATION = common_pb2.Passage(
@@ -182,6 +189,8 @@ def test_an_answer_comes_with_its_conversation_and_a_check_of_every_sentence(set
         assert [s.text for s in done.sentences] == split_sentences(done.answer)
     (event,) = setup.events.published
     assert event.conversation_id == done.conversation_id
+    # What the monitor's ACL check needs: the caller's groups and the roles retrieval may map to groups.
+    assert list(event.groups) == ["hr"] and list(event.roles) == ["auditor", "copilot-user"]
     assert [(s.text, list(s.cited), s.verdict) for s in event.sentences] == [
         (s.text, s.cited, events_pb2.SupportVerdict.Value(f"SUPPORT_VERDICT_{s.verdict.upper()}"))
         for s in done.sentences

@@ -1250,3 +1250,12 @@ def test_network_policies_admit_the_scrapers_to_the_metrics_port_only(rendered: 
         assert not admitted(
             policy, {"kubernetes.io/metadata.name": "default"}, {"app": "anything"}, "grpc"
         ), name
+
+
+def test_the_monitor_maps_roles_to_groups_as_retrieval_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retrieval lets a role's holders read as its groups; the monitor's ACL check must count the same
+    groups, or every passage granted that way would be flagged as a leak."""
+    mapping = {"auditor": ["finance", "legal"]}
+    manifests = check.render({"retrieval": {"roleGroups": mapping}})
+    assert load_settings(manifests, "retrieval", monkeypatch).role_groups == mapping
+    assert load_settings(manifests, "monitor", monkeypatch).role_groups == mapping

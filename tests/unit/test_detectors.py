@@ -580,6 +580,20 @@ def test_acl_anomaly_flags_a_passage_the_callers_groups_do_not_grant() -> None:
     assert AccessDetector().inspect(e) == []
 
 
+def test_acl_anomaly_counts_the_groups_a_role_grants_as_retrieval_does() -> None:
+    # Retrieval lets holders of a mapped role read as its groups; the check must grant what the search did.
+    audited = common_pb2.Passage(chunk_id="budget#0", title="Budget memo", access_reason="group:finance")
+    e = event(passages=(TRAVEL, audited))
+    e.roles.append("auditor")
+    assert AccessDetector({"auditor": ["finance", "legal"]}).inspect(e) == []
+    [unmapped] = AccessDetector().inspect(e)
+    assert "budget#0" in unmapped.evidence[0]
+    other_role = event(passages=(TRAVEL, audited))
+    other_role.roles.append("copilot-user")
+    [finding] = AccessDetector({"auditor": ["finance"]}).inspect(other_role)
+    assert "granted by group:finance" in finding.evidence[0]
+
+
 def test_acl_anomaly_counts_a_user_grant_only_when_it_names_the_caller() -> None:
     # Generation names the caller's own entry by the event's pseudonymous user id (u-1 here).
     own = common_pb2.Passage(chunk_id="review#0", title="My review", access_reason="user:u-1")

@@ -154,6 +154,8 @@ TRANSFORMERS_OFFLINE: "1"
 {{- $c := .root.Values.monitor -}}
 {{- $p := include "copilot.envPrefix" . -}}
 {{ include "copilot.env.common" . }}
+{{- /* Retrieval's role mapping, so the ACL-anomaly check grants what the search granted. */}}
+{{ $p }}ROLE_GROUPS: {{ .root.Values.retrieval.roleGroups | toJson | quote }}
 {{- /* The PostgreSQL URL (DATABASE_URL) is a secret, set by the Deployment; without it, SQLite on the claim. */}}
 {{- if not $c.postgresql.existingSecret }}
 {{ $p }}DATABASE: "/var/lib/copilot/monitor/monitor.sqlite"
