@@ -14,7 +14,7 @@ from copilot.logs import configure_logging
 from copilot.ratelimit import RateLimitSettings
 from copilot.settings import ServiceSettings
 from copilot.store.v1 import store_pb2_grpc
-from copilot.tracing import configure_tracing
+from copilot.tracing import configure_metrics, configure_tracing
 from copilot.vectorstore.edge import EdgeChunkStore
 from copilot.vectorstore.remote import StoreServicer
 
@@ -38,6 +38,7 @@ def main() -> None:
     settings = StoreHostSettings()
     configure_logging(settings.log_format, settings.log_level)
     configure_tracing("copilot-store", settings.telemetry)
+    configure_metrics("copilot-store", settings.telemetry)
     server = GrpcServer("store", settings, ApiKeyVerifier(settings.api_key))
     store = EdgeChunkStore(settings.path, settings.dimension)
     slot = server.add_service(

@@ -1,6 +1,6 @@
 """Every service's gRPC calls, counted and timed by the shared bootstrap and served for Prometheus.
 
-A real store host process (tests/integration/metrics_store_host.py) with
+A real store host process (``python -m copilot.vectorstore.host``) with
 COPILOT_STORE_TELEMETRY__PROMETHEUS_PORT set answers real calls; the test scrapes its /metrics over HTTP
 and reads the samples with prometheus_client's own parser.
 """
@@ -69,7 +69,7 @@ def store_host(tmp_path: Path) -> Iterator[tuple[grpc.Channel, int]]:
     }
     log = (tmp_path / "host.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.metrics_store_host"],
+        [sys.executable, "-m", "copilot.vectorstore.host"],
         cwd=REPO,
         env=env,
         stdout=log,
