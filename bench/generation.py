@@ -37,6 +37,7 @@ from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
 from copilot.grpc_client import bearer, open_channel
 from copilot.grpc_server import GrpcServer
 from copilot.ports import free_port
+from copilot.retrieval.v1 import retrieval_pb2
 from copilot.settings import AuthSettings
 from services.generation.answerer import Answerer, AnswerPolicy
 from services.generation.deployment import RayServeEngine
@@ -82,6 +83,9 @@ class FixedSource:
         top_k: int,
         audience: Sequence[common_pb2.Audience] = (),
         uri_prefixes: Sequence[str] = (),
+        *,
+        mode: retrieval_pb2.SearchMode = retrieval_pb2.SEARCH_MODE_UNSPECIFIED,
+        rerank: bool = False,
     ) -> list[common_pb2.Passage]:
         return self.passages
 

@@ -184,14 +184,8 @@ class Answerer:
             relevant = findings.sources
         else:
             k = top_k or self._policy.default_top_k
-            # Ranking options go only where they were asked for: in-process sources (tests, benchmarks)
-            # search one way and need not take them.
-            passages = (
-                self._source.search(
-                    principal.token, query, k, audience, uri_prefixes, mode=search_mode, rerank=rerank
-                )
-                if ranked
-                else self._source.search(principal.token, query, k, audience, uri_prefixes)
+            passages = self._source.search(
+                principal.token, query, k, audience, uri_prefixes, mode=search_mode, rerank=rerank
             )
             relevant = [p for p in passages if p.score >= self._policy.min_relevance]
         timings.retrieval_ms = timings.since_start_ms() - searching

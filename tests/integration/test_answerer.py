@@ -19,6 +19,7 @@ from copilot.common.v1 import common_pb2
 from copilot.embedding import MiniLmEmbedder
 from copilot.errors import DependencyUnavailable, InvalidInput
 from copilot.events.v1 import events_pb2
+from copilot.retrieval.v1 import retrieval_pb2
 from services.generation.agent import Agent, ToolsFailed, ToolUse
 from services.generation.answerer import AnswerDelta, AnswerDone, Answerer, AnswerPolicy
 from services.generation.conversations import ConversationStore
@@ -70,6 +71,9 @@ class FixedPassages:
         top_k: int,
         audience: Sequence[common_pb2.Audience] = (),
         uri_prefixes: Sequence[str] = (),
+        *,
+        mode: retrieval_pb2.SearchMode = retrieval_pb2.SEARCH_MODE_UNSPECIFIED,
+        rerank: bool = False,
     ) -> list[common_pb2.Passage]:
         self.queries.append(query)
         self.audiences.append(list(audience))
@@ -85,6 +89,9 @@ class UnavailablePassages:
         top_k: int,
         audience: Sequence[common_pb2.Audience] = (),
         uri_prefixes: Sequence[str] = (),
+        *,
+        mode: retrieval_pb2.SearchMode = retrieval_pb2.SEARCH_MODE_UNSPECIFIED,
+        rerank: bool = False,
     ) -> list[common_pb2.Passage]:
         raise DependencyUnavailable("retrieval at 127.0.0.1:1 failed: UNAVAILABLE")
 
