@@ -9,7 +9,7 @@ the tests can see which model calls an answer made (and, given another name, whi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -27,14 +27,13 @@ from services.generation.engine import (
     ChatMessage,
     Engine,
     EngineCatalog,
-    GenerationParams,
-    TokenDelta,
     build_engine,
 )
 from services.generation.prompt import REFUSAL
 from services.generation.tools import Toolbox
 from services.generation.tools.documents import SearchDocuments
 from services.generation.verification import CitationVerifier, split_sentences
+from tests.integration.generation_standins import Events, Recorded
 
 ALICE = Principal(
     subject="sub-alice",
@@ -94,32 +93,6 @@ class UnavailablePassages:
         rerank: bool = False,
     ) -> list[common_pb2.Passage]:
         raise DependencyUnavailable("retrieval at 127.0.0.1:1 failed: UNAVAILABLE")
-
-
-@dataclass
-class Events:
-    published: list[events_pb2.InteractionEvent] = field(default_factory=list)
-
-    def publish(self, event: events_pb2.InteractionEvent) -> None:
-        self.published.append(event)
-
-
-class Recorded:
-    def __init__(self, engine: Engine, name: str = "") -> None:
-        self._engine = engine
-        self.model_name = name or engine.model_name
-        self.context_tokens = engine.context_tokens
-        self.calls: list[list[ChatMessage]] = []
-
-    def count_tokens(self, text: str) -> int:
-        return self._engine.count_tokens(text)
-
-    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
-        return self._engine.count_tokens_many(texts)
-
-    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
-        self.calls.append(list(messages))
-        return self._engine.stream_chat(messages, params)
 
 
 @pytest.fixture(scope="module")

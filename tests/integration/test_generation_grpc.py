@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -25,11 +25,10 @@ from copilot.auth import TokenVerifier
 from copilot.common.v1 import common_pb2
 from copilot.devissuer import DevIssuer
 from copilot.embedding import MiniLmEmbedder
-from copilot.events.v1 import events_pb2
 from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
 from copilot.grpc_client import bearer, open_channel
 from copilot.grpc_server import GrpcServer
-from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from copilot.retrieval.v1 import retrieval_pb2_grpc
 from copilot.settings import AuthSettings
 from sample.build_sales_db import EXAMPLES, build
 from services.generation.agent import Agent
@@ -44,41 +43,11 @@ from services.generation.tools import Toolbox
 from services.generation.tools.database import QueryDatabase, ReadOnlyDatabase, load_examples
 from services.generation.tools.documents import SearchDocuments
 from services.generation.verification import CitationVerifier
+from tests.integration.generation_standins import VACATION, Events, RecordingRetrieval
 
 pytestmark = pytest.mark.slow
 
 SMALL, GOOD = "smollm2-135m", "qwen2.5-coder-1.5b"
-VACATION = common_pb2.Passage(
-    chunk_id="vacation#0",
-    document_id="vacation",
-    title="Vacation policy",
-    text="Full-time employees receive 25 days of paid vacation per calendar year.",
-    score=0.8,
-    access_reason="everyone",
-)
-
-
-@dataclass
-class RecordingRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
-    passages: list[common_pb2.Passage] = field(default_factory=lambda: [VACATION])
-    requests: list[retrieval_pb2.SearchRequest] = field(default_factory=list)
-    fail_with: grpc.StatusCode | None = None
-
-    def Search(  # noqa: N802
-        self, request: retrieval_pb2.SearchRequest, context: grpc.ServicerContext
-    ) -> retrieval_pb2.SearchResponse:
-        self.requests.append(request)
-        if self.fail_with is not None:
-            context.abort(self.fail_with, "retrieval is down for this test")
-        return retrieval_pb2.SearchResponse(passages=self.passages)
-
-
-@dataclass
-class Events:
-    published: list[events_pb2.InteractionEvent] = field(default_factory=list)
-
-    def publish(self, event: events_pb2.InteractionEvent) -> None:
-        self.published.append(event)
 
 
 @dataclass

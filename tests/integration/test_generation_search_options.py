@@ -10,17 +10,15 @@ asks it for. ``Recorded`` is not a double: it passes every call to the real engi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 import pytest
 
 from copilot.auth import TokenVerifier
-from copilot.common.v1 import common_pb2
 from copilot.devissuer import DevIssuer
-from copilot.events.v1 import events_pb2
 from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
 from copilot.grpc_client import bearer, open_channel
 from copilot.grpc_server import GrpcServer
@@ -33,11 +31,7 @@ from services.evaluation.variants import Variant
 from services.generation.agent import Agent
 from services.generation.answerer import Answerer, AnswerPolicy
 from services.generation.engine import (
-    ChatMessage,
-    Engine,
     EngineCatalog,
-    GenerationParams,
-    TokenDelta,
     build_engine,
 )
 from services.generation.prompt import SYSTEM_RULES, load_system_rules
@@ -47,57 +41,12 @@ from services.generation.settings import GenerationSettings
 from services.generation.tools import Toolbox
 from services.generation.tools.documents import SearchDocuments
 from tests.conftest import REPO, SAMPLE_USERS
+from tests.integration.generation_standins import VACATION, Events, Recorded, RecordingRetrieval
 
 pytestmark = pytest.mark.slow
 
 MODEL = "smollm2-135m"
 PROMPT_VARIANT = REPO / "sample" / "eval" / "prompts" / "cite-every-sentence.txt"
-VACATION = common_pb2.Passage(
-    chunk_id="vacation#0",
-    document_id="vacation",
-    title="Vacation policy",
-    text="Full-time employees receive 25 days of paid vacation per calendar year.",
-    score=0.8,
-    access_reason="everyone",
-)
-
-
-@dataclass
-class RecordingRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
-    passages: list[common_pb2.Passage] = field(default_factory=list)
-    requests: list[retrieval_pb2.SearchRequest] = field(default_factory=list)
-
-    def Search(  # noqa: N802
-        self, request: retrieval_pb2.SearchRequest, context: grpc.ServicerContext
-    ) -> retrieval_pb2.SearchResponse:
-        self.requests.append(request)
-        return retrieval_pb2.SearchResponse(passages=self.passages)
-
-
-@dataclass
-class Events:
-    published: list[events_pb2.InteractionEvent] = field(default_factory=list)
-
-    def publish(self, event: events_pb2.InteractionEvent) -> None:
-        self.published.append(event)
-
-
-class Recorded:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self.model_name = engine.model_name
-        self.context_tokens = engine.context_tokens
-        self.calls: list[list[ChatMessage]] = []
-
-    def count_tokens(self, text: str) -> int:
-        return self._engine.count_tokens(text)
-
-    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
-        return self._engine.count_tokens_many(texts)
-
-    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
-        self.calls.append(list(messages))
-        return self._engine.stream_chat(messages, params)
 
 
 @dataclass
@@ -111,7 +60,7 @@ class Service:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, auth_settings: AuthSettings) -> Iterator[Service]:
-    retrieval = RecordingRetrieval()
+    retrieval = RecordingRetrieval(passages=[])
     retrieval_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(retrieval, retrieval_server)
     retrieval_port = retrieval_server.add_insecure_port("127.0.0.1:0")
