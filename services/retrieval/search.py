@@ -8,13 +8,14 @@ same way whatever the ranking mode.
 from __future__ import annotations
 
 import enum
-import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
+
+import numpy as np
 
 from copilot.auth import Principal
 from copilot.embedding import Embedder
@@ -128,9 +129,10 @@ def reciprocal_rank_fusion(
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
+    # numpy: a pure-Python loop over 384 dimensions cost milliseconds per search over 20 lexical hits.
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    norm = float(np.linalg.norm(x) * np.linalg.norm(y))
+    return float(x @ y) / norm if norm else 0.0
 
 
 def merge_adjacent(hits: Sequence[Hit], max_chunks: int = MAX_MERGED_CHUNKS) -> list[Hit]:

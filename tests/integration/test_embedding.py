@@ -23,14 +23,17 @@ def embedder() -> MiniLmEmbedder:
     return MiniLmEmbedder(batch_size=3)
 
 
-def test_vectors_match_the_sentence_transformers_reference(embedder: MiniLmEmbedder) -> None:
+def test_vectors_stay_close_to_the_sentence_transformers_reference(embedder: MiniLmEmbedder) -> None:
+    # The int8 graph moves vectors a little; the module docstring has what that does to ranking.
     from sentence_transformers import SentenceTransformer
 
     reference = SentenceTransformer(str(embedding.model_path()), device="cpu", local_files_only=True)
     reference.max_seq_length = embedding.MAX_TOKENS
     texts = [*TEXTS, "employees accrue paid leave monthly " * 100, "naïve café 東京 🙂"]
     expected = reference.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
-    assert np.abs(np.array(embedder.embed(texts)) - expected).max() < 1e-5
+    cosines = (np.array(embedder.embed(texts)) * expected).sum(axis=1)
+    assert cosines.min() > 0.97
+    assert cosines.mean() > 0.985
 
 
 def test_the_onnx_export_is_cached_and_reused(tmp_path: Path) -> None:
@@ -53,7 +56,7 @@ def test_an_unwritable_cache_costs_an_export_but_still_embeds(tmp_path: Path) ->
 def test_returns_unit_vectors_of_model_dimension(embedder: MiniLmEmbedder) -> None:
     vectors = np.array(embedder.embed(TEXTS))
     assert embedder.dimension == 384
-    assert embedder.model_id == "all-MiniLM-L6-v2"
+    assert embedder.model_id == "all-MiniLM-L6-v2-int8"
     assert vectors.shape == (len(TEXTS), 384)
     assert np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(len(TEXTS)), abs=1e-5)
     assert embedder.embed([]) == []
@@ -66,7 +69,11 @@ def test_is_deterministic(embedder: MiniLmEmbedder) -> None:
 def test_results_follow_input_order(embedder: MiniLmEmbedder) -> None:
     batched = np.array(embedder.embed(TEXTS))
     one_by_one = np.array([embedder.embed([text])[0] for text in TEXTS])
-    assert np.allclose(batched, one_by_one, atol=1e-4)
+    # int8 activations are scaled per batch, so a text's vector moves a little with its batch-mates; it
+    # stays nearest to its own vector from another batch, which is what order means here.
+    similarity = batched @ one_by_one.T
+    assert list(similarity.argmax(axis=1)) == list(range(len(TEXTS)))
+    assert similarity.diagonal().min() > 0.97
     assert len({tuple(np.round(v, 4)) for v in batched}) == len(TEXTS)
 
 

@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 import pytest
 from pydantic import SecretStr
-from qdrant_client import QdrantClient
+from qdrant_client import QdrantClient, models
 
 from copilot.auth import ApiKeyVerifier
 from copilot.errors import DependencyUnavailable
@@ -495,3 +495,59 @@ def test_remote_store_carries_lexical_queries_and_narrowing(tmp_path: Path) -> N
         remote.close()
         server.stop(1)
         edge.close()
+
+
+def _store_without_grants(kind: str, tmp_path: Path) -> ChunkStore:
+    """A store whose chunks were written before ``grants`` existed: raw engine writes of the old payload."""
+    rng = np.random.default_rng(3)
+    old = [c for doc in CORPUS for c in make_chunks(rng, *doc)]
+    # Keys are derived chunk by chunk, so chunks of one document with different ACLs keep them apart.
+    mixed = make_chunks(rng, "mixed", "acme", ["user:alice"], 2)
+    mixed[1].payload["acl"] = ["user:dave"]
+    old += mixed
+    if kind == "edge":
+        from qdrant_edge import Distance as EdgeDistance
+        from qdrant_edge import EdgeConfig, EdgeShard, EdgeVectorParams, Point, UpdateOperation
+
+        EdgeChunkStore(tmp_path / "shard", DIM).close()
+        config = EdgeConfig(vectors={"dense": EdgeVectorParams(size=DIM, distance=EdgeDistance.Cosine)})
+        shard = EdgeShard.load(str(tmp_path / "shard"), config)
+        shard.update(
+            UpdateOperation.upsert_points([Point(c.point_id, {"dense": c.vector}, c.payload) for c in old])
+        )
+        shard.flush()
+        shard.close()
+        return EdgeChunkStore(tmp_path / "shard", DIM)
+    client = QdrantClient(":memory:")
+    QdrantServerChunkStore(client, "chunks", DIM)
+    client.upsert(
+        "chunks",
+        points=[
+            models.PointStruct(id=c.point_id, vector={"dense": c.vector}, payload=c.payload) for c in old
+        ],
+    )
+    return QdrantServerChunkStore(client, "chunks", DIM)
+
+
+@pytest.mark.parametrize("kind", ["edge", "qdrant"])
+def test_chunks_stored_before_grants_get_them_when_the_store_opens(kind: str, tmp_path: Path) -> None:
+    store = _store_without_grants(kind, tmp_path)
+    try:
+        alice = store.query([1.0] * DIM, "acme", ["user:alice"], limit=50)
+        assert sorted((h.payload["document_id"], h.payload["chunk_index"]) for h in alice) == [
+            ("alice-notes", 0),
+            ("alice-notes", 1),
+            ("alice-notes", 2),
+            ("mixed", 0),
+        ]
+        assert [
+            h.payload["chunk_index"] for h in store.query([1.0] * DIM, "acme", ["user:dave"], limit=50)
+        ] == [1]
+        found = store.query([1.0] * DIM, "acme", ["group:hr", "group:finance"], limit=50)
+        assert {h.payload["document_id"] for h in found} == {"hr-handbook", "finance-q3"}
+        # The other tenant's "everyone" still reads only its own documents.
+        assert {
+            h.payload["document_id"] for h in store.query([1.0] * DIM, "globex", ["everyone"], limit=50)
+        } == {"globex-policy"}
+    finally:
+        store.close()

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from copilot.vectorstore.port import Condition, Narrowing, query_conditions, uri_ancestors
+from copilot.vectorstore.port import (
+    Condition,
+    Narrowing,
+    access_payload,
+    grant_keys,
+    query_conditions,
+    uri_ancestors,
+    with_grants,
+)
 from services.retrieval.search import Hit, merge_adjacent, reciprocal_rank_fusion
 
 
@@ -77,11 +85,22 @@ def test_non_neighbours_and_section_gaps_stay_apart() -> None:
         assert merge_adjacent(hits) == hits
 
 
-def test_identity_becomes_tenant_and_acl_conditions() -> None:
+def test_identity_becomes_one_condition_on_tenant_qualified_grants() -> None:
     assert query_conditions("acme", ["group:hr", "everyone"], Narrowing()) == [
-        Condition("tenant", ("acme",)),
-        Condition("acl", ("group:hr", "everyone")),
+        Condition("grants", ('["acme","group:hr"]', '["acme","everyone"]')),
     ]
+
+
+def test_grant_keys_cannot_be_confused_across_tenants() -> None:
+    # A "/"-joined key would make tenant "a/user:bob" + "everyone" equal tenant "a" + user "bob/everyone".
+    assert set(grant_keys("a/user:bob", ["everyone"])).isdisjoint(grant_keys("a", ["user:bob/everyone"]))
+    assert grant_keys('ac"me', ["group:x"]) == ['["ac\\"me","group:x"]']
+
+
+def test_stored_grants_follow_the_payload_tenant_and_acl() -> None:
+    stored = with_grants({"tenant": "acme", "acl": ["user:bob"], "grants": ['["other","everyone"]']})
+    assert stored["grants"] == ['["acme","user:bob"]']
+    assert access_payload("acme", ["group:hr"], "internal", "h", "f")["grants"] == ['["acme","group:hr"]']
 
 
 @pytest.mark.parametrize(
@@ -105,8 +124,7 @@ def test_each_audience_member_and_filter_adds_a_must_condition() -> None:
     )
 
     assert query_conditions("acme", ["user:alice"], narrow) == [
-        Condition("tenant", ("acme",)),
-        Condition("acl", ("user:alice",)),
+        Condition("grants", ('["acme","user:alice"]',)),
         Condition("acl", ("user:bob", "group:eng")),
         Condition("acl", ("user:carol",)),
         Condition("uri_ancestors", ("/docs/hr",)),
