@@ -46,7 +46,11 @@ def score_ours(store_dir: Path, variants: dict[str, dict[str, object]]) -> list[
     from copilot.reranker import OnnxCrossEncoder
     from copilot.vectorstore.edge import EdgeChunkStore
     from services.retrieval.search import Mode, Searcher, SearchOptions
+    from services.retrieval.settings import RetrievalSettings
 
+    # The retrieval service's defaults, read from the settings class (not the environment), so that a
+    # variant that names no knob measures what the Search RPC does out of the box.
+    default = {name: f.default for name, f in RetrievalSettings.model_fields.items()}
     embedder = MiniLmEmbedder(threads=os.cpu_count() or 1)
     store = EdgeChunkStore(store_dir, embedder.dimension)
     reranker = OnnxCrossEncoder(threads=os.cpu_count() or 1)
@@ -58,18 +62,21 @@ def score_ours(store_dir: Path, variants: dict[str, dict[str, object]]) -> list[
             searcher = Searcher(
                 store,
                 embedder,
-                5,
-                50,
-                2000,
+                default["default_top_k"],
+                default["max_top_k"],
+                default["max_query_chars"],
                 role_groups={},
-                max_chunks_per_document=int(knobs.get("per_document", 3)),  # type: ignore[call-overload]
-                merge_adjacent_chunks=bool(knobs.get("merge", True)),
+                max_chunks_per_document=int(knobs.get("per_document", default["max_chunks_per_document"])),  # type: ignore[call-overload]
+                default_mode=default["default_mode"],
+                merge_adjacent_chunks=bool(knobs.get("merge", default["merge_adjacent_chunks"])),
                 reranker=reranker,
-                rerank_candidates=int(knobs.get("rerank_candidates", 12)),  # type: ignore[call-overload]
-                dense_weight=float(knobs.get("dense_weight", 1.0)),  # type: ignore[arg-type]
-                lexical_weight=float(knobs.get("lexical_weight", 1.0)),  # type: ignore[arg-type]
+                rerank_candidates=int(knobs.get("rerank_candidates", default["rerank_candidates"])),  # type: ignore[call-overload]
+                dense_weight=float(knobs.get("dense_weight", default["dense_weight"])),  # type: ignore[arg-type]
+                lexical_weight=float(knobs.get("lexical_weight", default["lexical_weight"])),  # type: ignore[arg-type]
+                rrf_k=float(knobs.get("rrf_k", default["rrf_k"])),  # type: ignore[arg-type]
             )
-            options = SearchOptions(top_k=5, mode=Mode(knobs["mode"]), rerank=bool(knobs.get("rerank", False)))
+            mode = Mode(knobs["mode"]) if "mode" in knobs else None  # None: the service default
+            options = SearchOptions(top_k=5, mode=mode, rerank=bool(knobs.get("rerank", False)))
             ranked, latencies = {}, []
             for q in track(qs, description=name, console=console):
                 t = time.perf_counter()
@@ -85,7 +92,7 @@ def score_ours(store_dir: Path, variants: dict[str, dict[str, object]]) -> list[
 VARIANTS: dict[str, dict[str, object]] = {
     "dense": {"mode": "dense"},
     "sparse (BM25)": {"mode": "lexical"},
-    "hybrid (default)": {"mode": "hybrid"},
+    "hybrid (default)": {},
     "hybrid + rerank": {"mode": "hybrid", "rerank": True},
 }
 

@@ -53,7 +53,8 @@ def run(console: Console) -> str:
 Command: `python -m bench.run pg-ingest`. Corpus: the PostgreSQL 15 HTML manual from Debian's
 `postgresql-doc-15` ({int(o["pages"])} pages). Ours: the production `IngestPipeline` (HTML structure,
 sections and headings, 200-token chunks with 30 overlap, title and headings in what is embedded,
-all-MiniLM-L6-v2 on torch with both cores, BM25 vectors, ACL payloads) into Qdrant's engine in-process.
+all-MiniLM-L6-v2 as an int8 ONNX graph, one batch per core on both cores, BM25 vectors, ACL payloads;
+site navigation left out) into Qdrant's engine in-process.
 Baseline: a plain llama-index `IngestionPipeline` (BeautifulSoup text, `SentenceSplitter(512, 50)`,
 `HuggingFaceEmbedding` with the same model, `QdrantVectorStore` on qdrant-client in memory).
 
@@ -76,6 +77,10 @@ Same run, same pages. Questions: `bench/data/pg15_questions.jsonl`, 120 natural-
 questions with the pages that answer them (checked by `bench/data/check_pg15_questions.py`). A hit is a
 passage from an answering page; hit@5 and MRR over the top 5 passages, as a reader of the whole manual.
 Latency is in-process (the Search RPC's code without the gRPC hop). Targets: hit@5 >= 0.97, MRR >= 0.85.
+Rows without a mode use the retrieval service's defaults (`RetrievalSettings`); the rerank row reorders the
+best 12 fused passages (before the cap per document) with the cross-encoder, its order fused with the
+first stage's. Two labels were corrected on 2026-11-30, each page checked to answer its question: q058
+also accepts checksums.html ("SHOW data_checksums"), q091 sql-createtable.html ("GENERATED ALWAYS AS").
 
 {table(scores)}
 

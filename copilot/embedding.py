@@ -21,6 +21,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -173,7 +174,7 @@ class MiniLmEmbedder:
         self,
         *,
         threads: int = 1,
-        batch_size: int = 32,
+        batch_size: int = 16,
         max_tokens: int = MAX_TOKENS,
         cache_dir: Path = DEFAULT_EMBEDDING_CACHE_DIR,
     ) -> None:
@@ -190,7 +191,11 @@ class MiniLmEmbedder:
             )
         # The shipped tokenizer pads and cuts every input at 128; the model reads 256.
         self._tokenizer = tokenizer_padded_per_batch(path / "tokenizer.json", max_tokens)
-        self._session = cpu_session(load_or_export_onnx(path, cache_dir), threads)
+        # One core per batch, ``threads`` batches at once: the session runs them side by side (it releases the
+        # GIL), which embedded ingest batches 1.3x faster on two cores than one batch spread over both.
+        # A query is one batch, so it runs on one core either way.
+        self._session = cpu_session(load_or_export_onnx(path, cache_dir), 1)
+        self._workers = ThreadPoolExecutor(threads, thread_name_prefix="embed") if threads > 1 else None
         self._batch_size = batch_size
         width = self._session.get_outputs()[0].shape[-1]
         if width != self.dimension:
@@ -202,10 +207,17 @@ class MiniLmEmbedder:
         encoded = self._tokenizer.encode_batch(list(texts))
         # Batches of similar lengths carry little padding.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
+        batches = [
+            order[start : start + self._batch_size] for start in range(0, len(order), self._batch_size)
+        ]
+
+        def embed_rows(rows: list[int]) -> np.ndarray:  # type: ignore[type-arg]
+            return self._embed_batch([encoded[i] for i in rows])
+
+        embedded = self._workers.map(embed_rows, batches) if self._workers else map(embed_rows, batches)
         vectors = np.zeros((len(encoded), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), self._batch_size):
-            rows = order[start : start + self._batch_size]
-            vectors[rows] = self._embed_batch([encoded[i] for i in rows])
+        for rows, batch_vectors in zip(batches, embedded, strict=True):
+            vectors[rows] = batch_vectors
         return vectors.tolist()  # type: ignore[no-any-return]
 
     def _embed_batch(self, encoded: Sequence[Encoding]) -> np.ndarray:  # type: ignore[type-arg]

@@ -92,6 +92,17 @@ def _normalise_prefix(prefix: str) -> str:
     return prefix.rstrip("/") or "/"
 
 
+def searchable_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
+    """What is embedded and indexed for a chunk, and what a reranker reads: its text under the document
+    title and headings.
+
+    A chunk deep in a page rarely repeats what the page is about ("Parameters", "Notes"); the heading
+    line puts it back, for the embedding and for BM25 alike.
+    """
+    context = list(dict.fromkeys(part.strip() for part in (title, *heading_path) if part.strip()))
+    return f"{' > '.join(context)}\n\n{text}" if context else text
+
+
 def uri_ancestors(uri: str) -> list[str]:
     """The uri and each of its parents at path-segment boundaries: what ``uri_prefixes`` matches against.
 

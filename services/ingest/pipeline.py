@@ -19,7 +19,14 @@ from copilot.events.v1 import events_pb2
 from copilot.hygiene import suspicion
 from copilot.lexical import encode_document
 from copilot.logs import log_fields
-from copilot.vectorstore.port import ChunkStore, StoredChunk, access_payload, point_id_for, uri_ancestors
+from copilot.vectorstore.port import (
+    ChunkStore,
+    StoredChunk,
+    access_payload,
+    point_id_for,
+    searchable_text,
+    uri_ancestors,
+)
 from services.ingest.access import Access
 from services.ingest.chunking import chunk
 from services.ingest.errors import IngestError
@@ -73,16 +80,6 @@ def _access_proto(access: Access) -> common_pb2.AccessControl:
         public=access.public,
         classification=access.classification,
     )
-
-
-def searchable_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
-    """What is embedded and indexed for a chunk: its text under the document title and headings.
-
-    A chunk deep in a page rarely repeats what the page is about ("Parameters", "Notes"); the heading
-    line puts it back, for the embedding and for BM25 alike.
-    """
-    context = list(dict.fromkeys(part.strip() for part in (title, *heading_path) if part.strip()))
-    return f"{' > '.join(context)}\n\n{text}" if context else text
 
 
 class IngestPipeline:

@@ -21,7 +21,7 @@ from copilot.auth import Principal
 from copilot.embedding import Embedder
 from copilot.errors import FailedPrecondition, InvalidInput
 from copilot.lexical import encode_query
-from copilot.vectorstore.port import NO_NARROWING, ChunkStore, Narrowing, ScoredChunk
+from copilot.vectorstore.port import NO_NARROWING, ChunkStore, Narrowing, ScoredChunk, searchable_text
 
 #: How many more candidates than requested each ranking fetches, so that capping chunks per document and
 #: fusing two rankings still leave a full top-k.
@@ -211,7 +211,7 @@ class Searcher:
         default_mode: Mode = Mode.HYBRID,
         dense_weight: float = 1.0,
         lexical_weight: float = 1.0,
-        rrf_k: float = 60.0,
+        rrf_k: float = 10.0,
         merge_adjacent_chunks: bool = True,
         max_audience: int = 500,
         reranker: Reranker | None = None,
@@ -287,18 +287,30 @@ class Searcher:
         order = reciprocal_rank_fusion([[c.point_id for c in r] for r in rankings], weights, self._rrf_k)
         hits = [_hit(by_id[i], held, similarity.get(i, 0.0)) for i in order]
         # Neighbours join before the cap per document, so a passage reads on where its best chunk stops
-        # and still counts once; the cap comes before reranking, so its few candidates span documents.
+        # and still counts once.
         if self._merge:
             hits = merge_adjacent(hits)
-        hits = cap_per_document(hits, per_document, len(hits))
+        # Reranking comes before the cap: the cap keeps each document's best-fused passage, often its title
+        # or synopsis line, and the cross-encoder would judge that instead of the passage that answers.
         if options.rerank and self._reranker is not None:
-            hits = self._reranked(query, hits[: self._rerank_candidates])
+            n = self._rerank_candidates
+            hits = self._reranked(query, hits[:n]) + hits[n:]
+        hits = cap_per_document(hits, per_document, len(hits))
         return hits[:limit]
 
     def _reranked(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """The cross-encoder's order fused with the first-stage order by reciprocal rank.
+
+        The model reads each passage under its title and headings, as ingest embedded it. Its order joins
+        the fusion rather than replacing it: on the PostgreSQL manual it ranked worse alone than hybrid
+        search, and better together with it.
+        """
         assert self._reranker is not None
-        scores = self._reranker.score(query, [h.text for h in hits])
-        return [h for _, h in sorted(zip(scores, hits, strict=True), key=lambda pair: -pair[0])]
+        scores = self._reranker.score(query, [searchable_text(h.title, h.heading_path, h.text) for h in hits])
+        ids = [h.chunk_id for h in hits]
+        by_model = [ids[i] for i in sorted(range(len(hits)), key=lambda i: -scores[i])]
+        by_id = {h.chunk_id: h for h in hits}
+        return [by_id[i] for i in reciprocal_rank_fusion([ids, by_model], [1.0, 1.0], self._rrf_k)]
 
     def _validate(self, query: str, options: SearchOptions) -> None:
         if not query:

@@ -99,3 +99,10 @@ def test_ranks_relevant_text_above_unrelated(embedder: MiniLmEmbedder) -> None:
     )
     assert question @ answer > 0.4
     assert question @ answer > question @ unrelated + 0.3
+
+
+def test_batches_run_side_by_side_with_the_same_vectors(embedder: MiniLmEmbedder) -> None:
+    texts = [f"{text} ({i})" for i, text in enumerate(TEXTS * 3)]
+    parallel = MiniLmEmbedder(threads=2, batch_size=3)
+    # Same batches as the one-thread embedder (batch_size 3), so the int8 scaling is the same too.
+    assert np.allclose(parallel.embed(texts), embedder.embed(texts), atol=1e-6)

@@ -27,7 +27,7 @@ from copilot.settings import AuthSettings
 from copilot.vectorstore.edge import EdgeChunkStore
 from copilot.vectorstore.port import StoredChunk, point_id_for, uri_ancestors
 from services.retrieval.explain import AccessExplainer
-from services.retrieval.search import Searcher, SearchOptions
+from services.retrieval.search import Mode, Searcher, SearchOptions
 from services.retrieval.service import RetrievalServicer
 from services.retrieval.settings import RetrievalSettings
 
@@ -283,6 +283,53 @@ def test_reranking_reorders_candidates_with_the_cross_encoder(retrieval: str, is
 
     assert _documents(reply)[0] == "vacation"
     assert "budget" in _documents(reply)
+
+
+class _MarkerReranker:
+    """Stands in for the cross-encoder, to pin down what reaches it: it prefers passages naming the marker."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        self.seen: list[str] = []
+
+    def score(self, query: str, passages: list[str]) -> list[float]:
+        self.seen = list(passages)
+        return [10.0 if self.marker in p else 5.0 if "Cafeteria" in p else -10.0 for p in passages]
+
+
+def test_reranking_judges_every_passage_of_a_document_before_the_cap(
+    tmp_path: Path, embedder: MiniLmEmbedder
+) -> None:
+    query = "How do I defer constraint checks until commit?"
+    close, related, unrelated = embedder.embed([query, "constraint timing in transactions", "lunch menu"])
+    store = EdgeChunkStore(tmp_path / "shard", embedder.dimension)
+    everyone = ["everyone"]
+    # The manual's synopsis chunk is nearest to the question; its answering chunk, far down the page, is not.
+    store.replace_document(
+        "manual",
+        [
+            _chunk("manual", 0, "SET CONSTRAINTS", "SET CONSTRAINTS synopsis", close, everyone),
+            _chunk("manual", 5, "SET CONSTRAINTS", "DEFERRED checks wait until commit", related, everyone),
+        ],
+    )
+    store.replace_document("menu", [_chunk("menu", 0, "Cafeteria", "Soup of the day", unrelated, everyone)])
+    reranker = _MarkerReranker("DEFERRED")
+    searcher = Searcher(
+        store, embedder, 5, 50, 2000, role_groups={}, max_chunks_per_document=1, reranker=reranker
+    )
+    reader = Principal(subject="r", username="reader", tenant="acme", groups=(), roles=frozenset())
+    try:
+        plain = searcher.search(reader, query, SearchOptions(mode=Mode.DENSE))
+        reranked = searcher.search(reader, query, SearchOptions(mode=Mode.DENSE, rerank=True))
+    finally:
+        store.close()
+
+    assert [(h.document_id, h.chunk_index) for h in plain] == [("manual", 0), ("menu", 0)]
+    # Both of the manual's passages reached the model, under the title and headings as ingest embeds them.
+    assert "SET CONSTRAINTS\n\nDEFERRED checks wait until commit" in reranker.seen
+    assert len(reranker.seen) == 3
+    # The model's order is fused with the first stage's: the answering chunk now speaks for the manual.
+    assert [(h.document_id, h.chunk_index) for h in reranked] == [("manual", 5), ("menu", 0)]
 
 
 def test_reranking_without_a_reranker_is_a_failed_precondition(

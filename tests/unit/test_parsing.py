@@ -233,6 +233,20 @@ def test_html_counts_hidden_text_once_and_visible_pages_count_none() -> None:
     assert parse("page.html", b"<p>Only visible text.</p><script>x</script>").hidden_text_dropped == 0
 
 
+def test_html_leaves_site_navigation_out() -> None:
+    # DocBook's bars (the PostgreSQL manual's), an HTML5 nav and an ARIA navigation landmark.
+    page = b"""<div class="navheader"><table><tr><td><a href="a.html">Prev</a></td><td>Up</td></tr>
+</table></div>
+<nav><a href="/">Home</a> | <a href="/about">About</a></nav><ul role="navigation"><li>Sitemap</li></ul>
+<h1>VACUUM</h1><p>VACUUM reclaims storage occupied by dead tuples.</p>
+<div class="navfooter"><table><tr><td>Next</td><td>Home</td></tr></table></div>"""
+    doc = parse("sql-vacuum.html", page)
+    assert doc.text == "VACUUM\nVACUUM reclaims storage occupied by dead tuples."
+    # Navigation is not hidden text, so it does not count as an injection signal either.
+    assert doc.hidden_text_dropped == 0
+    assert_sections_are_slices(doc)
+
+
 def test_html_title_falls_back_to_first_h1_then_stem() -> None:
     assert parse("page.htm", b"<h2>Intro</h2><h1>Runbook</h1><p>x</p>").title == "Runbook"
     assert parse("page.htm", b"<p>Just text.</p>").title == "page"
