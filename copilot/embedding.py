@@ -71,7 +71,13 @@ def export_onnx(model_dir: Path) -> bytes:
     with tempfile.TemporaryDirectory(prefix="copilot-onnx-") as tmp:
         fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         fp32.write_bytes(_export_fp32(model_dir))
-        quantize_dynamic(fp32, int8, per_channel=True, weight_type=QuantType.QInt8)
+        # The quantizer advises shape pre-processing on the root logger at every call, which would reach a
+        # new user's terminal at the first `make demo`; it changes nothing for this graph.
+        logging.disable(logging.WARNING)
+        try:
+            quantize_dynamic(fp32, int8, per_channel=True, weight_type=QuantType.QInt8)
+        finally:
+            logging.disable(logging.NOTSET)
         return int8.read_bytes()
 
 
