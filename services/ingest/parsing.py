@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import docx
 import openpyxl
 import pptx
 import pypdf
-from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 from bs4.dammit import EncodingDetector
 from bs4.element import PageElement, PreformattedString
 from docx.document import Document as DocxDocument
@@ -418,7 +419,11 @@ def _parse_html(filename: str, content: bytes, limits: ParseLimits) -> ParsedDoc
     declared = EncodingDetector.find_declared_encoding(content, is_html=True)
     # libxml2 rather than html.parser: Python 3.11's html.parser takes quadratic time on unterminated
     # constructs ("<a<a<a...", "<!--<!--..."), minutes for a few hundred kilobytes.
-    soup = BeautifulSoup(_decode(filename, content, declared), "lxml")
+    with warnings.catch_warnings():
+        # XHTML (an XML declaration before <html>, as DocBook writes it) is HTML to a reader; the advice
+        # to parse it as XML would print once per such page on the operator's terminal.
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
+        soup = BeautifulSoup(_decode(filename, content, declared), "lxml")
     root = soup.body or soup
     walker = _HtmlWalker()
     walker.walk(root)

@@ -6,6 +6,7 @@ import enum
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -44,6 +45,9 @@ PIPELINE_VERSION = "4"
 #: Longest document uri accepted: it travels in every chunk's payload and every DocumentEvent, and Kafka
 #: refuses events over 1 MB.
 MAX_URI_CHARS = 2048
+#: Locks that serialise requests for one document (a document id picks one); two documents rarely share
+#: one, and then merely wait for each other.
+_DOCUMENT_LOCK_STRIPES = 64
 
 
 class Outcome(enum.Enum):
@@ -83,6 +87,10 @@ def _access_proto(access: Access) -> common_pb2.AccessControl:
 
 
 class IngestPipeline:
+    """Safe to call from many threads at once: documents are parsed and embedded side by side (that is
+    how a folder ingest fills every core), while two requests for one document take turns, so neither
+    reads hashes the other is about to replace."""
+
     def __init__(
         self,
         store: ChunkStore,
@@ -98,6 +106,7 @@ class IngestPipeline:
         self._chunk_tokens = chunk_tokens
         self._overlap_tokens = overlap_tokens
         self._limits = limits
+        self._document_locks = [threading.Lock() for _ in range(_DOCUMENT_LOCK_STRIPES)]
 
     def _content_hash(self, content: bytes) -> str:
         h = hashlib.sha256()
@@ -110,10 +119,14 @@ class IngestPipeline:
     def ingest(self, uri: str, filename: str, content: bytes, access: Access) -> IngestResult:
         document_id = document_id_for(access.tenant, uri)
         try:
-            return self._ingest(document_id, uri, filename, content, access)
+            with self._document_lock(document_id):
+                return self._ingest(document_id, uri, filename, content, access)
         except IngestError as exc:
             self._emit(document_id, uri, events_pb2.DOCUMENT_CHANGE_FAILED, 0, access, reason=str(exc))
             raise
+
+    def _document_lock(self, document_id: str) -> threading.Lock:
+        return self._document_locks[int(document_id[:8], 16) % _DOCUMENT_LOCK_STRIPES]
 
     def _ingest(
         self, document_id: str, uri: str, filename: str, content: bytes, access: Access
@@ -195,7 +208,8 @@ class IngestPipeline:
 
     def delete(self, tenant: str, uri: str) -> tuple[str, int]:
         document_id = document_id_for(tenant, uri)
-        deleted = self._store.delete_document(document_id)
+        with self._document_lock(document_id):
+            deleted = self._store.delete_document(document_id)
         self._emit(document_id, uri, events_pb2.DOCUMENT_CHANGE_DELETED, 0, None)
         return document_id, deleted
 

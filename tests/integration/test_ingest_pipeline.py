@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,33 @@ def test_chunks_carry_injection_and_hidden_text_marks(pipeline: tuple) -> None:
     assert by_index[1]["suspicion"] == ["ignore_previous_instructions", "persona_override"]
     assert {p["hidden_text_dropped"] for p in by_index.values()} == {len(hidden)}
     assert all(hidden not in p["text"] for p in by_index.values())
+
+
+def test_documents_ingest_side_by_side_and_one_document_takes_turns(pipeline: tuple) -> None:
+    ingest, store, events = pipeline
+    corpus = _corpus()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(lambda fa: ingest.ingest(str(fa[0]), fa[0].name, fa[0].read_bytes(), fa[1]), corpus)
+        )
+    assert all(r.outcome is Outcome.CREATED for r in results)
+    assert store.count() == sum(r.chunk_count for r in results)
+
+    # Four versions of one document at once: each request sees the state the previous one left, so one
+    # creates it, the others update it, and only the last writer's chunks remain.
+    events.events.clear()
+    access = Access(tenant="acme", groups=("finance",), users=(), public=False, classification="internal")
+    versions = [
+        ("# Memo\n\n" + f"Version {v} of the travel policy. " * (40 * (v + 1))).encode() for v in range(4)
+    ]
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(
+            pool.map(lambda body: ingest.ingest("/docs/race.md", "race.md", body, access), versions)
+        )
+    assert sorted(r.outcome.value for r in outcomes) == ["created", "updated", "updated", "updated"]
+    assert [e.change for e in events.events].count(events_pb2.DOCUMENT_CHANGE_INGESTED) == 1
+    document_id = outcomes[0].document_id
+    stored = store.query([1.0] + [0.0] * 383, "acme", ["group:finance"], 1000)
+    chunks = [c for c in stored if c.payload["document_id"] == document_id]
+    assert sorted(c.payload["chunk_index"] for c in chunks) == list(range(events.events[-1].chunk_count))
+    assert len({c.payload["content_hash"] for c in chunks}) == 1

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -245,6 +246,19 @@ def test_html_leaves_site_navigation_out() -> None:
     # Navigation is not hidden text, so it does not count as an injection signal either.
     assert doc.hidden_text_dropped == 0
     assert_sections_are_slices(doc)
+
+
+def test_xhtml_is_read_as_html_without_advice_on_the_terminal() -> None:
+    # The PostgreSQL manual's pages start so.
+    page = b"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">\
+<html xmlns="http://www.w3.org/1999/xhtml"><head><title>VACUUM</title></head>
+<body><p>VACUUM reclaims storage.</p>%b</body></html>""" % (b"<p>More.</p>" * 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        doc = parse("sql-vacuum.html", page)
+    assert doc.title == "VACUUM"
+    assert doc.text.startswith("VACUUM reclaims storage.")
 
 
 def test_html_title_falls_back_to_first_h1_then_stem() -> None:
