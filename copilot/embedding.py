@@ -7,9 +7,13 @@ cache directory named after the weights' digest. On these CPUs (AVX-512 VNNI) th
 query in 6.3 ms against 13.2 for the fp32 one and 26 for torch (one thread), and ingest batches 1.4x
 faster; its vectors keep cosine 0.994 to the fp32 model's (0.987 at worst on 1,224 chunks of the
 PostgreSQL manual) and ranked that manual's pages as well (hit@5 0.817 for both on 120 questions).
-Quantizing each tensor as a whole instead lost too much (cosine 0.94, hit@5 0.775). Activations are
-scaled per batch, so a text's vector moves slightly with its batch-mates (cosine above 0.97 between two
-batchings); a query is always embedded alone.
+Quantizing each tensor as a whole instead lost too much (cosine 0.94, hit@5 0.775).
+
+Each text runs through the graph alone. On a CPU a batch buys nothing at these lengths (about 5,500
+word-pieces a second per core at batch 1 and at batch 16 of texts sorted by length), while a batch of one
+needs no padding: batches of a document's chunks, whose lengths vary, spent up to a third of their work
+on it. Alone, a text's vector is also the same whatever it is embedded with (int8 activations are scaled
+per run), so a query and the chunk it was written from meet on equal terms.
 """
 
 from __future__ import annotations
@@ -180,12 +184,9 @@ class MiniLmEmbedder:
         self,
         *,
         threads: int = 1,
-        batch_size: int = 16,
         max_tokens: int = MAX_TOKENS,
         cache_dir: Path = DEFAULT_EMBEDDING_CACHE_DIR,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 1 <= max_tokens <= MAX_TOKENS:
             raise ValueError(f"max_tokens must be between 1 and {MAX_TOKENS}, got {max_tokens}")
         path = model_path()
@@ -197,12 +198,10 @@ class MiniLmEmbedder:
             )
         # The shipped tokenizer pads and cuts every input at 128; the model reads 256.
         self._tokenizer = tokenizer_padded_per_batch(path / "tokenizer.json", max_tokens)
-        # One core per batch, ``threads`` batches at once: the session runs them side by side (it releases the
+        # One core per text, ``threads`` texts at once: the session runs them side by side (it releases the
         # GIL), which embedded ingest batches 1.3x faster on two cores than one batch spread over both.
-        # A query is one batch, so it runs on one core either way.
         self._session = cpu_session(load_or_export_onnx(path, cache_dir), 1)
         self._workers = ThreadPoolExecutor(threads, thread_name_prefix="embed") if threads > 1 else None
-        self._batch_size = batch_size
         width = self._session.get_outputs()[0].shape[-1]
         if width != self.dimension:
             raise ModelIntegrityError(f"expected {self.dimension}-d embeddings from {path}, got {width}")
@@ -211,26 +210,19 @@ class MiniLmEmbedder:
         if not texts:
             return []
         encoded = self._tokenizer.encode_batch(list(texts))
-        # Batches of similar lengths carry little padding.
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
-        batches = [
-            order[start : start + self._batch_size] for start in range(0, len(order), self._batch_size)
-        ]
+        vectors = (
+            self._workers.map(self._embed_one, encoded) if self._workers else map(self._embed_one, encoded)
+        )
+        return np.stack(list(vectors)).tolist()  # type: ignore[no-any-return]
 
-        def embed_rows(rows: list[int]) -> np.ndarray:  # type: ignore[type-arg]
-            return self._embed_batch([encoded[i] for i in rows])
-
-        embedded = self._workers.map(embed_rows, batches) if self._workers else map(embed_rows, batches)
-        vectors = np.zeros((len(encoded), self.dimension), dtype=np.float32)
-        for rows, batch_vectors in zip(batches, embedded, strict=True):
-            vectors[rows] = batch_vectors
-        return vectors.tolist()  # type: ignore[no-any-return]
-
-    def _embed_batch(self, encoded: Sequence[Encoding]) -> np.ndarray:  # type: ignore[type-arg]
-        inputs = padded_inputs(encoded)
+    def _embed_one(self, encoding: Encoding) -> np.ndarray:  # type: ignore[type-arg]
+        ids = np.array([encoding.ids], dtype=np.int64)
+        inputs = {
+            "input_ids": ids,
+            "attention_mask": np.ones_like(ids),
+            "token_type_ids": np.array([encoding.type_ids], dtype=np.int64),
+        }
         [hidden] = self._session.run(["last_hidden_state"], inputs)
-        # Mean over the real tokens, then unit length: the model's pooling and normalisation modules.
-        weights = inputs["attention_mask"][:, :, None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return pooled / np.maximum(norms, 1e-12)  # type: ignore[no-any-return]
+        # Mean over the tokens, then unit length: the model's pooling and normalisation modules.
+        pooled = hidden[0].mean(axis=0)
+        return pooled / max(float(np.linalg.norm(pooled)), 1e-12)  # type: ignore[no-any-return]

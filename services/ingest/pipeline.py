@@ -107,6 +107,8 @@ class IngestPipeline:
         self._overlap_tokens = overlap_tokens
         self._limits = limits
         self._document_locks = [threading.Lock() for _ in range(_DOCUMENT_LOCK_STRIPES)]
+        # Loads the splitter's sentence tokenizer (nltk, about 2 s) at start-up, not in the first request.
+        chunk(parse("warm-up.txt", b"Warm up. One sentence, then another."), chunk_tokens, overlap_tokens)
 
     def _content_hash(self, content: bytes) -> str:
         h = hashlib.sha256()
