@@ -50,23 +50,26 @@ class _TimedEmbedder:
         self.model_id = inner.model_id  # type: ignore[attr-defined]
         self.dimension = inner.dimension  # type: ignore[attr-defined]
         self.seconds = 0.0
+        # CPU time of the embedding calls: ONNX Runtime runs each on the calling thread (one core per text).
+        self.cpu_seconds = 0.0
         self.texts = 0
         self._lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         try:
             return self._inner.embed(texts)  # type: ignore[attr-defined, no-any-return]
         finally:
             with self._lock:
                 self.seconds += time.perf_counter() - t
+                self.cpu_seconds += time.thread_time() - cpu
                 self.texts += len(texts)
 
 
 def run_ours(
     store_dir: Path, limit: int, chunk_tokens: int, overlap: int, embed_tokens: int
 ) -> dict[str, object]:
-    from copilot.embedding import MiniLmEmbedder
+    from copilot.embedding import MiniLmEmbedder, favour_embedding_threads
     from copilot.vectorstore.edge import EdgeChunkStore
     from services.ingest.access import Access
     from services.ingest.pipeline import IngestPipeline, Outcome
@@ -79,19 +82,14 @@ def run_ours(
     # As the ingest service runs by default (one core per embedding batch) under `copilot ingest`, which
     # keeps documents in flight side by side: one per core here.
     workers = os.cpu_count() or 1
+    favour_embedding_threads()
     embedder = _TimedEmbedder(MiniLmEmbedder(threads=1, max_tokens=embed_tokens))
     store = EdgeChunkStore(store_dir, embedder.dimension)
     pipeline = IngestPipeline(store, embedder, _NoEvents(), chunk_tokens=chunk_tokens, overlap_tokens=overlap)
     access = Access(tenant=TENANT, public=True, classification="public")
-    document_seconds = 0.0
-    lock = threading.Lock()
 
     def ingest(path: Path) -> tuple[Outcome, int]:
-        nonlocal document_seconds
-        started = time.perf_counter()
         result = pipeline.ingest(f"/pg15/{path.name}", path.name, path.read_bytes(), access)
-        with lock:
-            document_seconds += time.perf_counter() - started
         return result.outcome, result.chunk_count
 
     def one_pass(label: str) -> tuple[float, int, int]:
@@ -111,9 +109,12 @@ def run_ours(
                 )
         return time.perf_counter() - started, chunks, unchanged
 
+    cpu = time.process_time()
     first_s, chunks, _ = one_pass("copilot ingest")
-    # Summed over the workers, like the document time it is a share of.
-    embed_s, first_document_s = embedder.seconds, document_seconds
+    # With documents side by side, the work is measured in CPU time: waits (for a core, the GIL or the
+    # store's writer lock) would otherwise count as whatever was waiting.
+    cpu_s = time.process_time() - cpu
+    embed_s, embed_cpu_s = embedder.seconds, embedder.cpu_seconds
     again_s, _, unchanged = one_pass("copilot re-ingest")
     store.close()
     return {
@@ -121,7 +122,8 @@ def run_ours(
         "chunks": chunks,
         "wall_s": first_s,
         "embed_s": embed_s,
-        "document_s": first_document_s,
+        "cpu_s": cpu_s,
+        "embed_cpu_s": embed_cpu_s,
         "workers": workers,
         "reingest_s": again_s,
         "reingest_unchanged": unchanged,

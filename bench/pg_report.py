@@ -47,8 +47,7 @@ def run(console: Console) -> str:
     o = {k: float(v) for k, v in ours.items() if isinstance(v, int | float)}
     b = {k: float(v) for k, v in base.items() if isinstance(v, int | float)}
     speedup = b["wall_s"] / o["wall_s"]
-    # Documents are ingested side by side, so both times are summed over the workers.
-    non_embedding = (o["document_s"] - o["embed_s"]) / o["document_s"]
+    non_embedding = (o["cpu_s"] - o["embed_cpu_s"]) / o["cpu_s"]
     return f"""## PostgreSQL manual: ingestion speed (issue 3)
 
 Command: `python -m bench.run pg-ingest`. Corpus: the PostgreSQL 15 HTML manual from Debian's
@@ -66,8 +65,9 @@ Baseline: a plain llama-index `IngestionPipeline` (BeautifulSoup text, `Sentence
 | llama-index baseline | {int(b["pages"])} | {int(b["chunks"])} | {b["wall_s"]:.0f} | {b["pages"] / b["wall_s"]:.1f} | {b["chunks"] / b["wall_s"]:.1f} | {b["peak_mib"]:.0f} |
 
 - Wall time, baseline / copilot: **{speedup:.2f}x** (target: at least 3x).
-- Non-embedding share of our ingest time (parse, chunk, BM25, upsert), summed over the documents in
-  flight: **{non_embedding:.0%}** (target: at most 15%).
+- Non-embedding share of our ingest work (parse, chunk, BM25, upsert), in CPU time as documents run side
+  by side: **{non_embedding:.0%}** (target: at most 15%); {o["cpu_s"]:.0f} CPU s in all, {o["embed_cpu_s"]:.0f} of them
+  embedding.
 - Re-ingest of the unchanged corpus: {o["reingest_s"]:.1f} s, {o["reingest_s"] / o["wall_s"]:.1%} of the first ingest
   (target: under 10%); {int(o["reingest_unchanged"])} of {int(o["pages"])} pages reported unchanged.
 - Our chunks are smaller (the embedding model reads only 256 word-pieces, so the baseline's 512-token

@@ -22,6 +22,7 @@ import hashlib
 import io
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -44,6 +45,20 @@ MAX_TOKENS = 256
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 #: Bumped when the export below changes, so an older cached graph is not reused.
 EXPORT_VERSION = 2
+
+
+#: How long a thread may hold the GIL while another waits for it, in a process that embeds beside other work.
+EMBEDDING_SWITCH_INTERVAL_S = 0.0005
+
+
+def favour_embedding_threads() -> None:
+    """Hands the GIL to a waiting thread after half a millisecond instead of Python's 5 ms.
+
+    Texts run through the graph one at a time, and between two a thread needs the GIL for a moment. Beside
+    a thread parsing the next document it waited up to 5 ms for it each time, which took a fifth off the
+    embedding speed; at 0.5 ms the loss is gone. Process-wide, so a service's ``main`` calls it.
+    """
+    sys.setswitchinterval(EMBEDDING_SWITCH_INTERVAL_S)
 
 
 class Embedder(Protocol):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from copilot.auth import TokenVerifier
-from copilot.embedding import MiniLmEmbedder
+from copilot.embedding import MiniLmEmbedder, favour_embedding_threads
 from copilot.grpc_server import GrpcServer
 from copilot.ingest.v1 import ingest_pb2_grpc
 from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
@@ -31,6 +31,7 @@ def main() -> None:
     publisher = EventPublisher(
         settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "ingest.sqlite", **kafka_options
     )
+    favour_embedding_threads()
     embedder = MiniLmEmbedder(threads=settings.embedding_threads, cache_dir=settings.embedding_cache_dir)
     store = open_store(settings.store, embedder.dimension)
     pipeline = IngestPipeline(
