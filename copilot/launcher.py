@@ -42,6 +42,8 @@ class LauncherSettings(BaseSettings):
     log_format: str = "json"
     # Shared by every stack started from this checkout, so the embedding model is exported once.
     embedding_cache_dir: Path = REPO_ROOT / ".cache" / "models"
+    # Shared too: a split answer model is joined and verified once (1.1 GB), not once per stack home.
+    model_cache_dir: Path = REPO_ROOT / ".cache" / "models"
 
 
 @dataclass
@@ -234,7 +236,7 @@ def up(
                 "COPILOT_GENERATION_RETRIEVAL_TARGET": f"127.0.0.1:{ports['retrieval']}",
                 "COPILOT_GENERATION_MODEL": s.model,
                 "COPILOT_GENERATION_ENGINE_THREADS": str(s.engine_threads),
-                "COPILOT_GENERATION_MODEL_CACHE_DIR": str(home / "models"),
+                "COPILOT_GENERATION_MODEL_CACHE_DIR": str(s.model_cache_dir),
                 "COPILOT_GENERATION_RAY_TEMP_DIR": ray_temp_dir(home),
             },
             ports["generation"],

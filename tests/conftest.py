@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from copilot.broker import start_tansu
 from copilot.devissuer import DevIssuer, load_or_create_key, load_users, serve_in_thread
+from copilot.launcher import LauncherSettings
 from copilot.ports import free_port
 from copilot.settings import AuthSettings
 
@@ -31,6 +32,12 @@ _SECRET_FIGURE = re.compile(r"(?<![\d.])412(?!\d)")
 def shows_secret_figure(text: str) -> bool:
     """Whether `text` shows the finance memo's budget figure (412,000) in any spelling."""
     return _SECRET_FIGURE.search(text) is not None
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir() -> Path:
+    """Where split answer models are joined, shared with the launcher's stacks: 1.1 GB joined once."""
+    return LauncherSettings().model_cache_dir
 
 
 @pytest.fixture(scope="session")

@@ -1,21 +1,26 @@
 """Takes ingest and delete requests from a Kafka topic and runs them through the pipeline.
 
-Records are handled one at a time and each offset is committed only once its outcome is durable: the
-chunks written, a failed-change event spooled, or the record dead-lettered. A crash therefore re-reads at
-most the record in hand, and the pipeline's content and access hashes make that re-read a no-op. A record
-that fails because a backing system is down is retried after a pause rather than given up.
+Up to ``parallel`` records are read at a time and their documents run side by side (one document's
+embedding keeps one core busy); requests for the same document run in the order they arrived. The
+offsets are committed once every record read is durable: its chunks written, a failed-change event
+spooled, or the record dead-lettered. A crash therefore re-reads at most the records in hand, and the
+pipeline's content and access hashes make those re-reads no-ops. A record that fails because a backing
+system is down is read again after a pause rather than given up, and so is everything after it in its
+partition.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
+from kafka.structs import TopicPartition
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
@@ -45,13 +50,17 @@ class IngestRequestConsumer:
         dead_letter_topic: str,
         pipeline: IngestPipeline,
         max_document_bytes: int,
+        parallel: int = 1,
         retry_after_s: float = 5.0,
         kafka_options: Mapping[str, Any] | None = None,
     ) -> None:
         """``kafka_options``: the connection's security, from ``KafkaSettings.client_options``."""
+        if parallel < 1:
+            raise ValueError(f"parallel must be at least 1, not {parallel}")
         options = dict(kafka_options or {})
-        # Embedding a large document takes a while; fetching more would only age in the buffer.
-        self._consumer = group_consumer(bootstrap_servers, topic, group, max_poll_records=1, **options)
+        # Embedding a large document takes a while; fetching more than can run would only age in the buffer.
+        self._consumer = group_consumer(bootstrap_servers, topic, group, max_poll_records=parallel, **options)
+        self._workers = ThreadPoolExecutor(parallel, thread_name_prefix="ingest-request")
         self._dead_letters = DeadLetters(bootstrap_servers, dead_letter_topic, **options)
         self._pipeline = pipeline
         self._max_bytes = max_document_bytes
@@ -65,35 +74,57 @@ class IngestRequestConsumer:
 
     def stop(self) -> None:
         self._stop.set()
-        # The document in hand is finished first; the consumer is not thread-safe, so close it after.
+        # The records in hand are finished first; the consumer is not thread-safe, so close it after.
         self._thread.join(60)
+        self._workers.shutdown()
         self._consumer.close()
         self._dead_letters.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for partition, records in self._consumer.poll(timeout_ms=500).items():
-                for record in records:
-                    try:
-                        self._handle(record)
-                    except _Retry as exc:
-                        log.warning(
-                            "ingest request %s/%d@%d not handled (%s); retrying in %.0f s",
-                            record.topic,
-                            record.partition,
-                            record.offset,
-                            exc,
-                            self._retry_after_s,
-                        )
-                        self._consumer.seek(partition, record.offset)
-                        self._stop.wait(self._retry_after_s)
-                        continue
-                    try:
-                        self._consumer.commit()
-                    except KafkaError as exc:
-                        # A rebalance took the partition away; its new owner re-reads the record harmlessly.
-                        log.warning("committing ingest request offsets failed: %s", exc)
-                    self.handled += 1
+            records = [r for batch in self._consumer.poll(timeout_ms=500).values() for r in batch]
+            if records:
+                self._handle_together(records)
+
+    def _handle_together(self, records: list[ConsumerRecord]) -> None:
+        lanes: dict[Hashable, list[ConsumerRecord]] = {}
+        for record in records:
+            lanes.setdefault(_document_of(record), []).append(record)
+        read_again: dict[TopicPartition, int] = {}
+        done = 0
+        for handled, stopped_at in self._workers.map(self._handle_in_order, lanes.values()):
+            done += handled
+            if stopped_at is not None:
+                partition = TopicPartition(stopped_at.topic, stopped_at.partition)
+                read_again[partition] = min(read_again.get(partition, stopped_at.offset), stopped_at.offset)
+        for partition, offset in read_again.items():
+            # Later records of the partition that did succeed are read again too; that is a no-op.
+            self._consumer.seek(partition, offset)
+        try:
+            self._consumer.commit()
+        except KafkaError as exc:
+            # A rebalance took a partition away; its new owner re-reads the records harmlessly.
+            log.warning("committing ingest request offsets failed: %s", exc)
+        self.handled += done
+        if read_again:
+            self._stop.wait(self._retry_after_s)
+
+    def _handle_in_order(self, records: list[ConsumerRecord]) -> tuple[int, ConsumerRecord | None]:
+        """Handles one document's records in turn; how many were handled, and the one to read again."""
+        for handled, record in enumerate(records):
+            try:
+                self._handle(record)
+            except _Retry as exc:
+                log.warning(
+                    "ingest request %s/%d@%d not handled (%s); retrying in %.0f s",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc,
+                    self._retry_after_s,
+                )
+                return handled, record
+        return len(records), None
 
     def _handle(self, record: ConsumerRecord) -> None:
         token = otel_context.attach(extract_headers(record.headers))
@@ -172,6 +203,16 @@ class IngestRequestConsumer:
             self._dead_letters.send(record, reason).get(timeout=30)
         except KafkaError as exc:
             raise _Retry(f"dead-letter topic unreachable: {exc}") from exc
+
+
+def _document_of(record: ConsumerRecord) -> Hashable:
+    """Which document a record acts on, so that requests for one document keep their order."""
+    request = events_pb2.IngestRequestEvent()
+    try:
+        request.ParseFromString(record.value)
+    except DecodeError:
+        return (record.topic, record.partition, record.offset)
+    return (request.tenant, request.uri)
 
 
 def _malformed(request: events_pb2.IngestRequestEvent) -> str:

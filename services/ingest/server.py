@@ -54,6 +54,7 @@ def main() -> None:
             settings.dead_letter_topic,
             pipeline,
             settings.max_document_bytes,
+            parallel=settings.parallel_requests,
             kafka_options=kafka_options,
         )
         consumer.start()

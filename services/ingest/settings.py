@@ -27,6 +27,8 @@ class IngestSettings(ServiceSettings):
     # Also take ingest and delete requests from the ingest-requests topic, as one consumer group.
     consume_requests: bool = True
     requests_group: str = "copilot-ingest"
+    # Requests read and run at a time, for different documents (each keeps about one core busy embedding).
+    parallel_requests: int = Field(default=4, ge=1, le=32)
     dead_letter_topic: str = "copilot.ingest-requests.dlq.v1"
 
     def parse_limits(self) -> ParseLimits:

@@ -59,7 +59,9 @@ class Service:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, auth_settings: AuthSettings) -> Iterator[Service]:
+def service(
+    tmp_path_factory: pytest.TempPathFactory, auth_settings: AuthSettings, model_cache_dir: Path
+) -> Iterator[Service]:
     retrieval = RecordingRetrieval()
     retrieval_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(retrieval, retrieval_server)
@@ -69,7 +71,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, auth_settings: AuthSetting
     # Ray puts Unix sockets under its directory: keep the path short.
     ray_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     engines = start_engines(
-        "llama_cpp", [SMALL, GOOD], tmp_path_factory.mktemp("models"), 2, 4096, ray_temp_dir=ray_dir
+        "llama_cpp", [SMALL, GOOD], model_cache_dir, 2, 4096, ray_temp_dir=ray_dir
     )
     embedder = MiniLmEmbedder()
     source = GrpcPassageSource(f"127.0.0.1:{retrieval_port}")

@@ -97,6 +97,7 @@ kafka.existingSecret; the TLS files are mounted from kafka.tls's Secrets.
 {{ $p }}EMBEDDING_THREADS: {{ $c.embeddingThreads | quote }}
 {{ $p }}CONSUME_REQUESTS: {{ $c.consumeRequests | quote }}
 {{ $p }}REQUESTS_GROUP: {{ $c.requestsGroup | quote }}
+{{ $p }}PARALLEL_REQUESTS: {{ $c.parallelRequests | quote }}
 {{ $p }}DEAD_LETTER_TOPIC: {{ $c.deadLetterTopic | quote }}
 {{- end -}}
 
