@@ -152,6 +152,7 @@ def stack(
     publisher = EventPublisher(f"127.0.0.1:{kafka_port}", tmp / "spool.sqlite")
     source = GrpcPassageSource(f"127.0.0.1:{retrieval_port}")
     server: GrpcServer | None = None
+    stack: Stack | None = None
     try:
         store.start()
         retrieval.start()
@@ -187,7 +188,8 @@ def stack(
         slot.fill(GenerationServicer(answerer))
         server.set_serving(True)
         stub = generation_pb2_grpc.GenerationServiceStub(open_channel(f"127.0.0.1:{server.port}"))
-        yield Stack(stub, retrieval, publisher, kafka_port, broker, tmp)
+        stack = Stack(stub, retrieval, publisher, kafka_port, broker, tmp)
+        yield stack
     finally:
         if server is not None:
             server.stop(1)
@@ -195,7 +197,10 @@ def stack(
         publisher.close(timeout_s=1)
         retrieval.stop()
         store.stop()
-        broker.kill()
+        # A test may have replaced the broker (killed it and started another); stop the one running now.
+        running = stack.broker if stack is not None else broker
+        running.kill()
+        running.wait(10)
 
 
 def ask(stack: Stack, token: str, question: str) -> generation_pb2.AnswerFinal:
