@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bench.pg15 import TENANT, pages
+from bench.skeleton import NoEvents
 from copilot.broker import start_tansu
 from copilot.common.v1 import common_pb2
 from copilot.embedding import MiniLmEmbedder, favour_embedding_threads
@@ -34,13 +35,6 @@ from services.ingest.settings import IngestSettings
 
 PAGES = 40
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
-
-
-class _NoEvents:
-    """Document events are not what is measured here; the consumer's own commits are."""
-
-    def publish(self, event: events_pb2.DocumentEvent) -> None:
-        pass
 
 
 def _publish(bootstrap: str, topic: str, files: list[Path]) -> None:
@@ -70,7 +64,7 @@ def _consume(
     ensure_topics(bootstrap, [topic, dead_letters], partitions=1)
     _publish(bootstrap, topic, files)
     store = EdgeChunkStore(home / f"store-{suffix}", embedder.dimension)
-    pipeline = IngestPipeline(store, embedder, _NoEvents())
+    pipeline = IngestPipeline(store, embedder, NoEvents())
     consumer = IngestRequestConsumer(
         bootstrap, topic, f"bench-{suffix}", dead_letters, pipeline, MAX_REQUEST_BYTES, parallel=parallel
     )

@@ -46,7 +46,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class _NoEvents:
+class NoEvents:
+    """Drops document events: the benches measure ingest, not publishing."""
+
     def publish(self, event: object) -> None:
         pass
 
@@ -57,7 +59,7 @@ def bench_search(
     embedder = MiniLmEmbedder()
     with tempfile.TemporaryDirectory() as tmp:
         store = EdgeChunkStore(Path(tmp), embedder.dimension)
-        pipeline = IngestPipeline(store, embedder, _NoEvents())
+        pipeline = IngestPipeline(store, embedder, NoEvents())
         for f in sorted(p for p in CORPUS.rglob("*") if p.is_file() and not is_sidecar(p)):
             access = access_for(f, CORPUS, "acme", None)
             assert access is not None

@@ -40,9 +40,8 @@ class LauncherSettings(BaseSettings):
     model: str = "qwen2.5-coder-1.5b"
     engine_threads: int = 2
     log_format: str = "json"
-    # Shared by every stack started from this checkout, so the embedding model is exported once.
-    embedding_cache_dir: Path = REPO_ROOT / ".cache" / "models"
-    # Shared too: a split answer model is joined and verified once (1.1 GB), not once per stack home.
+    # Shared by every stack started from this checkout, so the embedding model is exported once and a split
+    # answer model joined and verified once (1.1 GB), not once per stack home.
     model_cache_dir: Path = REPO_ROOT / ".cache" / "models"
 
 
@@ -141,7 +140,7 @@ def _service_env(
         f"{prefix}KAFKA__SPOOL_DIR": str(home / "spool"),
         f"{prefix}STORE__EMBEDDED_TARGET": f"127.0.0.1:{s.base_port}",
         f"{prefix}STORE__EMBEDDED_API_KEY": store_key,
-        f"{prefix}EMBEDDING_CACHE_DIR": str(s.embedding_cache_dir),
+        f"{prefix}EMBEDDING_CACHE_DIR": str(s.model_cache_dir),
     }
     return env
 
@@ -156,10 +155,10 @@ def up(
         return existing, False
     if existing is not None:
         down(home, progress)
-    if not (s.embedding_cache_dir / embedding.onnx_file_name()).is_file():
+    if not (s.model_cache_dir / embedding.onnx_file_name()).is_file():
         # Once per checkout, here rather than in four services racing to export at the same time.
         progress("exporting the embedding model to ONNX (first start only)")
-        embedding.load_or_export_onnx(embedding.model_path(), s.embedding_cache_dir)
+        embedding.load_or_export_onnx(embedding.model_path(), s.model_cache_dir)
     issuer = f"http://127.0.0.1:{s.issuer_port}/realms/{s.realm}"
     # A fresh key per start: only this stack's services may write to or read from its store host.
     store_key = secrets.token_urlsafe(32)

@@ -87,9 +87,16 @@ class IngestRequestConsumer:
                 self._handle_together(records)
 
     def _handle_together(self, records: list[ConsumerRecord]) -> None:
-        lanes: dict[Hashable, list[ConsumerRecord]] = {}
+        # Requests for one document share a lane and keep their order; lanes run side by side.
+        lanes: dict[Hashable, list[_Decoded]] = {}
         for record in records:
-            lanes.setdefault(_document_of(record), []).append(record)
+            decoded = _decode(record)
+            request = decoded[1]
+            if isinstance(request, DecodeError):
+                lane: Hashable = (record.topic, record.partition, record.offset)
+            else:
+                lane = (request.tenant, request.uri)
+            lanes.setdefault(lane, []).append(decoded)
         read_again: dict[TopicPartition, int] = {}
         done = 0
         for handled, stopped_at in self._workers.map(self._handle_in_order, lanes.values()):
@@ -109,11 +116,11 @@ class IngestRequestConsumer:
         if read_again:
             self._stop.wait(self._retry_after_s)
 
-    def _handle_in_order(self, records: list[ConsumerRecord]) -> tuple[int, ConsumerRecord | None]:
+    def _handle_in_order(self, records: list[_Decoded]) -> tuple[int, ConsumerRecord | None]:
         """Handles one document's records in turn; how many were handled, and the one to read again."""
-        for handled, record in enumerate(records):
+        for handled, (record, request) in enumerate(records):
             try:
-                self._handle(record)
+                self._handle(record, request)
             except _Retry as exc:
                 log.warning(
                     "ingest request %s/%d@%d not handled (%s); retrying in %.0f s",
@@ -126,15 +133,12 @@ class IngestRequestConsumer:
                 return handled, record
         return len(records), None
 
-    def _handle(self, record: ConsumerRecord) -> None:
+    def _handle(self, record: ConsumerRecord, request: events_pb2.IngestRequestEvent | DecodeError) -> None:
         token = otel_context.attach(extract_headers(record.headers))
         try:
             with tracer.start_as_current_span("ingest.request", kind=trace.SpanKind.CONSUMER):
-                request = events_pb2.IngestRequestEvent()
-                try:
-                    request.ParseFromString(record.value)
-                except DecodeError as exc:
-                    self._dead_letter(record, f"undecodable IngestRequestEvent: {exc}")
+                if isinstance(request, DecodeError):
+                    self._dead_letter(record, f"undecodable IngestRequestEvent: {request}")
                     return
                 problem = _malformed(request)
                 if problem:
@@ -205,14 +209,17 @@ class IngestRequestConsumer:
             raise _Retry(f"dead-letter topic unreachable: {exc}") from exc
 
 
-def _document_of(record: ConsumerRecord) -> Hashable:
-    """Which document a record acts on, so that requests for one document keep their order."""
+#: A record and the request it holds, or why it holds none.
+_Decoded = tuple[ConsumerRecord, events_pb2.IngestRequestEvent | DecodeError]
+
+
+def _decode(record: ConsumerRecord) -> _Decoded:
     request = events_pb2.IngestRequestEvent()
     try:
         request.ParseFromString(record.value)
-    except DecodeError:
-        return (record.topic, record.partition, record.offset)
-    return (request.tenant, request.uri)
+    except DecodeError as exc:
+        return record, exc
+    return record, request
 
 
 def _malformed(request: events_pb2.IngestRequestEvent) -> str:
