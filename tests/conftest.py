@@ -50,9 +50,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     os._exit(status)
 
 
-# Slack timestamps and message ids are long digit runs, so a bare substring test for the secret
-# figure fails by chance; the figure counts only when it stands on its own.
-_SECRET_FIGURE = re.compile(r"(?<![\d.])412(?!\d)")
+# Slack timestamps are long digit runs and button values hex ids ("…cc412c0d9"), so a bare substring test
+# for the secret figure fails by chance; the figure counts only when it stands on its own ("412,000",
+# "$412", "412k").
+_SECRET_FIGURE = re.compile(r"(?<![\w.\-])412(?:k\b|(?![\w\-]))", re.IGNORECASE)
 
 
 def shows_secret_figure(text: str) -> bool:
