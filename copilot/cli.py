@@ -464,27 +464,44 @@ def cmd_ask(args: argparse.Namespace, settings: LauncherSettings) -> int:
     if final.citations:
         console.print("\n[bold]Sources[/bold]")
         for c in final.citations:
-            p = c.passage
-            where = f", page {p.page}" if p.page else ""
-            # Parsers start the heading path with the title; don't say it twice.
-            headings = [h for h in p.heading_path if h != p.title]
-            section = f" > {' > '.join(headings)}" if headings else ""
-            console.print(
-                f"  [{c.number}] {p.title}{section}{where}  [dim]{p.uri} (score {p.score:.2f})[/dim]"
-            )
-    doubtful = [c for c in final.sentences if c.verdict in _DOUBTFUL]
-    if doubtful:
+            console.print(f"  {_source_line(c)}")
+    checks = doubtful_sentence_lines(final)
+    if checks:
         console.print(
-            "\n[yellow]Check these sentences: their cited sources do not clearly support them[/yellow]"
+            "\n[yellow]Check these sentences: what they cite does not clearly support them[/yellow]"
         )
-        for check in doubtful:
-            verdict = (
-                generation_pb2.SupportVerdict.Name(check.verdict).removeprefix("SUPPORT_VERDICT_").lower()
-            )
-            console.print(f"  ({verdict}, support {check.support:.2f}) {check.text}")
+        for line in checks:
+            console.print(line)
     if final.conversation_id and not final.refused:
         console.print(f"[dim]follow up with --conversation {final.conversation_id}[/dim]")
     return 0
+
+
+def doubtful_sentence_lines(final: generation_pb2.AnswerFinal) -> list[str]:
+    """The sentences of an answer a reader should check, each with the sources that do support it.
+
+    An uncited sentence is listed only when a source supports it; otherwise it is the model's own framing
+    ("Here is what I found")."""
+    lines = []
+    for check in final.sentences:
+        uncited = check.verdict == generation_pb2.SUPPORT_VERDICT_UNCITED
+        if not (check.verdict in _DOUBTFUL or (uncited and check.supported_by)):
+            continue
+        verdict = generation_pb2.SupportVerdict.Name(check.verdict).removeprefix("SUPPORT_VERDICT_").lower()
+        score = "" if uncited else f", support {check.support:.2f}"
+        lines.append(f"  ({verdict}{score}) {check.text}")
+        label = "supported by" if uncited else "supported instead by"
+        lines += [f"    [dim]{label}[/dim] {_source_line(source)}" for source in check.supported_by]
+    return lines
+
+
+def _source_line(citation: generation_pb2.Citation) -> str:
+    p = citation.passage
+    where = f", page {p.page}" if p.page else ""
+    # Parsers start the heading path with the title; don't say it twice.
+    headings = [h for h in p.heading_path if h != p.title]
+    section = f" > {' > '.join(headings)}" if headings else ""
+    return f"[{citation.number}] {p.title}{section}{where}  [dim]{p.uri} (score {p.score:.2f})[/dim]"
 
 
 def cmd_flags(args: argparse.Namespace, settings: LauncherSettings) -> int:

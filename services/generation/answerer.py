@@ -86,6 +86,9 @@ class AnswerDone:
     model: str
     conversation_id: str
     sentences: list[SentenceCheck]
+    # Every passage the model was given, numbered from 1 as in the prompt: a sentence's supported_by may
+    # name one the answer does not cite.
+    given: Sequence[common_pb2.Passage] = ()
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,7 @@ class Answerer:
         )
         self._remember(principal, conversation_id, query, answer)
         yield AnswerDone(
-            interaction_id, answer, citations, refused, engine.model_name, conversation_id, sentences
+            interaction_id, answer, citations, refused, engine.model_name, conversation_id, sentences, given
         )
 
     def _standalone(self, engine: Engine, history: Sequence[Turn], question: str) -> str:
@@ -306,6 +309,7 @@ class Answerer:
                         cited=s.cited,
                         support=s.support,
                         verdict=events_pb2.SupportVerdict.Value(f"SUPPORT_VERDICT_{s.verdict.upper()}"),
+                        supported_by=s.supported_by,
                     )
                     for s in sentences
                 ],

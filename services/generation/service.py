@@ -55,6 +55,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                             verdict=generation_pb2.SupportVerdict.Value(
                                 f"SUPPORT_VERDICT_{s.verdict.upper()}"
                             ),
+                            supported_by=[
+                                generation_pb2.Citation(number=n, passage=piece.given[n - 1])
+                                for n in s.supported_by
+                            ],
                         )
                         for s in piece.sentences
                     ],

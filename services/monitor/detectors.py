@@ -845,20 +845,34 @@ class UngroundedDetector:
         """Generation scored each sentence against its cited passages, a better judge than the lexical
         fallback above; the monitor turns its verdicts into flags."""
         unsupported = [s for s in event.sentences if s.verdict == events_pb2.SUPPORT_VERDICT_UNSUPPORTED]
+        # Supported by a source they do not cite: a citation error, not an invented claim.
+        miscited = [s for s in unsupported if s.supported_by]
+        invented = [s for s in unsupported if not s.supported_by]
         uncited = [s for s in event.sentences if s.verdict == events_pb2.SUPPORT_VERDICT_UNCITED]
         findings = []
-        if unsupported:
-            reason = f"{len(unsupported)} sentence(s) not supported by the sources they cite"
-            evidence = tuple(f"{s.text} (support {s.support:.2f})" for s in unsupported)
-            spans = _answer_spans(event.answer, (s.text for s in unsupported))
+        if invented:
+            reason = f"{len(invented)} sentence(s) not supported by the sources they cite"
+            evidence = tuple(f"{s.text} (support {s.support:.2f})" for s in invented)
+            spans = _answer_spans(event.answer, (s.text for s in invented))
             findings.append(Finding(self.name, Severity.MEDIUM, reason, evidence, spans))
+        if miscited:
+            reason = f"{len(miscited)} sentence(s) cite the wrong source: another given source supports them"
+            evidence = tuple(f"{s.text} (supported by {_source_list(s.supported_by)})" for s in miscited)
+            spans = _answer_spans(event.answer, (s.text for s in miscited))
+            findings.append(Finding(self.name, Severity.LOW, reason, evidence, spans))
         if uncited:
             reason = f"{len(uncited)} sentence(s) cite no source"
-            evidence = tuple(s.text for s in uncited)
-            findings.append(
-                Finding(self.name, Severity.LOW, reason, evidence, _answer_spans(event.answer, evidence))
+            evidence = tuple(
+                f"{s.text} (supported by {_source_list(s.supported_by)})" if s.supported_by else s.text
+                for s in uncited
             )
+            spans = _answer_spans(event.answer, (s.text for s in uncited))
+            findings.append(Finding(self.name, Severity.LOW, reason, evidence, spans))
         return findings
+
+
+def _source_list(numbers: Iterable[int]) -> str:
+    return " ".join(f"[{n}]" for n in numbers)
 
 
 # --- refusal -----------------------------------------------------------------------------------------------

@@ -5,14 +5,22 @@ are real."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
 
+from copilot.auth import TokenVerifier
 from copilot.common.v1 import common_pb2
 from copilot.events.v1 import events_pb2
+from copilot.generation.v1 import generation_pb2_grpc
+from copilot.grpc_server import GrpcServer
 from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from copilot.settings import AuthSettings
+from services.generation.answerer import Answerer
 from services.generation.engine import ChatMessage, Engine, GenerationParams, TokenDelta
+from services.generation.service import GenerationServicer
+from services.generation.settings import GenerationSettings
 
 VACATION = common_pb2.Passage(
     chunk_id="vacation#0",
@@ -65,3 +73,25 @@ class Recorded:
     def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
         self.calls.append(list(messages))
         return self._engine.stream_chat(messages, params)
+
+
+def serve_retrieval(retrieval: RecordingRetrieval) -> tuple[grpc.Server, str]:
+    """The recording servicer on a real gRPC server on loopback, and its address."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(retrieval, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+def serve_generation(answerer: Answerer, auth_settings: AuthSettings) -> GrpcServer:
+    """The generation servicer on the real gRPC server (token check, health, reflection) on a free port."""
+    server = GrpcServer(
+        "generation", GenerationSettings(port=0, auth=auth_settings), TokenVerifier(auth_settings)
+    )
+    slot = server.add_service(
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server, "copilot.generation.v1.GenerationService"
+    )
+    server.start()
+    slot.fill(GenerationServicer(answerer))
+    return server

@@ -12,7 +12,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,14 +20,11 @@ import pytest
 import ray
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from copilot.auth import TokenVerifier
 from copilot.common.v1 import common_pb2
 from copilot.devissuer import DevIssuer
 from copilot.embedding import MiniLmEmbedder
 from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
 from copilot.grpc_client import bearer, open_channel
-from copilot.grpc_server import GrpcServer
-from copilot.retrieval.v1 import retrieval_pb2_grpc
 from copilot.settings import AuthSettings
 from sample.build_sales_db import EXAMPLES, build
 from services.generation.agent import Agent
@@ -37,13 +33,17 @@ from services.generation.deployment import RayServeEngine, app_name, start_engin
 from services.generation.engine import EngineCatalog
 from services.generation.retrieval_client import GrpcPassageSource
 from services.generation.server import EngineHealthWatch
-from services.generation.service import GenerationServicer
-from services.generation.settings import GenerationSettings
 from services.generation.tools import Toolbox
 from services.generation.tools.database import QueryDatabase, ReadOnlyDatabase, load_examples
 from services.generation.tools.documents import SearchDocuments
 from services.generation.verification import CitationVerifier
-from tests.integration.generation_standins import VACATION, Events, RecordingRetrieval
+from tests.integration.generation_standins import (
+    VACATION,
+    Events,
+    RecordingRetrieval,
+    serve_generation,
+    serve_retrieval,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -63,18 +63,13 @@ def service(
     tmp_path_factory: pytest.TempPathFactory, auth_settings: AuthSettings, model_cache_dir: Path
 ) -> Iterator[Service]:
     retrieval = RecordingRetrieval()
-    retrieval_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(retrieval, retrieval_server)
-    retrieval_port = retrieval_server.add_insecure_port("127.0.0.1:0")
-    retrieval_server.start()
+    retrieval_server, retrieval_target = serve_retrieval(retrieval)
 
     # Ray puts Unix sockets under its directory: keep the path short.
     ray_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-    engines = start_engines(
-        "llama_cpp", [SMALL, GOOD], model_cache_dir, 2, 4096, ray_temp_dir=ray_dir
-    )
+    engines = start_engines("llama_cpp", [SMALL, GOOD], model_cache_dir, 2, 4096, ray_temp_dir=ray_dir)
     embedder = MiniLmEmbedder()
-    source = GrpcPassageSource(f"127.0.0.1:{retrieval_port}")
+    source = GrpcPassageSource(retrieval_target)
     database = ReadOnlyDatabase(f"sqlite:///{build(tmp_path_factory.mktemp('db') / 'sales.db')}", 10, 50)
     toolbox = Toolbox(
         [
@@ -97,14 +92,7 @@ def service(
         verifier=CitationVerifier(embedder),
         agent=Agent(toolbox, max_steps=3),
     )
-    server = GrpcServer(
-        "generation", GenerationSettings(port=0, auth=auth_settings), TokenVerifier(auth_settings)
-    )
-    slot = server.add_service(
-        generation_pb2_grpc.add_GenerationServiceServicer_to_server, "copilot.generation.v1.GenerationService"
-    )
-    server.start()
-    slot.fill(GenerationServicer(answerer))
+    server = serve_generation(answerer, auth_settings)
     watch = EngineHealthWatch(list(engines.values()), server.set_serving, period_s=0.5)
     watch.start()
     channel = open_channel(f"127.0.0.1:{server.port}")

@@ -11,18 +11,15 @@ asks it for. ``Recorded`` is not a double: it passes every call to the real engi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
 import pytest
 
-from copilot.auth import TokenVerifier
 from copilot.devissuer import DevIssuer
 from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
 from copilot.grpc_client import bearer, open_channel
-from copilot.grpc_server import GrpcServer
-from copilot.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from copilot.retrieval.v1 import retrieval_pb2
 from copilot.settings import AuthSettings
 from services.evaluation.client import CopilotApi, Endpoints, Tokens, load_credentials
 from services.evaluation.runner import AnswerCache
@@ -36,12 +33,17 @@ from services.generation.engine import (
 )
 from services.generation.prompt import SYSTEM_RULES, load_system_rules
 from services.generation.retrieval_client import GrpcPassageSource
-from services.generation.service import GenerationServicer
-from services.generation.settings import GenerationSettings
 from services.generation.tools import Toolbox
 from services.generation.tools.documents import SearchDocuments
 from tests.conftest import REPO, SAMPLE_USERS
-from tests.integration.generation_standins import VACATION, Events, Recorded, RecordingRetrieval
+from tests.integration.generation_standins import (
+    VACATION,
+    Events,
+    Recorded,
+    RecordingRetrieval,
+    serve_generation,
+    serve_retrieval,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -61,13 +63,10 @@ class Service:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, auth_settings: AuthSettings) -> Iterator[Service]:
     retrieval = RecordingRetrieval(passages=[])
-    retrieval_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(retrieval, retrieval_server)
-    retrieval_port = retrieval_server.add_insecure_port("127.0.0.1:0")
-    retrieval_server.start()
+    retrieval_server, retrieval_target = serve_retrieval(retrieval)
 
     engine = Recorded(build_engine("llama_cpp", MODEL, tmp_path_factory.mktemp("models"), 2, 2048))
-    source = GrpcPassageSource(f"127.0.0.1:{retrieval_port}")
+    source = GrpcPassageSource(retrieval_target)
     # As the server builds it when COPILOT_GENERATION_SYSTEM_RULES_FILE names the sample prompt variant.
     policy = AnswerPolicy(max_answer_tokens=24, system_rules=load_system_rules(PROMPT_VARIANT))
     answerer = Answerer(
@@ -78,21 +77,14 @@ def service(tmp_path_factory: pytest.TempPathFactory, auth_settings: AuthSetting
         b"test-key",
         agent=Agent(Toolbox([SearchDocuments(source, 4, 0.45)]), max_steps=1),
     )
-    server = GrpcServer(
-        "generation", GenerationSettings(port=0, auth=auth_settings), TokenVerifier(auth_settings)
-    )
-    slot = server.add_service(
-        generation_pb2_grpc.add_GenerationServiceServicer_to_server, "copilot.generation.v1.GenerationService"
-    )
-    server.start()
-    slot.fill(GenerationServicer(answerer))
+    server = serve_generation(answerer, auth_settings)
     target = f"127.0.0.1:{server.port}"
     yield Service(
         generation_pb2_grpc.GenerationServiceStub(open_channel(target)),
         retrieval,
         engine,
         target,
-        f"127.0.0.1:{retrieval_port}",
+        retrieval_target,
     )
     server.stop(1)
     source.close()

@@ -142,3 +142,59 @@ def test_a_wrong_figure_is_unsupported(verifier: CitationVerifier) -> None:
     (check,) = verifier.verify("The Q3 2026 travel budget is 999,000 USD [1].", [passage(section(*BUDGET))])
 
     assert check.verdict == "unsupported"
+
+
+def all_sections() -> list[tuple[str, str]]:
+    return list(dict.fromkeys(source for _, source, _ in DEV_SET))
+
+
+def test_a_wrong_citation_names_the_given_source_that_does_support_the_sentence(
+    verifier: CitationVerifier,
+) -> None:
+    """Every supported dev-set sentence cited to the wrong section, with all ten sections given: the check
+    should name the right one. The false sentences, cited to their own section, should be supported by
+    none: those are invented claims, not citation errors."""
+    sections = all_sections()
+    sources = [passage(section(*s)) for s in sections]
+    found, wrongly_repointed, outcomes = 0, 0, []
+    true_claims = [(sentence, source) for sentence, source, supported in DEV_SET if supported]
+    false_claims = [(sentence, source) for sentence, source, supported in DEV_SET if not supported]
+    for sentence, source in true_claims:
+        right = sections.index(source) + 1
+        wrong = (right + 4) % len(sections) + 1  # another document's section
+        (check,) = verifier.verify(sentence.replace("[1]", f"[{wrong}]"), sources)
+        assert check.cited == [wrong]
+        found += check.supported_by[:1] == [right]
+        outcomes.append((sentence, check.verdict, check.supported_by))
+    for sentence, source in false_claims:
+        own = sections.index(source) + 1
+        (check,) = verifier.verify(sentence.replace("[1]", f"[{own}]"), sources)
+        wrongly_repointed += bool(check.supported_by)
+        outcomes.append((sentence, check.verdict, check.supported_by))
+    # 20 of 21 and 1 of 16 when this was written: the one true sentence the verifier already misses
+    # ("...when the OrdersDbPrimaryDown alert fires", support 0.60), and "Unused vacation days are paid
+    # out" pointed at the carry-over section, which says they are *not* paid out: the same words score as
+    # support (see the module docstring of verification.py).
+    assert found / len(true_claims) >= 0.9, outcomes
+    assert wrongly_repointed / len(false_claims) <= 0.1, outcomes
+
+
+def test_only_a_sentence_in_doubt_is_scored_against_the_sources_it_does_not_cite(
+    verifier: CitationVerifier,
+) -> None:
+    sources = [passage(section(*VACATION)), passage(section(*CARRY_OVER)), passage(section(*WINDOWS))]
+    answer = (
+        "Full-time employees get 25 days of paid vacation each year [1]. "
+        "You can carry over up to 5 unused days, which expire on 31 March [1]. "
+        "Production deploys are allowed Monday to Thursday from 09:00 to 16:00 Pacific time. "
+        "Employees may take company robots abroad for customer demos [2]."
+    )
+
+    checks = verifier.verify(answer, sources)
+
+    assert [(c.verdict, c.supported_by) for c in checks] == [
+        ("supported", []),
+        ("unsupported", [2]),  # cites the allowance, the carry-over section says it
+        ("uncited", [3]),
+        ("unsupported", []),  # no source says it
+    ]

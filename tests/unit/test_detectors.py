@@ -658,6 +658,41 @@ def test_ungrounded_uses_generations_sentence_verdicts_when_present() -> None:
     assert UngroundedDetector().inspect(e) == []
 
 
+def test_ungrounded_tells_a_wrong_citation_from_an_invented_claim() -> None:
+    answer = "Economy airfare applies to flights under six hours [1]. Hotels are free [1]. Trains are nice."
+    e = event(answer=answer)
+    e.sentences.add(
+        text="Economy airfare applies to flights under six hours [1].",
+        cited=[1],
+        support=0.4,
+        verdict=events_pb2.SUPPORT_VERDICT_UNSUPPORTED,
+        supported_by=[2, 3],
+    )
+    e.sentences.add(
+        text="Hotels are free [1].", cited=[1], support=0.2, verdict=events_pb2.SUPPORT_VERDICT_UNSUPPORTED
+    )
+    e.sentences.add(text="Trains are nice.", verdict=events_pb2.SUPPORT_VERDICT_UNCITED, supported_by=[2])
+
+    findings = UngroundedDetector().inspect(e)
+
+    assert [(f.severity, f.reason, f.evidence) for f in findings] == [
+        (
+            Severity.MEDIUM,
+            "1 sentence(s) not supported by the sources they cite",
+            ("Hotels are free [1]. (support 0.20)",),
+        ),
+        (
+            Severity.LOW,
+            "1 sentence(s) cite the wrong source: another given source supports them",
+            ("Economy airfare applies to flights under six hours [1]. (supported by [2] [3])",),
+        ),
+        (Severity.LOW, "1 sentence(s) cite no source", ("Trains are nice. (supported by [2])",)),
+    ]
+    [_, miscited, uncited] = findings
+    assert [answer[s.start : s.end] for s in miscited.spans] == [e.sentences[0].text]
+    assert [answer[s.start : s.end] for s in uncited.spans] == ["Trains are nice."]
+
+
 # --- national ids ---
 
 

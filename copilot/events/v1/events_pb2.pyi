@@ -100,16 +100,18 @@ class InteractionEvent(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., conversation_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ..., cited_sources: _Optional[_Iterable[int]] = ..., refused: _Optional[bool] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., retrieval_ms: _Optional[float] = ..., first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., sentences: _Optional[_Iterable[_Union[SentenceSupport, _Mapping]]] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SentenceSupport(_message.Message):
-    __slots__ = ("text", "cited", "support", "verdict")
+    __slots__ = ("text", "cited", "support", "verdict", "supported_by")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     CITED_FIELD_NUMBER: _ClassVar[int]
     SUPPORT_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTED_BY_FIELD_NUMBER: _ClassVar[int]
     text: str
     cited: _containers.RepeatedScalarFieldContainer[int]
     support: float
     verdict: SupportVerdict
-    def __init__(self, text: _Optional[str] = ..., cited: _Optional[_Iterable[int]] = ..., support: _Optional[float] = ..., verdict: _Optional[_Union[SupportVerdict, str]] = ...) -> None: ...
+    supported_by: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, text: _Optional[str] = ..., cited: _Optional[_Iterable[int]] = ..., support: _Optional[float] = ..., verdict: _Optional[_Union[SupportVerdict, str]] = ..., supported_by: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DocumentEvent(_message.Message):
     __slots__ = ("event_id", "occurred_at", "document_id", "uri", "change", "chunk_count", "reason", "access")

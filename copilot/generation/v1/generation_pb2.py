@@ -26,15 +26,15 @@ from copilot.common.v1 import common_pb2 as copilot_dot_common_dot_v1_dot_common
 from copilot.retrieval.v1 import retrieval_pb2 as copilot_dot_retrieval_dot_v1_dot_retrieval__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&copilot/generation/v1/generation.proto\x12\x15\x63opilot.generation.v1\x1a\x1e\x63opilot/common/v1/common.proto\x1a$copilot/retrieval/v1/retrieval.proto\"\xf7\x01\n\rAnswerRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\r\n\x05model\x18\x04 \x01(\t\x12-\n\x08\x61udience\x18\x05 \x03(\x0b\x32\x1b.copilot.common.v1.Audience\x12\x11\n\tuse_tools\x18\x06 \x01(\x08\x12\x14\n\x0curi_prefixes\x18\x07 \x03(\t\x12\x35\n\x0bsearch_mode\x18\x08 \x01(\x0e\x32 .copilot.retrieval.v1.SearchMode\x12\x0e\n\x06rerank\x18\t \x01(\x08\"\x94\x01\n\x0e\x41nswerResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12\x33\n\x05\x66inal\x18\x02 \x01(\x0b\x32\".copilot.generation.v1.AnswerFinalH\x00\x12\x34\n\ttool_call\x18\x03 \x01(\x0b\x32\x1f.copilot.generation.v1.ToolCallH\x00\x42\x06\n\x04kind\"K\n\x08ToolCall\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\targuments\x18\x02 \x01(\t\x12\x0e\n\x06result\x18\x03 \x01(\t\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x08\"\xdb\x01\n\x0b\x41nswerFinal\x12\x16\n\x0einteraction_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x32\n\tcitations\x18\x03 \x03(\x0b\x32\x1f.copilot.generation.v1.Citation\x12\x0f\n\x07refused\x18\x04 \x01(\x08\x12\r\n\x05model\x18\x05 \x01(\t\x12\x37\n\tsentences\x18\x06 \x03(\x0b\x32$.copilot.generation.v1.SentenceCheck\x12\x17\n\x0f\x63onversation_id\x18\x07 \x01(\t\"G\n\x08\x43itation\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12+\n\x07passage\x18\x02 \x01(\x0b\x32\x1a.copilot.common.v1.Passage\"u\n\rSentenceCheck\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05\x63ited\x18\x02 \x03(\x05\x12\x0f\n\x07support\x18\x03 \x01(\x02\x12\x36\n\x07verdict\x18\x04 \x01(\x0e\x32%.copilot.generation.v1.SupportVerdict*\xab\x01\n\x0eSupportVerdict\x12\x1f\n\x1bSUPPORT_VERDICT_UNSPECIFIED\x10\x00\x12\x1d\n\x19SUPPORT_VERDICT_SUPPORTED\x10\x01\x12\x1f\n\x1bSUPPORT_VERDICT_UNSUPPORTED\x10\x02\x12\x1b\n\x17SUPPORT_VERDICT_UNCITED\x10\x03\x12\x1b\n\x17SUPPORT_VERDICT_INVALID\x10\x04\x32l\n\x11GenerationService\x12W\n\x06\x41nswer\x12$.copilot.generation.v1.AnswerRequest\x1a%.copilot.generation.v1.AnswerResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&copilot/generation/v1/generation.proto\x12\x15\x63opilot.generation.v1\x1a\x1e\x63opilot/common/v1/common.proto\x1a$copilot/retrieval/v1/retrieval.proto\"\xf7\x01\n\rAnswerRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x17\n\x0f\x63onversation_id\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\r\n\x05model\x18\x04 \x01(\t\x12-\n\x08\x61udience\x18\x05 \x03(\x0b\x32\x1b.copilot.common.v1.Audience\x12\x11\n\tuse_tools\x18\x06 \x01(\x08\x12\x14\n\x0curi_prefixes\x18\x07 \x03(\t\x12\x35\n\x0bsearch_mode\x18\x08 \x01(\x0e\x32 .copilot.retrieval.v1.SearchMode\x12\x0e\n\x06rerank\x18\t \x01(\x08\"\x94\x01\n\x0e\x41nswerResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12\x33\n\x05\x66inal\x18\x02 \x01(\x0b\x32\".copilot.generation.v1.AnswerFinalH\x00\x12\x34\n\ttool_call\x18\x03 \x01(\x0b\x32\x1f.copilot.generation.v1.ToolCallH\x00\x42\x06\n\x04kind\"K\n\x08ToolCall\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\targuments\x18\x02 \x01(\t\x12\x0e\n\x06result\x18\x03 \x01(\t\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x08\"\xdb\x01\n\x0b\x41nswerFinal\x12\x16\n\x0einteraction_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x32\n\tcitations\x18\x03 \x03(\x0b\x32\x1f.copilot.generation.v1.Citation\x12\x0f\n\x07refused\x18\x04 \x01(\x08\x12\r\n\x05model\x18\x05 \x01(\t\x12\x37\n\tsentences\x18\x06 \x03(\x0b\x32$.copilot.generation.v1.SentenceCheck\x12\x17\n\x0f\x63onversation_id\x18\x07 \x01(\t\"G\n\x08\x43itation\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12+\n\x07passage\x18\x02 \x01(\x0b\x32\x1a.copilot.common.v1.Passage\"\xac\x01\n\rSentenceCheck\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05\x63ited\x18\x02 \x03(\x05\x12\x0f\n\x07support\x18\x03 \x01(\x02\x12\x36\n\x07verdict\x18\x04 \x01(\x0e\x32%.copilot.generation.v1.SupportVerdict\x12\x35\n\x0csupported_by\x18\x05 \x03(\x0b\x32\x1f.copilot.generation.v1.Citation*\xab\x01\n\x0eSupportVerdict\x12\x1f\n\x1bSUPPORT_VERDICT_UNSPECIFIED\x10\x00\x12\x1d\n\x19SUPPORT_VERDICT_SUPPORTED\x10\x01\x12\x1f\n\x1bSUPPORT_VERDICT_UNSUPPORTED\x10\x02\x12\x1b\n\x17SUPPORT_VERDICT_UNCITED\x10\x03\x12\x1b\n\x17SUPPORT_VERDICT_INVALID\x10\x04\x32l\n\x11GenerationService\x12W\n\x06\x41nswer\x12$.copilot.generation.v1.AnswerRequest\x1a%.copilot.generation.v1.AnswerResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'copilot.generation.v1.generation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUPPORTVERDICT']._serialized_start=1028
-  _globals['_SUPPORTVERDICT']._serialized_end=1199
+  _globals['_SUPPORTVERDICT']._serialized_start=1084
+  _globals['_SUPPORTVERDICT']._serialized_end=1255
   _globals['_ANSWERREQUEST']._serialized_start=136
   _globals['_ANSWERREQUEST']._serialized_end=383
   _globals['_ANSWERRESPONSE']._serialized_start=386
@@ -45,8 +45,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ANSWERFINAL']._serialized_end=833
   _globals['_CITATION']._serialized_start=835
   _globals['_CITATION']._serialized_end=906
-  _globals['_SENTENCECHECK']._serialized_start=908
-  _globals['_SENTENCECHECK']._serialized_end=1025
-  _globals['_GENERATIONSERVICE']._serialized_start=1201
-  _globals['_GENERATIONSERVICE']._serialized_end=1309
+  _globals['_SENTENCECHECK']._serialized_start=909
+  _globals['_SENTENCECHECK']._serialized_end=1081
+  _globals['_GENERATIONSERVICE']._serialized_start=1257
+  _globals['_GENERATIONSERVICE']._serialized_end=1365
 # @@protoc_insertion_point(module_scope)

@@ -93,13 +93,15 @@ class Citation(_message.Message):
     def __init__(self, number: _Optional[int] = ..., passage: _Optional[_Union[_common_pb2.Passage, _Mapping]] = ...) -> None: ...
 
 class SentenceCheck(_message.Message):
-    __slots__ = ("text", "cited", "support", "verdict")
+    __slots__ = ("text", "cited", "support", "verdict", "supported_by")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     CITED_FIELD_NUMBER: _ClassVar[int]
     SUPPORT_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTED_BY_FIELD_NUMBER: _ClassVar[int]
     text: str
     cited: _containers.RepeatedScalarFieldContainer[int]
     support: float
     verdict: SupportVerdict
-    def __init__(self, text: _Optional[str] = ..., cited: _Optional[_Iterable[int]] = ..., support: _Optional[float] = ..., verdict: _Optional[_Union[SupportVerdict, str]] = ...) -> None: ...
+    supported_by: _containers.RepeatedCompositeFieldContainer[Citation]
+    def __init__(self, text: _Optional[str] = ..., cited: _Optional[_Iterable[int]] = ..., support: _Optional[float] = ..., verdict: _Optional[_Union[SupportVerdict, str]] = ..., supported_by: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ...) -> None: ...
