@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from opentelemetry import metrics
@@ -55,10 +55,13 @@ class Answer:
     sources: tuple[Source, ...]
     interaction_id: str
     conversation_id: str
-    # Sentences the citation check found unsupported by, or citing no valid, source.
+    # Sentences the citation check found supported by no source given, or citing no valid one.
     doubtful: int = 0
     # "channel": only documents every member may read were used; "private": the asker's own rights.
     scope: Scope = "private"
+    # For each sentence that cites a source which does not support it while another does: that other
+    # source. A wrong citation, not an invented claim; readers are pointed at the right source.
+    supported_instead_by: tuple[Source, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -251,15 +254,7 @@ class BotCore:
         answer = self._generation.answer(token, text, conversation_id, audience, on_delta, question.sources)
         if answer.conversation_id:
             self._conversations.remember_conversation(thread_key, answer.conversation_id)
-        return Answer(
-            answer.text,
-            answer.refused,
-            answer.sources,
-            answer.interaction_id,
-            answer.conversation_id,
-            answer.doubtful,
-            scope,
-        )
+        return replace(answer, scope=scope)
 
     def audience(self, question: Question, asker: KeycloakUser) -> list[list[str]]:
         """The read rights of everyone else who will see the answer, one entry per distinct set. A member

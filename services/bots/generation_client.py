@@ -62,34 +62,35 @@ class GrpcGeneration:
                     if on_delta is not None:
                         on_delta(text)
                 elif reply.HasField("final"):
-                    return self._answer(reply.final)
+                    return answer_from_final(reply.final, self._link_for)
         except grpc.RpcError as exc:
             code = exc.code()  # type: ignore[attr-defined]
             details = exc.details() or code.name  # type: ignore[attr-defined]
             raise ERROR_BY_STATUS.get(code, CopilotError)(details) from exc
         raise DependencyUnavailable("the copilot's answer ended before it was complete")
 
-    def _answer(self, final: generation_pb2.AnswerFinal) -> Answer:
-        sources = tuple(
-            Source(
-                number=c.number,
-                title=c.passage.title or c.passage.uri or c.passage.document_id,
-                uri=c.passage.uri,
-                link=self._link_for(c.passage.uri),
-            )
-            for c in final.citations
-        )
-        return Answer(
-            text=final.answer,
-            refused=final.refused,
-            sources=sources,
-            interaction_id=final.interaction_id,
-            conversation_id=final.conversation_id,
-            doubtful=sum(1 for s in final.sentences if s.verdict in DOUBTFUL_VERDICTS),
-        )
-
     def close(self) -> None:
         self._channel.close()
+
+
+def answer_from_final(final: generation_pb2.AnswerFinal, link_for: Callable[[str], str]) -> Answer:
+    def source(citation: generation_pb2.Citation) -> Source:
+        passage = citation.passage
+        title = passage.title or passage.uri or passage.document_id
+        return Source(citation.number, title, passage.uri, link_for(passage.uri))
+
+    # An uncited sentence is left out: it is most often the model's own framing, and a chat message shows
+    # no per-sentence checks.
+    doubtful = [s for s in final.sentences if s.verdict in DOUBTFUL_VERDICTS]
+    return Answer(
+        text=final.answer,
+        refused=final.refused,
+        sources=tuple(source(c) for c in final.citations),
+        interaction_id=final.interaction_id,
+        conversation_id=final.conversation_id,
+        doubtful=sum(1 for s in doubtful if not s.supported_by),
+        supported_instead_by=tuple(source(s.supported_by[0]) for s in doubtful if s.supported_by),
+    )
 
 
 def link_template(template: str) -> Callable[[str], str]:

@@ -75,6 +75,9 @@ def answer_blocks(answer: Answer, note: str = "") -> list[Block]:
     if answer.doubtful:
         plural = "s are" if answer.doubtful > 1 else " is"
         notes.append(f":warning: {answer.doubtful} sentence{plural} not supported by the sources cited.")
+    for source in dict.fromkeys(answer.supported_instead_by):
+        line = source_line(source.number, source.title, source.uri, source.link)
+        notes.append(f":pushpin: A sentence cites the wrong source; {line} supports it.")
     if answer.scope == "channel":
         notes.append(CHANNEL_SCOPE_NOTE)
     if note:

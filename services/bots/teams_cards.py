@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from services.bots.core import CHANNEL_SCOPE_NOTE, Answer
+from services.bots.core import CHANNEL_SCOPE_NOTE, Answer, Source
 
 CITATION = re.compile(r"\[(\d+)\]")
 FEEDBACK_KEY = "copilot_feedback"
@@ -25,6 +25,12 @@ def _linked_text(answer: Answer) -> str:
     return CITATION.sub(linked, answer.text)
 
 
+def _label(source: Source) -> str:
+    if source.link:
+        return f"[{source.title}]({source.link})"
+    return source.title + (f" ({source.uri})" if source.uri != source.title else "")
+
+
 def _text(text: str, **style: Any) -> dict[str, Any]:
     return {"type": "TextBlock", "text": text, "wrap": True, **style}
 
@@ -34,14 +40,13 @@ def answer_card(answer: Answer, note: str = "") -> Card:
     if answer.sources:
         body.append(_text("Sources", weight="Bolder", size="Small", spacing="Medium"))
         for s in answer.sources:
-            label = (
-                f"[{s.title}]({s.link})" if s.link else s.title + (f" ({s.uri})" if s.uri != s.title else "")
-            )
-            body.append(_text(f"[{s.number}] {label}", size="Small", isSubtle=True, spacing="None"))
+            body.append(_text(f"[{s.number}] {_label(s)}", size="Small", isSubtle=True, spacing="None"))
     notes = []
     if answer.doubtful:
         plural = "s are" if answer.doubtful > 1 else " is"
         notes.append(f"⚠️ {answer.doubtful} sentence{plural} not supported by the sources cited.")
+    for source in dict.fromkeys(answer.supported_instead_by):
+        notes.append(f"📌 A sentence cites the wrong source; [{source.number}] {_label(source)} supports it.")
     if answer.scope == "channel":
         notes.append(CHANNEL_SCOPE_NOTE)
     if note:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from copilot.common.v1 import common_pb2
+from copilot.generation.v1 import generation_pb2
 from services.bots.core import CHANNEL_SCOPE_NOTE, PROBLEM_IN_CHANNEL, Answer, Source
+from services.bots.generation_client import answer_from_final, link_template
 from services.bots.slack import SlackReply
 from services.bots.slack_blocks import CONTEXT_ELEMENTS, SECTION_CHARS, answer_blocks, escape, problem_blocks
 from services.bots.teams_cards import answer_card
@@ -32,6 +35,28 @@ def test_slack_answer_links_citations_lists_sources_and_offers_feedback() -> Non
     actions = blocks[-1]
     assert actions["type"] == "actions" and {e["value"] for e in actions["elements"]} == {"iid-9"}
     assert actions["elements"][2]["style"] == "danger"
+
+
+def test_a_wrong_citation_points_the_reader_at_the_source_that_supports_the_sentence() -> None:
+    # Two sentences cite the runbook for what the memo says: the memo is named once.
+    answer = Answer("Travel is capped [2]. Hiring is frozen [2].", False, (LOCAL,), "iid", "conv", doubtful=0,
+                    supported_instead_by=(MEMO, MEMO))  # fmt: skip
+
+    slack_notes = [
+        e["text"] for b in answer_blocks(answer) if b["type"] == "context" and not b.get("block_id")
+        for e in b["elements"]
+    ]  # fmt: skip
+    teams_body = [b["text"] for b in answer_card(answer)["body"]]
+
+    assert slack_notes == [
+        ":pushpin: A sentence cites the wrong source; "
+        "[1] <https://docs.acme.example/memo|Q3 &lt;budget&gt; memo> supports it."
+    ]
+    assert teams_body[-1] == (
+        "📌 A sentence cites the wrong source; "
+        "[1] [Q3 <budget> memo](https://docs.acme.example/memo) supports it."
+    )
+    assert not any("not supported" in line for line in [*slack_notes, *teams_body])
 
 
 def test_slack_long_answers_split_into_sections_within_slacks_limit() -> None:
@@ -130,3 +155,28 @@ def test_slack_ephemeral_replies_post_once_and_never_stream() -> None:
     reply.answer(ANSWER)
     assert [k for k, _ in client.calls] == ["ephemeral"]
     assert client.calls[0][1]["user"] == "U1" and client.calls[0][1]["thread_ts"] == "1.0"
+
+
+def test_a_chat_answer_counts_claims_no_source_supports_apart_from_wrong_citations() -> None:
+    memo = generation_pb2.Citation(
+        number=1, passage=common_pb2.Passage(title="Budget memo", uri="https://docs.acme.example/memo")
+    )
+    runbook = generation_pb2.Citation(number=2, passage=common_pb2.Passage(title="Runbook", uri="runbook.md"))
+    g = generation_pb2
+    final = g.AnswerFinal(
+        answer="a",
+        citations=[runbook],
+        sentences=[
+            g.SentenceCheck(verdict=g.SUPPORT_VERDICT_SUPPORTED),
+            g.SentenceCheck(verdict=g.SUPPORT_VERDICT_UNSUPPORTED, supported_by=[memo]),  # a wrong citation
+            g.SentenceCheck(verdict=g.SUPPORT_VERDICT_UNSUPPORTED),
+            g.SentenceCheck(verdict=g.SUPPORT_VERDICT_INVALID),
+            g.SentenceCheck(verdict=g.SUPPORT_VERDICT_UNCITED, supported_by=[memo]),
+        ],
+    )
+
+    answer = answer_from_final(final, link_template(""))
+
+    assert answer.doubtful == 2
+    assert answer.supported_instead_by == (Source(1, "Budget memo", memo.passage.uri, memo.passage.uri),)
+    assert answer.sources == (Source(2, "Runbook", "runbook.md", ""),)
