@@ -123,6 +123,7 @@ def run_variant(
                 refused=final.refused,
                 cited=[passage_ref(p) for p in cited],
                 verdicts=[verdict_name(s.verdict) for s in final.sentences],
+                miscited=sum(1 for s in final.sentences if s.supported_by),
                 latency_ms=answered.total_ms,
                 first_token_ms=answered.first_token_ms,
                 search_ms=search_ms,

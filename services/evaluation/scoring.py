@@ -22,13 +22,14 @@ SUPPORTED = "supported"
 LATENCIES = ("latency_ms", "first_token_ms", "search_ms")
 LATENCY_STATS = ("mean", "p50", "p90", "p95")
 # Metrics where a smaller figure is the better one.
-_LOWER_IS_BETTER = ("false_refusal",)
+_LOWER_IS_BETTER = ("false_refusal", "miscited_share")
 
 LABELS = {
     "mrr": "MRR",
     "citation_precision": "citation precision",
     "citation_recall": "citation recall",
     "supported_share": "supported sentences",
+    "miscited_share": "wrongly cited sentences",
     "correct_refusal": "correct refusals",
     "false_refusal": "false refusals",
     "no_leak": "no forbidden source",
@@ -65,6 +66,7 @@ def quality_metrics(retrieval_k: Sequence[int]) -> list[str]:
         "citation_precision",
         "citation_recall",
         "supported_share",
+        "miscited_share",
         "correct_refusal",
         "false_refusal",
         "no_leak",
@@ -103,6 +105,8 @@ class Observation:
     search_ms: float
     interaction_id: str = ""
     model: str = ""
+    # Sentences that another given source supports while what they cite does not (or they cite nothing).
+    miscited: int = 0
     # Passages the answer was written from, for human review; not kept in reports.
     passages: list[Any] = field(default_factory=list, repr=False)
 
@@ -174,6 +178,7 @@ def score_item(
         metrics["citation_recall"] = recall
     if seen.verdicts:
         metrics["supported_share"] = sum(v == SUPPORTED for v in seen.verdicts) / len(seen.verdicts)
+        metrics["miscited_share"] = seen.miscited / len(seen.verdicts)
     if item.must_refuse:
         metrics["correct_refusal"] = 1.0 if seen.refused else 0.0
     else:

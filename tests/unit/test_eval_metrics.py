@@ -178,6 +178,7 @@ def test_score_item_against_hand_computed_values() -> None:
         latency_ms=1200,
         first_token_ms=300,
         search_ms=40,
+        miscited=1,  # the unsupported sentence: another given source supports it
     )
     result = score_item(item, "alice", "finance", seen, [1, 3], similarity=lambda a, b: 0.5)
     m = result.metrics
@@ -188,6 +189,7 @@ def test_score_item_against_hand_computed_values() -> None:
     assert m["citation_precision"] == 0.5  # memo yes, expense policy no
     assert m["citation_recall"] == 0.5  # memo found, approval limits not cited
     assert m["supported_share"] == 0.5
+    assert m["miscited_share"] == 0.25
     assert m["false_refusal"] == 0.0 and m["correct_refusal"] is None
     assert m["no_leak"] == 1.0
     assert m["token_f1"] == pytest.approx(2 * (2 / 5) / (2 / 5 + 1))  # 2 of 5 tokens, both reference tokens
@@ -206,7 +208,8 @@ def test_score_item_for_a_question_that_must_be_refused() -> None:
         [], "The documents available to you do not cover this question.", True, [], [], 1, 1, 1
     )
     m = score_item(item, "bob", "engineering", refused, [5]).metrics
-    assert m["correct_refusal"] == 1.0 and m["no_leak"] == 1.0 and m["supported_share"] is None
+    assert m["correct_refusal"] == 1.0 and m["no_leak"] == 1.0
+    assert m["supported_share"] is None and m["miscited_share"] is None
 
 
 def test_summary_means_skip_questions_a_metric_does_not_apply_to() -> None:
