@@ -245,29 +245,36 @@ def _corpus_passages() -> list[tuple[str, str]]:
     return passages
 
 
-def score_ungrounded() -> Score:
+def score_ungrounded() -> tuple[Score, Score]:
     """Generation's citation check (the real MiniLM embedder) and the monitor's reading of its verdicts,
-    on a set built from the sample corpus: a sentence of the cited passage, cited (grounded); a sentence of
-    another document's passage, cited as if the first said it (ungrounded); and a sentence of the cited
-    passage with one figure changed (ungrounded: the classic wrong number)."""
+    on a set built from the sample corpus. Two passages are given, [1] and one of another document as [2];
+    each answer is one sentence citing [1]: a sentence of [1] (grounded); a sentence of [2] (ungrounded: a
+    wrong citation); a sentence of a third document, not given (ungrounded: no source says it); and a
+    sentence of [1] with one figure changed (ungrounded: the classic wrong number).
+
+    Returns the ungrounded flag (either finding) and, separately, whether a wrong citation is told apart:
+    the "cite the wrong source" finding on the sentences of [2] only."""
     rng = random.Random(13)
     verifier = CitationVerifier(MiniLmEmbedder())
     detector = UngroundedDetector()
     passages = _corpus_passages()
-    score = Score()
+    ungrounded_score, miscited_score = Score(), Score()
+
+    def long_sentences(text: str) -> list[str]:
+        return [s for s in split_sentences(text) if len(s.split()) >= 6]
+
     for document, text in passages:
-        sentences = [s for s in split_sentences(text) if len(s.split()) >= 6]
+        sentences = long_sentences(text)
         if not sentences:
             continue
-        grounded = rng.choice(sentences)
-        elsewhere = [t for d, t in passages if d != document]
-        foreign = rng.choice(
-            [s for s in split_sentences(rng.choice(elsewhere)) if len(s.split()) >= 6] or [""]
-        )
+        elsewhere = [(d, t) for d, t in passages if d != document]
+        other_document, other_text = rng.choice(elsewhere)
+        not_given = [t for d, t in elsewhere if d != other_document]
         cases = [
-            (grounded, False, "sentence of the cited passage"),
-            (foreign, True, "sentence of another document"),
-        ]
+            (rng.choice(sentences), False, False, "sentence of the cited passage"),
+            (rng.choice(long_sentences(other_text) or [""]), True, True, "sentence of the other given passage"),
+            (rng.choice(long_sentences(rng.choice(not_given)) or [""]), True, False, "sentence of a document not given"),
+        ]  # fmt: skip
         with_figure = [s for s in sentences if _FIGURE.search(s)]
         if with_figure:
             original = rng.choice(with_figure)
@@ -275,25 +282,31 @@ def score_ungrounded() -> Score:
             assert figure is not None
             changed = str(int(re.sub(r"\D", "", figure.group()) or 0) * 3 + 7)
             altered = original[: figure.start()] + changed + original[figure.end() :]
-            cases.append((altered, True, "cited passage's sentence, one figure changed"))
-        passage = common_pb2.Passage(chunk_id=f"{document}#0", title=document, text=text)
-        for sentence, ungrounded, kind in cases:
+            cases.append((altered, True, False, "cited passage's sentence, one figure changed"))
+        given = [
+            common_pb2.Passage(chunk_id=f"{document}#0", title=document, text=text),
+            common_pb2.Passage(chunk_id=f"{other_document}#0", title=other_document, text=other_text),
+        ]
+        for sentence, ungrounded, miscited, kind in cases:
             if not sentence:
                 continue
             answer = sentence.rstrip(".") + " [1]."
             event = events_pb2.InteractionEvent(
-                event_id="bench", answer=answer, passages=[passage], cited_sources=[1]
+                event_id="bench", answer=answer, passages=given, cited_sources=[1]
             )
-            for check in verifier.verify(answer, [passage]):
+            for check in verifier.verify(answer, given):
                 event.sentences.add(
                     text=check.text,
                     cited=check.cited,
                     support=check.support,
                     verdict=events_pb2.SupportVerdict.Value(f"SUPPORT_VERDICT_{check.verdict.upper()}"),
+                    supported_by=check.supported_by,
                 )
-            flagged = any("not supported" in f.reason for f in detector.inspect(event))
-            score.add(ungrounded, flagged, kind)
-    return score
+            reasons = [f.reason for f in detector.inspect(event)]
+            wrong_source = any("wrong source" in r for r in reasons)
+            ungrounded_score.add(ungrounded, wrong_source or any("not supported" in r for r in reasons), kind)
+            miscited_score.add(miscited, wrong_source, kind)
+    return ungrounded_score, miscited_score
 
 
 def flags(findings: list[Finding]) -> bool:
@@ -347,7 +360,7 @@ def run(console: Console) -> str:
     indirect = score_indirect_injection()
     latency = score_latency()
     length = score_length()
-    ungrounded = score_ungrounded()
+    ungrounded, miscited = score_ungrounded()
     elapsed = time.perf_counter() - started
 
     rows = [(f"pii: {kind}", s) for kind, s in pii.items()]
@@ -360,6 +373,7 @@ def run(console: Console) -> str:
         ("refusal (model's own words)", refusal),
         ("prompt_injection in a passage (indirect, no ingest mark)", indirect),
         ("ungrounded (generation's verdicts, built set)", ungrounded),
+        ("ungrounded: a wrong citation told apart (built set)", miscited),
         ("latency outliers (synthetic series)", latency),
         ("length outliers (synthetic series)", length),
     ]
@@ -392,10 +406,15 @@ ingest's own mark is a second chance; either is enough).
 
 Ungrounded: generation's citation check with the real MiniLM embedder (`CitationVerifier`) writes the
 sentence verdicts, and the monitor flags the unsupported ones; the set is built from the sample corpus's
-Markdown paragraphs, one answer sentence each, labelled by construction. A small set (100 sentences),
-and its grounded sentences are verbatim: paraphrases, the hard case for the check, are not in it.
+Markdown paragraphs, one answer sentence each citing [1], labelled by construction. Each answer is given
+two passages: the one it cites and one of another document as [2]. A sentence of [2] is a wrong citation
+(the monitor should say which source supports it, and flag it low); a sentence of a document not given
+or with a changed figure is a claim no source makes (flagged medium). A small set, and its grounded
+sentences are verbatim: paraphrases, the hard case for the check, are not in it.
 
 {by_source("ungrounded", ungrounded)}
+
+{by_source("wrong citation told apart", miscited)}
 
 Latency and length: seeded synthetic series, {SERIES_EVENTS:,} events for each of {len(SERIES_MODELS)} models
 interleaved, lognormal like a steady service (sigma 0.3 for latency, 0.35 for word counts), with
