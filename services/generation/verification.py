@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -134,85 +134,71 @@ class CitationVerifier:
         sentences = split_sentences(answer)
         claims = [strip_markers(s) for s in sentences]
         cited = [cited_numbers(s) for s in sentences]
-        used = sorted({n for numbers in cited for n in numbers if 1 <= n <= len(passages)})
-        passage_sentences = {n: _sentences_of(passages[n - 1]) for n in used}
-        texts = [c for c, numbers in zip(claims, cited, strict=True) if numbers]
-        texts += [s for n in used for s in passage_sentences[n]]
-        vectors = iter(self._embedder.embed(texts)) if texts else iter(())
-        claim_vectors = [next(vectors) if numbers else [] for numbers in cited]
-        passage_vectors = {n: [next(vectors) for _ in passage_sentences[n]] for n in used}
-        checks = self._judge(sentences, claims, cited, claim_vectors, passages, passage_vectors)
-        return self._with_supporters(checks, claims, cited, claim_vectors, passages, passage_vectors)
+        given = range(1, len(passages) + 1)
+        vectors = _Vectors(self._embedder, claims, passages)
+        vectors.embed(
+            [i for i, numbers in enumerate(cited) if numbers], {n for c in cited for n in c if n in given}
+        )
+        checks = [self._judge(i, sentence, cited[i], vectors, given) for i, sentence in enumerate(sentences)]
 
-    def _with_supporters(
-        self,
-        checks: list[SentenceCheck],
-        claims: Sequence[str],
-        cited: Sequence[list[int]],
-        claim_vectors: list[list[float]],
-        passages: Sequence[common_pb2.Passage],
-        passage_vectors: dict[int, list[list[float]]],
-    ) -> list[SentenceCheck]:
-        """Scores each sentence in doubt against the passages it does not cite. Only those are embedded
-        here, so a well-cited answer costs no more than before."""
+        # A sentence in doubt is scored against the passages it does not cite. Only then are those embedded,
+        # so a well-cited answer costs no more.
         doubtful = [i for i, c in enumerate(checks) if c.verdict != "supported" and content_words(claims[i])]
-        if not doubtful:
-            return checks
-        unseen = [n for n in range(1, len(passages) + 1) if n not in passage_vectors]
-        unseen_sentences = [_sentences_of(passages[n - 1]) for n in unseen]
-        uncited = [i for i in doubtful if not cited[i]]
-        texts = [claims[i] for i in uncited] + [s for group in unseen_sentences for s in group]
-        vectors = iter(self._embedder.embed(texts)) if texts else iter(())
-        for i in uncited:
-            claim_vectors[i] = next(vectors)
-        for n, group in zip(unseen, unseen_sentences, strict=True):
-            passage_vectors[n] = [next(vectors) for _ in group]
+        if doubtful:
+            vectors.embed(doubtful, set(given))
         for i in doubtful:
-            scores = {
-                n: self._support(claims[i], claim_vectors[i], passages[n - 1].text, passage_vectors[n])
-                for n in range(1, len(passages) + 1)
-                if n not in cited[i]
-            }
+            scores = {n: vectors.support(i, n) for n in given if n not in cited[i]}
             supporters = [n for n, score in scores.items() if score >= self._threshold]
             checks[i] = replace(checks[i], supported_by=sorted(supporters, key=lambda n: -scores[n]))
         return checks
 
     def _judge(
-        self,
-        sentences: Sequence[str],
-        claims: Sequence[str],
-        cited: Sequence[list[int]],
-        claim_vectors: Sequence[Sequence[float]],
-        passages: Sequence[common_pb2.Passage],
-        passage_vectors: dict[int, list[list[float]]],
-    ) -> list[SentenceCheck]:
-        checks = []
-        for sentence, claim, numbers, vector in zip(sentences, claims, cited, claim_vectors, strict=True):
-            if not numbers:
-                checks.append(SentenceCheck(sentence, [], 0.0, "uncited"))
-                continue
-            valid = [n for n in numbers if 1 <= n <= len(passages)]
-            support = max(
-                (self._support(claim, vector, passages[n - 1].text, passage_vectors[n]) for n in valid),
-                default=0.0,
-            )
-            verdict: Verdict
-            if len(valid) < len(numbers):
-                verdict = "invalid"
-            elif support >= self._threshold:
-                verdict = "supported"
-            else:
-                verdict = "unsupported"
-            checks.append(SentenceCheck(sentence, numbers, support, verdict))
-        return checks
+        self, i: int, sentence: str, numbers: list[int], vectors: _Vectors, given: range
+    ) -> SentenceCheck:
+        if not numbers:
+            return SentenceCheck(sentence, [], 0.0, "uncited")
+        valid = [n for n in numbers if n in given]
+        support = max((vectors.support(i, n) for n in valid), default=0.0)
+        verdict: Verdict
+        if len(valid) < len(numbers):
+            verdict = "invalid"
+        elif support >= self._threshold:
+            verdict = "supported"
+        else:
+            verdict = "unsupported"
+        return SentenceCheck(sentence, numbers, support, verdict)
 
-    @staticmethod
-    def _support(
-        claim: str, claim_vector: Sequence[float], passage: str, sentence_vectors: Sequence[Sequence[float]]
-    ) -> float:
-        cosine = max(_cosine(claim_vector, v) for v in sentence_vectors)
-        blended = W_COSINE * cosine + W_LEXICAL * lexical_overlap(claim, passage)
-        return number_match(claim, passage) * blended
+
+class _Vectors:
+    """The embeddings of an answer's claims and of its passages' sentences, each made once, when needed."""
+
+    def __init__(
+        self, embedder: Embedder, claims: Sequence[str], passages: Sequence[common_pb2.Passage]
+    ) -> None:
+        self._embedder = embedder
+        self._claims = claims
+        self._passages = passages
+        self._claim_vectors: dict[int, list[float]] = {}
+        self._sentence_vectors: dict[int, list[list[float]]] = {}
+
+    def embed(self, claims: Iterable[int], passages: Iterable[int]) -> None:
+        """Embeds, in one call, the claims (by index) and passages (by number) not embedded yet."""
+        new_claims = [i for i in claims if i not in self._claim_vectors]
+        new_passages = sorted(n for n in set(passages) if n not in self._sentence_vectors)
+        groups = [_sentences_of(self._passages[n - 1]) for n in new_passages]
+        texts = [self._claims[i] for i in new_claims] + [s for group in groups for s in group]
+        vectors = iter(self._embedder.embed(texts)) if texts else iter(())
+        for i in new_claims:
+            self._claim_vectors[i] = next(vectors)
+        for n, group in zip(new_passages, groups, strict=True):
+            self._sentence_vectors[n] = [next(vectors) for _ in group]
+
+    def support(self, claim: int, passage: int) -> float:
+        """support(s, p) of the module docstring, for claim index ``claim`` and passage number ``passage``."""
+        text, passage_text = self._claims[claim], self._passages[passage - 1].text
+        cosine = max(_cosine(self._claim_vectors[claim], v) for v in self._sentence_vectors[passage])
+        blended = W_COSINE * cosine + W_LEXICAL * lexical_overlap(text, passage_text)
+        return number_match(text, passage_text) * blended
 
 
 def _sentences_of(passage: common_pb2.Passage) -> list[str]:

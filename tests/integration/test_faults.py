@@ -45,13 +45,13 @@ from copilot.vectorstore.remote import RemoteChunkStore
 from services.generation.answerer import Answerer, AnswerPolicy
 from services.generation.engine import EngineCatalog, build_engine
 from services.generation.retrieval_client import GrpcPassageSource
-from services.generation.service import GenerationServicer
 from services.generation.settings import GenerationSettings
 from services.generation.verification import CitationVerifier
 from services.ingest.access import Access
 from services.ingest.pipeline import IngestPipeline
 from services.retrieval.settings import RetrievalSettings
 from tests.conftest import REPO, free_port
+from tests.integration.generation_standins import serve_generation
 
 MODEL = "smollm2-135m"
 STORE_KEY = "faults-store-key-0123456789"
@@ -177,15 +177,7 @@ def stack(
             b"faults-key",
             verifier=CitationVerifier(embedder),
         )
-        server = GrpcServer(
-            "generation", GenerationSettings(port=0, auth=auth_settings), TokenVerifier(auth_settings)
-        )
-        slot = server.add_service(
-            generation_pb2_grpc.add_GenerationServiceServicer_to_server,
-            "copilot.generation.v1.GenerationService",
-        )
-        server.start()
-        slot.fill(GenerationServicer(answerer))
+        server = serve_generation(answerer, auth_settings)
         server.set_serving(True)
         stub = generation_pb2_grpc.GenerationServiceStub(open_channel(f"127.0.0.1:{server.port}"))
         stack = Stack(stub, retrieval, publisher, kafka_port, broker, tmp)
