@@ -171,12 +171,11 @@ def test_a_wrong_citation_names_the_given_source_that_does_support_the_sentence(
         (check,) = verifier.verify(sentence.replace("[1]", f"[{own}]"), sources)
         wrongly_repointed += bool(check.supported_by)
         outcomes.append((sentence, check.verdict, check.supported_by))
-    # 20 of 21 and 1 of 16 when this was written: the one true sentence the verifier already misses
-    # ("...when the OrdersDbPrimaryDown alert fires", support 0.60), and "Unused vacation days are paid
-    # out" pointed at the carry-over section, which says they are *not* paid out: the same words score as
-    # support (see the module docstring of verification.py).
+    # 20 of 21: the one true sentence the verifier already misses ("...when the OrdersDbPrimaryDown alert
+    # fires", support 0.60). None of the 16 false ones: "Unused vacation days are paid out" was pointed at
+    # the carry-over section, which says they are *not* paid out, until contradictions scored half.
     assert found / len(true_claims) >= 0.9, outcomes
-    assert wrongly_repointed / len(false_claims) <= 0.1, outcomes
+    assert wrongly_repointed == 0, outcomes
 
 
 def test_only_a_sentence_in_doubt_is_scored_against_the_sources_it_does_not_cite(
@@ -198,3 +197,141 @@ def test_only_a_sentence_in_doubt_is_scored_against_the_sources_it_does_not_cite
         ("uncited", [3]),
         ("unsupported", []),  # no source says it
     ]
+
+
+SHUTDOWN = ("everyone/vacation-policy.md", "Company shutdown")
+TIME_OFF = ("everyone/vacation-policy.md", "Requesting time off")
+TEMPLATE = ("legal/nda-policy.md", "Which template to use")
+RECORDS = ("legal/nda-policy.md", "Record keeping")
+SECURITY = ("everyone/remote-work-policy.md", "Security rules")
+AFTER_FAILOVER = ("engineering/database-failover.md", "After the failover")
+DEPARTMENT_HEADS = ("finance/q3-2026-budget-memo.md", "What department heads must do")
+HEADCOUNT = ("finance/q3-2026-budget-memo.md", "Headcount")
+# Sections of the HTML documents, as text (section() reads Markdown).
+SUBMITTING = (
+    "Submit every expense in Expensify within 30 days of the purchase. Claims submitted later than 90 days "
+    "are rejected. An itemised receipt is required for any expense over 25 USD. Approved expenses are "
+    "reimbursed in the next bi-weekly payroll run. Your manager approves your expenses. Managers cannot "
+    "approve their own expenses or those of anyone they report to."
+)
+MEALS = (
+    "Meals, domestic travel: 75 USD per day. Alcohol is not reimbursed. Meals, international travel: "
+    "100 USD per day. Alcohol is not reimbursed."
+)
+GIFTS = (
+    "Customer meals and events are limited to 150 USD per attendee and need the name and company of every "
+    "guest on the claim. Gifts to customers must stay under 100 USD per person per year; gifts to "
+    "government officials are not allowed."
+)
+CARDS = (
+    "Employees who travel more than 4 times a year can apply for an Acme corporate card. The monthly card "
+    "limit is 10,000 USD. Personal purchases on the corporate card are not allowed, and unreceipted card "
+    "charges older than 60 days are deducted from pay."
+)
+PAGING = (
+    "If the primary does not acknowledge a page in time, PagerDuty escalates to the secondary, and after "
+    "another 10 minutes to the engineering manager on duty."
+)
+SWAPS = (
+    "Swaps must be entered in PagerDuty at least 48 hours in advance and agreed with the person taking "
+    "your shift. New engineers shadow two rotations before they join the schedule."
+)
+FLIGHTS = (
+    "Book flights through Navan at least 14 days before departure when possible. Economy class is the "
+    "standard for flights under 6 hours; premium economy is allowed for flights of 6 hours or longer. "
+    "Business class needs approval from your Vice President."
+)
+
+# (sentence, its source, whether the source supports it): sentences that turn their source's negation
+# around, and faithful sentences that keep it (some in other words). The first 38 were written while the
+# rule was chosen; the last 20 (from the HTML documents) afterwards, and scored once: 9 of 10 each.
+NEGATION_SET: list[tuple[str, tuple[str, str] | str, bool]] = [
+    ("Unused vacation days are paid out at the end of the year [1].", CARRY_OVER, False),
+    ("Carried-over days are paid out when they expire on 31 March [1].", CARRY_OVER, False),
+    ("Shutdown days count against your vacation allowance [1].", SHUTDOWN, False),
+    (
+        "Warehouse staff in the Fremont plant can take vacation during the inventory week [1].",
+        TIME_OFF,
+        False,
+    ),
+    ("Sales representatives and engineers may sign the NDA template [1].", SIGNING, False),
+    ("Residuals clauses are accepted in our NDAs [1].", TERMS, False),
+    ("Robot control source code may be shared under an NDA alone [1].", TEMPLATE, False),
+    ("NDAs that are not stored in Ironclad still count as signed [1].", RECORDS, False),
+    ("Company robots and prototypes may be taken abroad [1].", ABROAD, False),
+    ("Working from countries under US export sanctions is allowed [1].", ABROAD, False),
+    ("Printing confidential documents at home is permitted [1].", SECURITY, False),
+    ("Using public Wi-Fi without the VPN is fine [1].", SECURITY, False),
+    ("You may start a manual failover during the nightly backup window [1].", FAILOVER, False),
+    ("Unused travel budget rolls over into Q4 [1].", DEPARTMENT_HEADS, False),
+    ("Production deploys are allowed on Fridays [1].", WINDOWS, False),
+    ("The old primary should be started as a second leader [1].", AFTER_FAILOVER, False),
+    ("Backfills for departures do not need CFO approval [1].", HEADCOUNT, False),
+    ("Employees cannot work from another country [1].", ABROAD, False),
+    ("Carried-over vacation days are not paid out [1].", CARRY_OVER, True),
+    ("Carried-over days expire on 31 March [1].", CARRY_OVER, True),
+    ("Shutdown days do not count against your vacation allowance [1].", SHUTDOWN, True),
+    ("Fremont warehouse staff cannot take vacation during the annual inventory week [1].", TIME_OFF, True),
+    ("Sales representatives may send the NDA template but may not sign it [1].", SIGNING, True),
+    ("Residuals clauses are not accepted [1].", TERMS, True),
+    ("Never share robot control source code under an NDA alone [1].", TEMPLATE, True),
+    ("NDAs missing from Ironclad are treated as not signed [1].", RECORDS, True),
+    ("Company robots and prototypes must not be taken abroad [1].", ABROAD, True),
+    ("You may not work from countries under US export sanctions [1].", ABROAD, True),
+    ("Printing confidential documents at home is not permitted [1].", SECURITY, True),
+    ("Never use public Wi-Fi without the GlobalProtect VPN [1].", SECURITY, True),
+    (
+        "Do not start a manual failover in the nightly backup window unless the primary is unreachable [1].",
+        FAILOVER,
+        True,
+    ),
+    ("Unused travel budget does not roll over into Q4 [1].", DEPARTMENT_HEADS, True),
+    ("There are no production deploys on Fridays or weekends [1].", WINDOWS, True),
+    ("Never start the old primary as a second leader [1].", AFTER_FAILOVER, True),
+    ("Backfills for departures need CFO approval [1].", HEADCOUNT, True),
+    ("Production deploys are not allowed on Fridays [1].", WINDOWS, True),
+    ("Unused travel budget is lost at the end of Q3 rather than moved to Q4 [1].", DEPARTMENT_HEADS, True),
+    ("Shutdown days are paid [1].", SHUTDOWN, True),
+    ("Managers can approve their own expenses [1].", SUBMITTING, False),
+    ("Alcohol with meals is reimbursed [1].", MEALS, False),
+    ("Gifts to government officials are allowed [1].", GIFTS, False),
+    ("Personal purchases on the corporate card are allowed [1].", CARDS, False),
+    ("Claims submitted later than 90 days are not rejected [1].", SUBMITTING, False),
+    ("An itemised receipt is not required for expenses over 25 USD [1].", SUBMITTING, False),
+    ("New engineers do not shadow any rotations before joining the schedule [1].", SWAPS, False),
+    ("Business class does not need approval [1].", FLIGHTS, False),
+    ("If the primary does not acknowledge a page, PagerDuty does not escalate [1].", PAGING, False),
+    ("Unreceipted card charges are never deducted from pay [1].", CARDS, False),
+    ("Managers cannot approve their own expenses [1].", SUBMITTING, True),
+    ("Alcohol is not reimbursed on domestic or international travel [1].", MEALS, True),
+    ("You are not allowed to give gifts to government officials [1].", GIFTS, True),
+    ("The corporate card must not be used for personal purchases [1].", CARDS, True),
+    ("Claims submitted more than 90 days late are rejected [1].", SUBMITTING, True),
+    ("Expenses over 25 USD need an itemised receipt [1].", SUBMITTING, True),
+    ("New engineers shadow two rotations before they join the schedule [1].", SWAPS, True),
+    ("Business class is not allowed without approval from your Vice President [1].", FLIGHTS, True),
+    (
+        "If the primary does not acknowledge a page in time, PagerDuty escalates to the secondary [1].",
+        PAGING,
+        True,
+    ),
+    ("Managers may not approve expenses of anyone they report to [1].", SUBMITTING, True),
+]
+
+
+def test_a_sentence_that_turns_its_sources_negation_around_is_unsupported(verifier: CitationVerifier) -> None:
+    """Before contradictions scored half, 1 of the 28 contradictions here was unsupported; now 23 are,
+    and 28 of the 30 faithful sentences stay supported (a negation said in other words, "missing from"
+    or "without approval", is the rest)."""
+    caught, kept, outcomes = 0, 0, []
+    for sentence, source, supported in NEGATION_SET:
+        text = source if isinstance(source, str) else section(*source)
+        (check,) = verifier.verify(sentence, [passage(text)])
+        outcomes.append((sentence, check.verdict, round(check.support, 3)))
+        if supported:
+            kept += check.verdict == "supported"
+        else:
+            caught += check.verdict == "unsupported"
+    contradictions = sum(1 for *_, supported in NEGATION_SET if not supported)
+    assert caught / contradictions >= 0.8, outcomes
+    assert kept / (len(NEGATION_SET) - contradictions) >= 0.9, outcomes
