@@ -176,7 +176,6 @@ class DevIssuer:
             "scope": "openid profile email",
         }
 
-
     def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """The token endpoint: the grant named in the form."""
         grant = form.get("grant_type")
@@ -294,6 +293,7 @@ def _user_representation(user: DevUser) -> dict[str, Any]:
         "enabled": True,
         "firstName": first,
         "lastName": last,
+        "attributes": {"tenant": [user.tenant]} if user.tenant else {},
     }
 
 

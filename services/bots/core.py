@@ -74,8 +74,9 @@ class Question:
     thread: str
     # True when other people will see the answer (a channel message, not a DM or a private reply).
     shared: bool
-    # Emails of the other people who will see the answer; None for a member that has none (a guest
-    # without email, another bot): that member can only be assumed to read what everyone may.
+    # Emails of the other people who will see the answer; None for a person who has none the platform
+    # vouches for (a guest, an unconfirmed email): then nobody there can be shown a document. Bots and
+    # deactivated accounts are not listed: they read nothing.
     members: Callable[[], Sequence[str | None]] = field(default=lambda: ())
     # Uri prefixes the channel is configured to answer from; empty means every document.
     sources: tuple[str, ...] = ()
@@ -117,6 +118,20 @@ class Generation(Protocol):
 PRIVATE_NOTE = (
     "Only you can see this. The answer in the channel could use only documents every member of the "
     "channel may read, and those did not cover your question; this answer uses your own access."
+)
+OUTSIDERS_NOTE = (
+    "Only you can see this. Someone in the channel is outside your organisation or could not be matched to "
+    "a copilot account, so no document may be shown there; this answer uses your own access."
+)
+# What such a channel sees instead of an answer: no document, no source, no hint of what exists.
+OUTSIDERS_IN_CHANNEL = Answer(
+    text="I can't answer from our documents in this channel: not everyone here can be checked against "
+    "them. I've answered the asker privately.",
+    refused=True,
+    sources=(),
+    interaction_id="",
+    conversation_id="",
+    scope="channel",
 )
 CHANNEL_SCOPE_NOTE = "Answered from documents every member of this channel may read."
 HELP = "Ask me a question about our documents, for example: what is our travel policy?"
@@ -228,6 +243,11 @@ class BotCore:
         sink.start()
         token = self._tokens.token_for(asker)
         audience = self.audience(question, asker) if question.shared else []
+        if audience is None:
+            own = self._ask(token, text, question, asker, "private", [], None)
+            sink.answer(OUTSIDERS_IN_CHANNEL)
+            sink.private(own, OUTSIDERS_NOTE)
+            return "private"
         scope: Scope = "channel" if question.shared else "private"
         answer = self._ask(token, text, question, asker, scope, audience, sink.stream)
         if answer.refused and question.shared:
@@ -256,25 +276,35 @@ class BotCore:
             self._conversations.remember_conversation(thread_key, answer.conversation_id)
         return replace(answer, scope=scope)
 
-    def audience(self, question: Question, asker: KeycloakUser) -> list[list[str]]:
-        """The read rights of everyone else who will see the answer, one entry per distinct set. A member
-        who cannot be resolved counts as someone who may read only what everyone may (fail closed)."""
+    def audience(self, question: Question, asker: KeycloakUser) -> list[list[str]] | None:
+        """The read rights of everyone else who will see the answer, one entry per distinct set.
+
+        None when someone who will see it cannot be vouched for: a member of another tenant (a shared or
+        external channel), one who matches no user (a guest, no verified email, a failed lookup), or a
+        member list that cannot be fetched or is longer than the bot checks. ACL entries mean something
+        only within a tenant (``everyone`` is everyone in the asker's), so such a channel may be shown no
+        document at all.
+        """
         try:
             emails = list(question.members())
-        except Exception as exc:  # noqa: BLE001 (no member list: answer as for anyone)
-            log.warning("cannot list the members of %s (%s); answering for everyone", question.thread, exc)
+        except Exception as exc:  # noqa: BLE001 (no member list: nobody can be vouched for)
+            log.warning("cannot list the members of %s (%s); answering privately", question.thread, exc)
             self._metrics.failures.add(1, {"platform": question.platform, "reason": "members_unavailable"})
-            return [list(EVERYONE_ONLY)]
+            return None
         if len(emails) > self._max_audience_members:
-            return [list(EVERYONE_ONLY)]
+            log.info("%s has more than %d members; answering privately", question.thread, len(emails))
+            return None
         rights: set[tuple[str, ...]] = set()
         for email in emails:
             try:
                 member = self.who_is(email)
             except CopilotError as exc:
-                log.warning("cannot resolve a member of %s (%s); failing closed", question.thread, exc)
-                member = None
-            rights.add(tuple(member.acl_entries()) if member is not None else EVERYONE_ONLY)
+                log.warning("cannot resolve a member of %s (%s); answering privately", question.thread, exc)
+                return None
+            if member is None or not member.tenant or member.tenant != asker.tenant:
+                log.info("%s has a member outside the asker's tenant; answering privately", question.thread)
+                return None
+            rights.add(tuple(member.acl_entries()))
         # Members with exactly the asker's rights narrow nothing.
         rights.discard(tuple(asker.acl_entries()))
         return [list(r) for r in sorted(rights)]

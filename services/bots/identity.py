@@ -22,6 +22,9 @@ from services.bots.settings import KeycloakClientSettings
 
 log = logging.getLogger(__name__)
 
+#: The Keycloak user attribute the realm maps to the tokens' ``tenant`` claim
+#: (helm/copilot/files/keycloak-realm.json); the services read a caller's tenant from that claim.
+TENANT_ATTRIBUTE = "tenant"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (a URN, not a secret)
 # Tokens are renewed this long before they expire, so none expires on its way to the service.
 TOKEN_MARGIN_S = 60.0
@@ -33,9 +36,12 @@ class KeycloakUser:
     username: str
     email: str
     groups: tuple[str, ...] = ()
+    # Empty when the user has none: such a user reads no document, and shares an organisation with no one.
+    tenant: str = ""
 
     def acl_entries(self) -> list[str]:
-        """The ACL entries this user holds, as the services derive them from the user's token."""
+        """The ACL entries this user holds, as the services derive them from the user's token. They mean
+        something only within the user's tenant: ``group:finance`` of another tenant is another group."""
         return sorted({f"user:{self.username}", "everyone", *(f"group:{g}" for g in self.groups)})
 
 
@@ -152,7 +158,13 @@ class KeycloakDirectory:
             username=str(user["username"]),
             email=str(user.get("email", "")),
             groups=tuple(sorted({str(g["name"]) for g in groups})),
+            tenant=_first(user.get("attributes", {}).get(TENANT_ATTRIBUTE)),
         )
+
+
+def _first(values: Any) -> str:
+    # Keycloak keeps every attribute as a list of strings.
+    return str(values[0]) if isinstance(values, list) and values else ""
 
 
 class KeycloakTokenExchange:

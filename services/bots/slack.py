@@ -79,9 +79,7 @@ class SlackPeople:
         """The user's email if Slack says it is confirmed; None for bots, deactivated users, hidden and
         unconfirmed emails (anyone can type an unconfirmed one, e.g. a colleague's)."""
         user = self.user(user_id)
-        if user.get("deleted") or user.get("is_bot") or user.get("is_app_user"):
-            return None
-        if user.get("is_email_confirmed") is not True:
+        if _reads_nothing(user) or user.get("is_email_confirmed") is not True:
             return None
         email = user.get("profile", {}).get("email")
         return str(email) if email else None
@@ -100,11 +98,18 @@ class SlackPeople:
             if member in exclude:
                 continue
             try:
+                if _reads_nothing(self.user(member)):
+                    continue
                 emails.append(self.email_of(member))
             except CopilotError as exc:
                 log.warning("cannot look up channel member %s (%s); failing closed", member, exc)
                 emails.append(None)
         return emails
+
+
+def _reads_nothing(user: dict[str, Any]) -> bool:
+    """Bots, apps and deactivated accounts: no person reads a channel through them."""
+    return bool(user.get("deleted") or user.get("is_bot") or user.get("is_app_user"))
 
 
 class SlackReply:

@@ -50,10 +50,11 @@ def test_users_are_found_by_exact_verified_email_with_their_groups(keycloak: Dev
     directory = KeycloakDirectory(_settings(keycloak, BOT))
     alice = directory.user_by_email("Alice@acme.example")
     assert alice is not None
-    assert (alice.id, alice.username, alice.groups) == (
+    assert (alice.id, alice.username, alice.groups, alice.tenant) == (
         keycloak.users["alice"].subject,
         "alice",
         ("finance",),
+        "acme",
     )
     assert directory.user_by_email("alice@acme") is None, "exact match only"
     assert directory.user_by_email("nobody@acme.example") is None

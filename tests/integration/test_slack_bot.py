@@ -317,14 +317,17 @@ def test_an_unconfirmed_slack_email_is_not_trusted(stack: SlackStack) -> None:
     assert not shows_secret_figure(_texts(stack.slack.calls))
 
 
-def test_members_that_cannot_be_resolved_narrow_the_answer_to_everyone(stack: SlackStack) -> None:
+def test_a_guest_in_the_channel_leaves_it_no_document_and_the_asker_gets_the_answer_privately(
+    stack: SlackStack,
+) -> None:
+    """A guest (no email Slack vouches for) may be from anywhere, so even documents for everyone in the
+    organisation stay out of the channel; the bot user in it reads nothing and does not count."""
     stack.mention("UALICE", "CGUEST", VACATION_QUESTION)
-    wait_for(lambda: stack.generation.calls, what="answer")
-    assert stack.generation.calls[0].audience == [["everyone"]]
-    final = wait_for(
-        lambda: [c for c in stack.slack.called("chat.update") if c.args.get("blocks")], what="final"
-    )
-    assert "25 days" in final[-1].args["text"]
+    ephemeral = wait_for(lambda: stack.slack.called("chat.postEphemeral", user="UALICE"), what="ephemeral")[0]
+    assert [c.audience for c in stack.generation.calls] == [[]], "one question, with alice's rights alone"
+    assert "25 days" in json.dumps(ephemeral.args["blocks"])
+    channel_view = _texts(stack.slack.called("chat.postMessage") + stack.slack.called("chat.update"))
+    assert "25 days" not in channel_view and "not everyone here can be checked" in channel_view
 
 
 def test_bad_signatures_and_replayed_timestamps_are_rejected(stack: SlackStack) -> None:

@@ -91,6 +91,8 @@ class MicrosoftStandIn:
     aad_key: rsa.RSAPrivateKey
     calls: list[ConnectorCall] = field(default_factory=list)
     rejected_tokens: int = 0
+    # Who a channel's member list names; tests that need someone else there set it.
+    channel_members: list[str] = field(default_factory=lambda: ["29:alice", "29:bob"])
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> str:
@@ -153,7 +155,7 @@ class MicrosoftStandIn:
     def answer(self, method: str, path: str) -> Any:
         parts = path.strip("/").split("/")
         if method == "GET" and parts[-1] == "pagedmembers":
-            return {"members": [_member(m) for m in MEMBERS], "continuationToken": None}
+            return {"members": [_member(m) for m in self.channel_members], "continuationToken": None}
         if method == "GET" and parts[-2] == "members":
             return _member(parts[-1])
         if method == "POST" and parts == ["v3", "conversations"]:
@@ -176,6 +178,7 @@ class MicrosoftStandIn:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.channel_members = ["29:alice", "29:bob"]
 
 
 def _member(member_id: str) -> dict[str, Any]:
@@ -358,6 +361,19 @@ def _cards(calls: list[ConnectorCall]) -> list[dict[str, Any]]:
     return [a["content"] for c in calls for a in c.body.get("attachments") or []]
 
 
+def test_a_channel_member_without_a_copilot_account_leaves_the_channel_no_document(stack: TeamsStack) -> None:
+    """Dave (another organisation's address, no copilot account) might read anything he is shown, so the
+    channel gets no document, not even one for everyone at acme; alice gets her answer personally."""
+    stack.microsoft.channel_members = ["29:alice", "29:bob", "29:dave"]
+    assert stack.send(stack.message("29:alice", FINANCE_QUESTION)).status_code in (200, 201)
+    wait_for(lambda: len(_cards(stack.microsoft.sent())) == 2, what="both cards")
+    assert [c.audience for c in stack.generation.calls] == [[]], "one question, with alice's rights alone"
+    channel_card = json.dumps(_cards([c for c in stack.microsoft.sent() if CHANNEL in c.path]))
+    assert "not everyone here can be checked" in channel_card and not shows_secret_figure(channel_card)
+    private_card = json.dumps(_cards(stack.microsoft.sent_personally()))
+    assert "412,000" in private_card and "outside your organisation" in private_card
+
+
 def test_channel_question_is_narrowed_to_the_team_and_the_asker_gets_a_personal_answer(
     stack: TeamsStack,
 ) -> None:
@@ -371,8 +387,7 @@ def test_channel_question_is_narrowed_to_the_team_and_the_asker_gets_a_personal_
 
     channel_ask, private_ask = stack.generation.calls
     assert channel_ask.username == "alice" and channel_ask.claims["azp"] == BOT_CLIENT.client_id
-    # Bob may read less; dave has no copilot account, so he counts as someone who reads only "everyone".
-    assert channel_ask.audience == [["everyone"], BOB_ACL]
+    assert channel_ask.audience == [BOB_ACL], "bob may read less"
     assert private_ask.audience == []
 
     in_channel = [c for c in stack.microsoft.sent() if CHANNEL in c.path]
@@ -499,7 +514,7 @@ def test_follow_ups_in_a_reply_chain_continue_the_conversation(stack: TeamsStack
     opening, follow_up, elsewhere = stack.generation.calls
     assert opening.conversation_id == "" and follow_up.conversation_id, "a reply continues its chain"
     assert elsewhere.conversation_id == "", "a new chain starts a new conversation"
-    assert all(c.audience == [["everyone"], BOB_ACL] for c in stack.generation.calls)
+    assert all(c.audience == [BOB_ACL] for c in stack.generation.calls)
 
 
 def test_a_disabled_channel_says_so_and_asks_nothing(stack: TeamsStack) -> None:

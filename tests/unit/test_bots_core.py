@@ -16,12 +16,25 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from copilot.errors import DependencyUnavailable, InvalidInput, PermissionDenied
-from services.bots.core import PRIVATE_NOTE, Answer, AnswerTimedOut, BotCore, Metrics, Question, Source
+from services.bots.core import (
+    OUTSIDERS_IN_CHANNEL,
+    OUTSIDERS_NOTE,
+    PRIVATE_NOTE,
+    Answer,
+    AnswerTimedOut,
+    BotCore,
+    Metrics,
+    Question,
+    Source,
+)
 from services.bots.identity import KeycloakUser
 
-ALICE = KeycloakUser("id-alice", "alice", "alice@acme.example", ("finance",))
-BOB = KeycloakUser("id-bob", "bob", "bob@acme.example", ("engineering",))
-ALICE_TWIN = KeycloakUser("id-alice2", "alice2", "alice2@acme.example", ("finance",))
+ALICE = KeycloakUser("id-alice", "alice", "alice@acme.example", ("finance",), tenant="acme")
+BOB = KeycloakUser("id-bob", "bob", "bob@acme.example", ("engineering",), tenant="acme")
+ALICE_TWIN = KeycloakUser("id-alice2", "alice2", "alice2@acme.example", ("finance",), tenant="acme")
+# Same group name, another organisation: group:finance of globex is not acme's finance.
+MALLORY = KeycloakUser("id-mallory", "mallory", "mallory@globex.example", ("finance",), tenant="globex")
+NO_TENANT = KeycloakUser("id-nt", "nt", "nt@acme.example", ("finance",))
 REFUSAL = "The documents available to you do not cover this question."
 
 
@@ -114,7 +127,7 @@ def _core(
 ) -> tuple[BotCore, Generation, InMemoryMetricReader]:
     reader = InMemoryMetricReader()
     generation = generation or Generation()
-    directory = directory or Directory({u.email: u for u in (ALICE, BOB, ALICE_TWIN)})
+    directory = directory or Directory({u.email: u for u in (ALICE, BOB, ALICE_TWIN, MALLORY, NO_TENANT)})
     core = BotCore(
         directory,
         Tokens(),
@@ -153,15 +166,29 @@ def _counts(reader: InMemoryMetricReader, name: str) -> dict[str, int]:
 
 def test_audience_has_one_entry_set_per_distinct_member_right_and_drops_the_askers_own() -> None:
     core, _, _ = _core()
-    members = ["bob@acme.example", "alice2@acme.example", "bob@acme.example", "stranger@x.example", None]
+    members = ["bob@acme.example", "alice2@acme.example", "bob@acme.example", "alice@acme.example"]
     audience = core.audience(_question(members=members), ALICE)
-    assert audience == [["everyone"], ["everyone", "group:engineering", "user:bob"], ALICE_TWIN.acl_entries()]
+    assert audience == [["everyone", "group:engineering", "user:bob"], ALICE_TWIN.acl_entries()]
 
 
-def test_members_whose_lookup_fails_count_as_everyone_only() -> None:
+@pytest.mark.parametrize(
+    "member",
+    [
+        "mallory@globex.example",  # another tenant, holding a group of the same name
+        "nt@acme.example",  # a user with no tenant
+        "stranger@x.example",  # no copilot account
+        None,  # a guest whose email the platform does not vouch for
+    ],
+)
+def test_a_member_who_cannot_be_vouched_for_leaves_the_channel_no_document(member: str | None) -> None:
+    core, _, _ = _core()
+    assert core.audience(_question(members=["bob@acme.example", member]), ALICE) is None
+
+
+def test_members_whose_lookup_fails_leave_the_channel_no_document() -> None:
     directory = Directory({u.email: u for u in (ALICE, BOB)}, broken={"bob@acme.example"})
     core, _, _ = _core(directory=directory)
-    assert core.audience(_question(members=["bob@acme.example"]), ALICE) == [["everyone"]]
+    assert core.audience(_question(members=["bob@acme.example"]), ALICE) is None
 
 
 def test_a_member_list_that_cannot_be_fetched_fails_closed() -> None:
@@ -171,14 +198,29 @@ def test_a_member_list_that_cannot_be_fetched_fails_closed() -> None:
         raise RuntimeError("slack down")
 
     question = Question("slack", "q", lambda: "alice@acme.example", "T:C:1", True, broken)
-    assert core.audience(question, ALICE) == [["everyone"]]
+    assert core.audience(question, ALICE) is None
     assert _counts(reader, "copilot.bots.failures") == {"members_unavailable": 1}
 
 
-def test_channels_larger_than_the_limit_are_answered_for_everyone() -> None:
+def test_channels_larger_than_the_limit_leave_the_channel_no_document() -> None:
     core, _, _ = _core(max_members=2)
     members = ["alice2@acme.example"] * 3
-    assert core.audience(_question(members=members), ALICE) == [["everyone"]]
+    assert core.audience(_question(members=members), ALICE) is None
+
+
+def test_a_channel_with_someone_from_another_tenant_gets_no_document_and_the_asker_a_private_answer() -> None:
+    """The leak this guards against: mallory (globex) in a shared channel held "group:finance", which the
+    search matched against acme's finance documents as if she were acme's."""
+    core, generation, _ = _core()
+    sink = Sink()
+    outcome = core.handle(_question(members=["mallory@globex.example"]), sink)
+    assert outcome == "private"
+    assert sink.kinds() == ["start", "answer", "private"]
+    assert sink.events[1][1] is OUTSIDERS_IN_CHANNEL
+    private, note = cast(tuple[Answer, str], sink.events[2][1])
+    assert not private.refused and private.scope == "private" and note == OUTSIDERS_NOTE
+    # Only one question went to the copilot, with the asker's rights and to the asker alone.
+    assert [c[2] for c in generation.calls] == [[]]
 
 
 def test_channel_refusal_with_a_private_answer_goes_to_the_asker_privately() -> None:
