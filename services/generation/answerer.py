@@ -5,6 +5,7 @@ report the interaction."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,17 @@ from services.generation.prompt import REFUSAL, SYSTEM_RULES, build_messages, bu
 from services.generation.tools import ToolCall
 from services.generation.tools.documents import PassageSource
 from services.generation.verification import SentenceCheck
+
+#: Longest conversation id a client may send (ids we make are UUIDs); it also keys the Kafka events.
+MAX_CONVERSATION_ID_CHARS = 128
+
+
+def history_scope(audience: Sequence[common_pb2.Audience], uri_prefixes: Sequence[str]) -> str:
+    """Who else an answer is for and which sources it may draw on. Turns share history only within one
+    scope: an earlier answer, written from what its own audience may read, must not reach a later turn
+    shown to someone who may read less, or limited to other sources."""
+    readers = sorted("\n".join(sorted(member.acl_entries)) for member in audience)
+    return json.dumps([readers, sorted(uri_prefixes)])
 
 
 class InteractionSink(Protocol):
@@ -155,6 +167,11 @@ class Answerer:
         question = question.strip()
         if not question:
             raise InvalidInput("question is empty")
+        if "\x00" in question:
+            raise InvalidInput("question contains a NUL character")
+        if len(conversation_id) > MAX_CONVERSATION_ID_CHARS:
+            limit = MAX_CONVERSATION_ID_CHARS
+            raise InvalidInput(f"conversation_id is {len(conversation_id)} characters; the limit is {limit}")
         if len(question) > self._policy.max_question_chars:
             raise InvalidInput(
                 f"question is {len(question)} characters; the limit is {self._policy.max_question_chars}"
@@ -169,8 +186,9 @@ class Answerer:
             )
         timings = _Timings()
         interaction_id = str(uuid.uuid4())
+        scope = history_scope(audience, uri_prefixes)
         history = (
-            self._conversations.history(principal.subject, conversation_id)
+            self._conversations.history(principal.subject, conversation_id, scope)
             if self._conversations is not None and conversation_id
             else []
         )
@@ -201,7 +219,7 @@ class Answerer:
                 engine, interaction_id, principal, conversation_id, question, REFUSAL, [], [], True, [],
                 0, 0, timings,
             )  # fmt: skip
-            self._remember(principal, conversation_id, query, REFUSAL)
+            self._remember(principal, conversation_id, scope, query, REFUSAL)
             yield AnswerDone(interaction_id, REFUSAL, [], True, engine.model_name, conversation_id, [])
             return
 
@@ -240,7 +258,7 @@ class Answerer:
             completion_tokens,
             timings,
         )
-        self._remember(principal, conversation_id, query, answer)
+        self._remember(principal, conversation_id, scope, query, answer)
         yield AnswerDone(
             interaction_id, answer, citations, refused, engine.model_name, conversation_id, sentences, given
         )
@@ -258,11 +276,13 @@ class Answerer:
             return question
         return rewritten
 
-    def _remember(self, principal: Principal, conversation_id: str, query: str, answer: str) -> None:
+    def _remember(
+        self, principal: Principal, conversation_id: str, scope: str, query: str, answer: str
+    ) -> None:
         # The standalone form is kept: the next follow-up is rewritten against it, and it needs no
         # earlier turn to be understood once those have been dropped.
         if self._conversations is not None:
-            self._conversations.append(principal.subject, conversation_id, Turn(query, answer))
+            self._conversations.append(principal.subject, conversation_id, Turn(query, answer), scope)
 
     def _report(
         self,

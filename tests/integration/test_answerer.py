@@ -203,6 +203,48 @@ def test_another_user_with_the_same_conversation_id_does_not_see_the_history(set
     assert setup.source.queries[-1] == "What did I ask before?"
 
 
+@pytest.mark.parametrize(
+    ("narrowed", "why"),
+    [
+        ({"audience": [common_pb2.Audience(acl_entries=["everyone", "user:bob"])]}, "bob may read less"),
+        ({"uri_prefixes": ["everyone/"]}, "the sources are limited"),
+    ],
+)
+def test_history_does_not_cross_into_a_turn_narrowed_differently(
+    setup: Setup, narrowed: dict[str, object], why: str
+) -> None:
+    """The first answer was written from what alice alone may read; a follow-up shown to bob too (a bot
+    channel), or limited to other sources, must not get it back through the history."""
+    first = ask(setup.answerer, ALICE, FIRST_QUESTION)
+    setup.engine.calls.clear()
+
+    ask(setup.answerer, ALICE, "And part-time ones?", first.conversation_id, **narrowed)
+
+    (call,) = setup.engine.calls  # no rewrite: no history in this scope
+    assert not mentions(call, FIRST_QUESTION), why
+    # Asked the same way again, the conversation goes on with its own history.
+    setup.engine.calls.clear()
+    ask(setup.answerer, ALICE, "And interns?", first.conversation_id)
+    assert mentions(setup.engine.calls[-1], FIRST_QUESTION)
+
+
+@pytest.mark.parametrize(
+    ("question", "conversation_id", "message"),
+    [
+        ("What is the\x00 travel budget?", "", "question contains a NUL character"),
+        (FIRST_QUESTION, "c" * 129, "conversation_id is 129 characters; the limit is 128"),
+    ],
+)
+def test_bad_questions_and_conversation_ids_are_invalid_input(
+    setup: Setup, question: str, conversation_id: str, message: str
+) -> None:
+    """A NUL cannot be stored by the monitor's PostgreSQL, and a conversation id keys the Kafka events:
+    a 3 MB one made the interaction event too large to publish, hiding it from the monitor."""
+    with pytest.raises(InvalidInput, match=message):
+        ask(setup.answerer, ALICE, question, conversation_id)
+    assert setup.events.published == []
+
+
 def test_a_refusal_needs_no_model_call_and_still_names_the_conversation(setup: Setup) -> None:
     setup.source.passages = [common_pb2.Passage(chunk_id="x", text="Unrelated.", score=0.1)]
 
