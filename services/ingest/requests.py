@@ -6,7 +6,11 @@ offsets are committed once every record read is durable: its chunks written, a f
 spooled, or the record dead-lettered. A crash therefore re-reads at most the records in hand, and the
 pipeline's content and access hashes make those re-reads no-ops. A record that fails because a backing
 system is down is read again after a pause rather than given up, and so is everything after it in its
-partition.
+partition, as are the later records of its document (from any partition): a partition's committed
+position never passes a record that was not handled. A record that cannot be read (no value, not an
+``IngestRequestEvent``) is dead-lettered, one too large to dead-letter as it is goes there as a reference
+to where it lies, and nothing unexpected ends the consumer's thread: it logs, reads the records in hand
+again after a pause, and carries on.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 from kafka.structs import TopicPartition
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -81,29 +85,51 @@ class IngestRequestConsumer:
         self._dead_letters.close()
 
     def _run(self) -> None:
+        # Nothing may end this thread: the service would go on reporting healthy while no request is read.
         while not self._stop.is_set():
-            records = [r for batch in self._consumer.poll(timeout_ms=500).values() for r in batch]
-            if records:
-                self._handle_together(records)
+            records: list[ConsumerRecord] = []
+            try:
+                records = [r for batch in self._consumer.poll(timeout_ms=500).values() for r in batch]
+                if records:
+                    self._handle_together(records)
+            except Exception:
+                log.exception(
+                    "ingest request consumer failed on %d records in hand; reading them again in %.0f s",
+                    len(records),
+                    self._retry_after_s,
+                )
+                self._read_again(_first_offsets(records))
+                self._stop.wait(self._retry_after_s)
+
+    def _read_again(self, offsets: Mapping[TopicPartition, int]) -> None:
+        for partition, offset in offsets.items():
+            try:
+                self._consumer.seek(partition, offset)
+            except Exception as exc:  # no longer assigned: its new owner reads from the committed offset
+                log.warning(
+                    "cannot rewind %s/%d to %d: %s", partition.topic, partition.partition, offset, exc
+                )
 
     def _handle_together(self, records: list[ConsumerRecord]) -> None:
-        # Requests for one document share a lane and keep their order; lanes run side by side.
+        # Requests for one document share a lane and keep their order; lanes run side by side. A lane may
+        # hold records of several partitions (the same document keyed differently, or partitions added).
         lanes: dict[Hashable, list[_Decoded]] = {}
         for record in records:
             decoded = _decode(record)
             request = decoded[1]
-            if isinstance(request, DecodeError):
+            if isinstance(request, str):
                 lane: Hashable = (record.topic, record.partition, record.offset)
             else:
                 lane = (request.tenant, request.uri)
             lanes.setdefault(lane, []).append(decoded)
-        read_again: dict[TopicPartition, int] = {}
+        unhandled: list[ConsumerRecord] = []
         done = 0
-        for handled, stopped_at in self._workers.map(self._handle_in_order, lanes.values()):
+        for handled, not_handled in self._workers.map(self._handle_in_order, lanes.values()):
             done += handled
-            if stopped_at is not None:
-                partition = TopicPartition(stopped_at.topic, stopped_at.partition)
-                read_again[partition] = min(read_again.get(partition, stopped_at.offset), stopped_at.offset)
+            unhandled.extend(not_handled)
+        # Each partition is read again from its first record not handled: the one that stopped its lane,
+        # or one after it in the lane, in whichever partition that lies.
+        read_again = _first_offsets(unhandled)
         for partition, offset in read_again.items():
             # Later records of the partition that did succeed are read again too; that is a no-op.
             self._consumer.seek(partition, offset)
@@ -116,12 +142,13 @@ class IngestRequestConsumer:
         if read_again:
             self._stop.wait(self._retry_after_s)
 
-    def _handle_in_order(self, records: list[_Decoded]) -> tuple[int, ConsumerRecord | None]:
-        """Handles one document's records in turn; how many were handled, and the one to read again."""
+    def _handle_in_order(self, records: list[_Decoded]) -> tuple[int, list[ConsumerRecord]]:
+        """Handles one document's records in turn; how many were handled, and those that were not (the
+        one that stopped the lane and every one after it), to be read again."""
         for handled, (record, request) in enumerate(records):
             try:
-                self._handle(record, request)
-            except _Retry as exc:
+                self._handle_or_dead_letter(record, request)
+            except Exception as exc:  # _Retry, or a dead letter that could not be sent
                 log.warning(
                     "ingest request %s/%d@%d not handled (%s); retrying in %.0f s",
                     record.topic,
@@ -130,15 +157,29 @@ class IngestRequestConsumer:
                     exc,
                     self._retry_after_s,
                 )
-                return handled, record
-        return len(records), None
+                return handled, [r for r, _ in records[handled:]]
+        return len(records), []
 
-    def _handle(self, record: ConsumerRecord, request: events_pb2.IngestRequestEvent | DecodeError) -> None:
-        token = otel_context.attach(extract_headers(record.headers))
+    def _handle_or_dead_letter(
+        self, record: ConsumerRecord, request: events_pb2.IngestRequestEvent | str
+    ) -> None:
+        try:
+            self._handle(record, request)
+        except _Retry:
+            raise
+        except Exception as exc:
+            # A bug outside the pipeline (tracing, a header) must not block the partition either.
+            log.exception("ingest request %s/%d@%d failed", record.topic, record.partition, record.offset)
+            self._dead_letter(record, f"handling the request failed unexpectedly: {exc!r}")
+
+    def _handle(self, record: ConsumerRecord, request: events_pb2.IngestRequestEvent | str) -> None:
+        # A header may carry no value; it cannot carry trace context either.
+        carried = [(k, v) for k, v in record.headers or () if isinstance(v, bytes)]
+        token = otel_context.attach(extract_headers(carried))
         try:
             with tracer.start_as_current_span("ingest.request", kind=trace.SpanKind.CONSUMER):
-                if isinstance(request, DecodeError):
-                    self._dead_letter(record, f"undecodable IngestRequestEvent: {request}")
+                if isinstance(request, str):
+                    self._dead_letter(record, request)
                     return
                 problem = _malformed(request)
                 if problem:
@@ -204,22 +245,72 @@ class IngestRequestConsumer:
     def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
         # Committed right after, so the broker must have the dead letter before we move on.
         try:
-            self._dead_letters.send(record, reason).get(timeout=30)
+            try:
+                self._dead_letters.send(record, reason).get(timeout=30)
+            except (MessageSizeTooLargeError, TypeError, ValueError) as exc:
+                # Kafka will never take the record as it is (the reason header pushes a record near the
+                # size limit over it; a record with neither key nor value cannot be produced). Waiting
+                # would block the partition for good, so a reference to where it lies goes instead.
+                log.error(
+                    "ingest request %s/%d@%d cannot be dead-lettered as it is (%s); dead-lettering a"
+                    " reference to it instead. Its value (%s bytes) stays only in %s until retention"
+                    " removes it",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc,
+                    "no" if record.value is None else f"{len(record.value):,}",
+                    record.topic,
+                )
+                self._dead_letters.send(
+                    _reference(record), f"{reason} [{_coordinates(record)} not copied: {exc}]"
+                ).get(timeout=30)
         except KafkaError as exc:
             raise _Retry(f"dead-letter topic unreachable: {exc}") from exc
 
 
 #: A record and the request it holds, or why it holds none.
-_Decoded = tuple[ConsumerRecord, events_pb2.IngestRequestEvent | DecodeError]
+_Decoded = tuple[ConsumerRecord, events_pb2.IngestRequestEvent | str]
+
+#: Above this, a key or the headers are left out of a dead letter that stands in for its record.
+_REFERENCE_KEEPS_BYTES = 16 * 1024
 
 
 def _decode(record: ConsumerRecord) -> _Decoded:
+    if record.value is None:
+        return record, "IngestRequestEvent without a value (a null-value, tombstone, record)"
     request = events_pb2.IngestRequestEvent()
     try:
         request.ParseFromString(record.value)
-    except DecodeError as exc:
-        return record, exc
+    except (DecodeError, TypeError, ValueError) as exc:
+        return record, f"undecodable IngestRequestEvent: {exc}"
     return record, request
+
+
+def _first_offsets(records: list[ConsumerRecord]) -> dict[TopicPartition, int]:
+    """Each partition's lowest offset among ``records``."""
+    first: dict[TopicPartition, int] = {}
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
+        first[partition] = min(first.get(partition, record.offset), record.offset)
+    return first
+
+
+def _coordinates(record: ConsumerRecord) -> str:
+    return f"{record.topic}/{record.partition}@{record.offset}"
+
+
+def _reference(record: ConsumerRecord) -> ConsumerRecord:
+    """A small record standing in for ``record`` in the dead-letter topic: its coordinates for a value,
+    and its key and headers where they are small and well-formed."""
+    key = record.key if isinstance(record.key, bytes) and len(record.key) <= _REFERENCE_KEEPS_BYTES else None
+    headers = list(record.headers or ())
+    well_formed = all(isinstance(k, str) and isinstance(v, bytes) for k, v in headers)
+    if not well_formed or sum(len(k) + len(v) for k, v in headers) > _REFERENCE_KEEPS_BYTES:
+        headers = []
+    size = "no value" if record.value is None else f"{len(record.value):,} bytes"
+    value = f"not copied: the record at {_coordinates(record)} ({size})".encode()
+    return record._replace(key=key, value=value, headers=headers)
 
 
 def _malformed(request: events_pb2.IngestRequestEvent) -> str:
