@@ -5,7 +5,10 @@ interaction. A whole poll's interactions are stored in one transaction of a few 
 committed only after that; the store ignores event ids it already has, so a crash or a replay neither loses
 nor duplicates flags. Only then do the newly stored interactions go to the sampled tier and their findings
 to the alerts, so neither ever sees an event that a crash could still take back. A record that cannot be
-decoded goes to the dead-letter topic with the reason; a store failure rewinds the batch and retries it.
+decoded goes to the dead-letter topic with the reason. A batch the store refuses for what it holds (a data
+error) is stored again a record at a time, and the record refused on its own is dead-lettered too, so it
+cannot block the others forever; any other store failure (the database down) rewinds the batch and retries
+it. Dead letters are sent once the store has committed, and offsets committed once the broker has them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from google.protobuf.message import DecodeError
 from kafka.consumer.fetcher import ConsumerRecord
 from opentelemetry import context as otel_context
@@ -35,6 +39,9 @@ tracer = trace.get_tracer("copilot-monitor")
 _RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 # What became of an interaction whose fate the batch's store call decides.
 _PENDING = "pending"
+# Failures that come from what a record holds rather than from the database or broker being away: the same
+# record fails the same way on every retry.
+_REFUSED = (sa.exc.DataError, sa.exc.IntegrityError, ValueError)
 
 Alerts = Callable[[events_pb2.InteractionEvent, Sequence[Finding]], object]
 
@@ -74,8 +81,10 @@ class MonitorConsumer:
         self._metrics = metrics or MonitorMetrics()
         self._sampled = sampled
         self._alerts = alerts
-        # The current batch's decoded interactions and their findings, stored together at its end.
+        # The current batch's decoded interactions and their findings, stored together at its end, and the
+        # records for the dead-letter topic with their reasons, sent once the batch is stored.
         self._pending: list[tuple[events_pb2.InteractionEvent, list[Finding]]] = []
+        self._rejected: list[tuple[ConsumerRecord, str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="monitor-consumer", daemon=True)
         self.processed = 0
@@ -95,11 +104,18 @@ class MonitorConsumer:
             batches = self._consumer.poll(timeout_ms=500)
             if not batches:
                 continue
+            records = [record for partition_records in batches.values() for record in partition_records]
             try:
-                with self._store.batch():
-                    self._pending = []
-                    outcomes = [self._handle(record) for records in batches.values() for record in records]
-                    stored = self._store.record_many(self._pending)
+                try:
+                    outcomes, stored = self._store_records(records)
+                except _REFUSED:
+                    log.exception(
+                        "the store refused a batch; storing its %d records one at a time", len(records)
+                    )
+                    outcomes, stored = self._store_each(records)
+                for record, reason in self._rejected:
+                    self._dead_letters.send(record, reason)
+                self._rejected = []
                 self._dead_letters.flush()
                 self._consumer.commit()
                 failures = 0
@@ -119,6 +135,40 @@ class MonitorConsumer:
             except Exception:
                 # The batch is stored and committed; a bug here must not stop the consumer.
                 log.exception("reporting a stored batch failed")
+
+    def _store_records(self, records: Sequence[ConsumerRecord]) -> tuple[list[tuple[str, str]], list[bool]]:
+        """Handles the records and stores them in one transaction; returns what became of each record (see
+        ``_handle``) and of each pending interaction."""
+        with self._store.batch():
+            self._pending, self._rejected = [], []
+            outcomes = [self._handle(record) for record in records]
+            stored = self._store.record_many(self._pending)
+        return outcomes, stored
+
+    def _store_each(self, records: Sequence[ConsumerRecord]) -> tuple[list[tuple[str, str]], list[bool]]:
+        """``_store_records`` for each record in a transaction of its own, after their batch was refused; a
+        record refused again goes to the dead-letter topic with the reason, and the others are stored."""
+        outcomes: list[tuple[str, str]] = []
+        stored: list[bool] = []
+        pending: list[tuple[events_pb2.InteractionEvent, list[Finding]]] = []
+        rejected: list[tuple[ConsumerRecord, str]] = []
+        for record in records:
+            try:
+                done, fates = self._store_records([record])
+            except _REFUSED as exc:
+                log.exception("the store refused %s/%d@%d", record.topic, record.partition, record.offset)
+                first_line = str(exc).partition("\n")[0][:500]
+                self._pending = []
+                self._rejected = [
+                    (record, f"the monitor store refused it: {type(exc).__name__}: {first_line}")
+                ]
+                done, fates = [(record.topic, "dead_lettered")], []
+            outcomes += done
+            stored += fates
+            pending += self._pending
+            rejected += self._rejected
+        self._pending, self._rejected = pending, rejected
+        return outcomes, stored
 
     def _after_commit(self, outcomes: list[tuple[str, str]], stored: list[bool]) -> None:
         """Counts the batch, logs it, and hands its new interactions on to the sampled tier and the alerts."""
@@ -173,13 +223,14 @@ class MonitorConsumer:
             otel_context.detach(token)
 
     def _dead_letter(self, record: ConsumerRecord, reason: str) -> str:
-        self._dead_letters.send(record, reason)
+        # Sent once the batch is stored: a batch retried after a failure must not send it twice.
+        self._rejected.append((record, reason))
         return "dead_lettered"
 
     def _interaction(self, record: ConsumerRecord) -> str:
         event = events_pb2.InteractionEvent()
         try:
-            event.ParseFromString(record.value)
+            event.ParseFromString(_value(record))
         except DecodeError as exc:
             return self._dead_letter(record, f"undecodable InteractionEvent: {exc}")
         if not event.event_id:
@@ -190,7 +241,7 @@ class MonitorConsumer:
     def _feedback(self, record: ConsumerRecord) -> str:
         event = events_pb2.FeedbackEvent()
         try:
-            event.ParseFromString(record.value)
+            event.ParseFromString(_value(record))
         except DecodeError as exc:
             return self._dead_letter(record, f"undecodable FeedbackEvent: {exc}")
         if not event.event_id:
@@ -204,3 +255,10 @@ class MonitorConsumer:
             extra=log_fields(interaction_id=event.interaction_id, feedback_id=event.event_id),
         )
         return "stored"
+
+
+def _value(record: ConsumerRecord) -> bytes:
+    """The record's value; a record without one (a tombstone) cannot hold an event."""
+    if not isinstance(record.value, bytes):
+        raise DecodeError("the record has no value (a null-value, tombstone, record)")
+    return record.value

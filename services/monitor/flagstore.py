@@ -4,6 +4,8 @@ SQLite by default (a file, or ``:memory:`` in tests), PostgreSQL in production (
 ``postgresql+psycopg://`` URL), through SQLAlchemy Core. Alembic migrations run when the store opens. Every
 write is one transaction keyed on the event id, so a replayed Kafka message changes nothing. The consumer
 stores a whole Kafka batch with ``record_many``: a few multi-row statements instead of a few per event.
+Every value written or looked up has its NUL characters replaced by U+FFFD (``schema.without_nul``), as
+PostgreSQL refuses them in text.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from services.monitor.schema import (
     insert_many_ignoring_duplicates,
     interactions,
     now_us,
+    without_nul,
 )
 
 # Fixed so that flag ids stay the same across processes and replays.
@@ -112,7 +115,8 @@ def _flag_rows(event_id: str, findings: Sequence[Finding], now: int) -> list[dic
             "detector": finding.detector,
             "severity": int(finding.severity),
             "reason": finding.reason,
-            "evidence": json.dumps(list(finding.evidence), ensure_ascii=False),
+            # JSON would keep a NUL as the escape \u0000, which reads back as NUL.
+            "evidence": json.dumps(without_nul(list(finding.evidence)), ensure_ascii=False),
             "spans": [span.to_json() for span in finding.spans],
             "created_at_us": now,
         }
@@ -207,6 +211,14 @@ def database_url(database: Path | str) -> str:
     return "sqlite://" if text == ":memory:" else f"sqlite:///{text}"
 
 
+def _without_nul_parameters(
+    _conn: sa.Connection, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+) -> tuple[str, Any]:
+    """Every statement's values lose their NUL characters (``without_nul``): what is written is stored, and
+    an id or filter that holds one is looked up as it was stored, or matches nothing."""
+    return statement, without_nul(parameters)
+
+
 def _engine(url: str) -> sa.Engine:
     if not url.startswith("sqlite"):
         # A database that stopped answering must fail the call, not hang it.
@@ -286,6 +298,7 @@ class FlagStore:
             self._write_lock if self.url in ("sqlite://", "sqlite:///:memory:") else nullcontext()
         )
         self._engine = _engine(self.url)
+        sa.event.listen(self._engine, "before_cursor_execute", _without_nul_parameters, retval=True)
         try:
             migrate(self._engine)
         except BaseException:
@@ -336,11 +349,12 @@ class FlagStore:
     ) -> list[bool]:
         """``record`` for many events in one transaction and a handful of statements. Returns, for each
         event, whether it was stored now; False for one stored before or earlier in ``batch``."""
+        # By the id as stored, without NUL, which is what RETURNING and the feedback rows give back.
         first: dict[str, int] = {}
         for position, (event, _) in enumerate(batch):
             if not event.event_id:
                 raise ValueError("event has no event_id to deduplicate on")
-            first.setdefault(event.event_id, position)
+            first.setdefault(without_nul(event.event_id), position)
         if not first:
             return []
         now = now_us()
@@ -352,16 +366,16 @@ class FlagStore:
                 "interaction_id",
                 [_interaction_row(batch[p][0], now) for p in first.values()],
             )
-            new = [position for event_id, position in first.items() if event_id in inserted]
-            waiting = self._waiting_feedback(conn, [batch[p][0].event_id for p in new])
+            new = {key: position for key, position in first.items() if key in inserted}
+            waiting = self._waiting_feedback(conn, list(new))
             flag_rows: list[dict[str, Any]] = []
             items: list[NewItem] = []
             per_event: list[tuple[list[str], float]] = []
             marked: list[dict[str, Any]] = []
-            for position in new:
+            for key, position in new.items():
                 event, findings = batch[position]
                 rows = _flag_rows(event.event_id, findings, now)
-                for row in waiting.get(event.event_id, ()):
+                for row in waiting.get(key, ()):
                     rows.append(_feedback_flag_row(event.event_id, row, now))
                     marked.append({"key": row.feedback_id, "flag": rows[-1]["flag_id"]})
                 if rows:
@@ -374,7 +388,7 @@ class FlagStore:
             open_items(conn, items, self.review_policy, now)
         for detectors, delay_s in per_event:
             self._report(detectors, delay_s)
-        stored = set(new)
+        stored = set(new.values())
         return [position in stored for position in range(len(batch))]
 
     def add_findings(self, event: events_pb2.InteractionEvent, findings: Sequence[Finding]) -> int:

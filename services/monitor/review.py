@@ -36,6 +36,7 @@ from services.monitor.schema import (
     review_cursors,
     review_items,
     review_labels,
+    without_nul,
 )
 
 if TYPE_CHECKING:
@@ -296,7 +297,8 @@ def open_items(conn: sa.Connection, items: Iterable[NewItem], policy: ReviewPoli
     statement for all of them: the consumer opens the items of a whole Kafka batch at once."""
     wanted: dict[str, tuple[NewItem, int]] = {}
     rows = []
-    # The flags of one interaction share its passages; each list is converted once.
+    # The flags of one interaction share its passages; each list is converted once. JSON would keep a NUL
+    # as the escape \u0000, which reads back as NUL, so it goes before.
     passages_json: dict[int, str] = {}
     for item in items:
         if item.severity is not None and item.severity < policy.min_severity:
@@ -307,7 +309,7 @@ def open_items(conn: sa.Connection, items: Iterable[NewItem], policy: ReviewPoli
         wanted[item.item_id] = (item, required)
         if id(item.passages) not in passages_json:
             passages_json[id(item.passages)] = json.dumps(
-                [_passage_json(p) for p in item.passages], ensure_ascii=False
+                without_nul([_passage_json(p) for p in item.passages]), ensure_ascii=False
             )
         rows.append(
             {
@@ -318,7 +320,7 @@ def open_items(conn: sa.Connection, items: Iterable[NewItem], policy: ReviewPoli
                 "detector": item.detector,
                 "severity": int(item.severity or 0),
                 "reason": item.reason,
-                "evidence": json.dumps(list(item.evidence), ensure_ascii=False),
+                "evidence": json.dumps(without_nul(list(item.evidence)), ensure_ascii=False),
                 "interaction_id": item.interaction_id,
                 "user_id": item.user_id,
                 "batch": item.batch,

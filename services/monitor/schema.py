@@ -167,6 +167,20 @@ detector_baselines = sa.Table(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def without_nul(value: Any) -> Any:
+    """``value`` with each NUL character in its strings, however deeply nested in lists, tuples and dicts,
+    replaced by U+FFFD. PostgreSQL refuses NUL in text (a question holding one failed its whole Kafka batch,
+    forever); SQLite takes it, but both stores keep the same text, and a reader still sees that something
+    was there."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(without_nul(item) for item in value)
+    return value
+
+
 def now_us() -> int:
     return time.time_ns() // 1_000
 

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 from opentelemetry.sdk.metrics import MeterProvider
@@ -117,6 +118,7 @@ def test_consumer_flags_dead_letters_and_never_duplicates(kafka_bootstrap: str, 
     producer.send(topic, _event(1, "The travel budget is 412,000 USD [1].").SerializeToString())
     producer.send(topic, _event(2, "Call me at +1 415 555 0100 or hr-help@acme.example.").SerializeToString())
     producer.send(topic, b"\xff\xfe not a protobuf")
+    producer.send(topic, key=b"evt-9", value=None)  # a tombstone once stopped the consumer for good
     # Feedback on an interaction that has not arrived yet waits for it; feedback without its ids cannot.
     producer.send(
         feedback_topic, _feedback("fb-1", "evt-3", events_pb2.FEEDBACK_RATING_REPORTED).SerializeToString()
@@ -160,8 +162,8 @@ def test_consumer_flags_dead_letters_and_never_duplicates(kafka_bootstrap: str, 
     sampled.stop()
     # Alerts saw the flagged interaction only after its batch was stored and its offsets committed.
     assert alerted == [
-        ("evt-1", ["acl_anomaly"], True, 3),
-        ("evt-2", ["acl_anomaly", "pii", "ungrounded"], True, 3),
+        ("evt-1", ["acl_anomaly"], True, 4),
+        ("evt-2", ["acl_anomaly", "pii", "ungrounded"], True, 4),
     ]
     # The sampled tier saw each stored interaction once, after its batch was committed.
     assert sorted(f.interaction_id for f in store.list_flags() if f.detector == "every_answer") == [
@@ -180,7 +182,7 @@ def test_consumer_flags_dead_letters_and_never_duplicates(kafka_bootstrap: str, 
     }
     assert consumed == {
         (topic, "stored"): 2,
-        (topic, "dead_lettered"): 1,
+        (topic, "dead_lettered"): 2,
         (feedback_topic, "stored"): 1,
         (feedback_topic, "dead_lettered"): 1,
     }
@@ -200,11 +202,13 @@ def test_consumer_flags_dead_letters_and_never_duplicates(kafka_bootstrap: str, 
     assert all(f.interaction_id != "evt-1" or f.detector != "pii" for f in flags)
     assert not [f for f in flags if f.detector == "feedback"]
 
-    dead = _dead_letters(kafka_bootstrap, dlq, 2)
+    dead = _dead_letters(kafka_bootstrap, dlq, 3)
     assert sorted(reason.split(":")[0] for _, reason in dead) == [
         "FeedbackEvent without interaction_id",
         "undecodable InteractionEvent",
+        "undecodable InteractionEvent",
     ]
+    assert any("tombstone" in reason for _, reason in dead)
     assert b"\xff\xfe not a protobuf" in [value for value, _ in dead]
 
     # A replay of an already-stored event (as after a crash before commit) must not add flags.
@@ -386,3 +390,63 @@ def test_monitor_killed_mid_stream_loses_and_duplicates_nothing(
     assert {d: n for d, n in by_detector.items() if d in STATELESS} == dict(per_event)
     assert by_detector["feedback"] == len(negative)
     assert flags == review_items == sum(by_detector.values())
+
+
+def test_an_event_the_store_refuses_is_dead_lettered_and_blocks_nothing(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An event whose occurred_at is out of range fails to store every time it is tried; it must not hold
+    back the events beside it forever. The database being locked, by contrast, is waited out."""
+    topic, feedback_topic, dlq, group = _topics()
+    ensure_topics(kafka_bootstrap, [topic, feedback_topic, dlq], partitions=1)
+    refused = _event(2, "No sources needed.")
+    refused.occurred_at.seconds = 2**62
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    for value in (
+        _event(1, "No sources needed.").SerializeToString(),
+        refused.SerializeToString(),
+        b"\xff\xfe not a protobuf",
+        _event(3, "No sources needed.").SerializeToString(),
+    ):
+        producer.send(topic, value)
+    producer.flush()
+    producer.close()
+
+    reader = InMemoryMetricReader()
+    metrics = MonitorMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    database = tmp_path / "monitor.sqlite"
+    store = FlagStore(database, metrics=metrics)
+    # Another writer holds the database for a while: the batch fails on that, not on what it holds.
+    lock = sqlite3.connect(database, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    consumer = MonitorConsumer(kafka_bootstrap, topic, feedback_topic, group, dlq, store, [], metrics)
+    consumer.start()
+    try:
+        assert _wait(lambda: "storing a batch failed; retrying it" in caplog.text, 30)
+        assert store.list_interactions() == []
+        assert _committed(kafka_bootstrap, group, topic, 1) == 0
+        lock.rollback()
+        assert _wait(lambda: _committed(kafka_bootstrap, group, topic, 1) == 4), caplog.text[-3000:]
+    finally:
+        lock.close()
+        consumer.stop()
+    assert sorted(i.interaction_id for i in store.list_interactions()) == ["evt-1", "evt-3"]
+    # The refused event and the undecodable record went to the dead-letter topic, with their reasons.
+    dead = _dead_letters(kafka_bootstrap, dlq, 2)
+    assert sorted(reason.split(":")[0] for _, reason in dead) == [
+        "the monitor store refused it",
+        "undecodable InteractionEvent",
+    ]
+    [(value, reason)] = [(v, r) for v, r in dead if r.startswith("the monitor store")]
+    assert value == refused.SerializeToString() and "Timestamp is not valid" in reason
+    consumed = {
+        (p.attributes["topic"], p.attributes["outcome"]): p.value
+        for resource in reader.get_metrics_data().resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "copilot.monitor.events_consumed"
+        for p in metric.data.data_points
+    }
+    assert consumed == {(topic, "stored"): 2, (topic, "dead_lettered"): 2}
+    assert f"the store refused {topic}/0@1" in caplog.text
+    store.close()

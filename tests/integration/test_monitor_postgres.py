@@ -1,8 +1,11 @@
 """The flag store and review queue on a real PostgreSQL server (Debian's postgresql-15) started by the test,
-through SQLAlchemy and psycopg 3: migrations, idempotent writes, feedback, the queue, concurrent writers."""
+through SQLAlchemy and psycopg 3: migrations, idempotent writes, feedback, the queue, concurrent writers, and
+text holding NUL (which PostgreSQL refuses) through the store, the gRPC service, the review page and the
+consumer on the real broker."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -10,17 +13,34 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
+import httpx
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from kafka import KafkaProducer
 
+from copilot.auth import TokenVerifier
+from copilot.common.v1 import common_pb2
+from copilot.devissuer import DevIssuer
+from copilot.errors import NotFound
 from copilot.events.v1 import events_pb2
+from copilot.grpc_client import bearer, open_channel
+from copilot.grpc_server import GrpcServer
+from copilot.kafka import ensure_topics
+from copilot.monitor.v1 import monitor_pb2, monitor_pb2_grpc
+from copilot.settings import AuthSettings
+from services.monitor.consumer import MonitorConsumer
 from services.monitor.detectors import Finding, Severity
 from services.monitor.flagstore import FlagStore
 from services.monitor.review import EvaluationSample, ItemFilter, ReviewPolicy, ReviewQueue, State, Verdict
 from services.monitor.schema import metadata
+from services.monitor.service import MonitorServicer
+from services.monitor.settings import MonitorSettings
+from services.monitor.web.app import ReviewPage, WebServer
 from tests.conftest import free_port
+from tests.integration.test_monitor_consumer import _committed, _dead_letters, _topics, _wait
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PII = Finding("pii", Severity.HIGH, "answer contains an IBAN", ("GB** 32",))
@@ -191,3 +211,175 @@ def test_concurrent_batches_in_different_orders_store_each_event_once(database: 
     assert ReviewQueue(stores[1]).open_count() == len(flags)
     for store in stores:
         store.close()
+
+
+def _with_nul(event_id: str) -> events_pb2.InteractionEvent:
+    return events_pb2.InteractionEvent(
+        event_id=event_id,
+        user_id="u\x00",
+        question="How many\x00 days off?",
+        answer="25 [1].\x00",
+        passages=[common_pb2.Passage(chunk_id="c1", text="Leave: 25\x00 days.")],
+    )
+
+
+def test_text_with_nul_is_stored_with_a_replacement_character(database: str, tmp_path: Path) -> None:
+    """PostgreSQL refuses NUL in text; both stores keep U+FFFD in its place, and a lookup by a value holding
+    NUL finds what was stored under it, or nothing."""
+    leak = Finding("pii", Severity.HIGH, "answer contains an IBAN", ("GB\x00 32",))
+    stored = []
+    for target in (database, tmp_path / "monitor.sqlite"):
+        store = FlagStore(target, ReviewPolicy(labels_required=1))
+        queue = ReviewQueue(store)
+        # Reported feedback that arrives before its interaction, whose id holds a NUL too.
+        assert store.record_feedback(
+            events_pb2.FeedbackEvent(
+                event_id="fb\x00",
+                interaction_id="e\x001",
+                rating=events_pb2.FEEDBACK_RATING_REPORTED,
+                comment="wrong\x00",
+                channel="slack",  # type: ignore[arg-type]
+            )
+        )
+        batch = [(event("e0"), [leak]), (_with_nul("e\x001"), [leak])]
+        assert store.record_many(batch) == [True, True]
+        assert store.record_many(batch) == [False, False]
+        [interaction] = [i for i in store.list_interactions() if i.interaction_id != "e0"]
+        flags = store.list_flags(interaction_id="e\x001")
+        assert sorted(f.detector for f in flags) == ["feedback", "pii"]
+        [pii] = [f for f in flags if f.detector == "pii"]
+        item = queue.get(pii.flag_id)
+        queue.comment(item.item_id, "ann", "fine\x00")
+        item = queue.label(item.item_id, "ann", Verdict.TRUE_POSITIVE, "real\x00", may_adjudicate=False)
+        [sample] = queue.submit(
+            [EvaluationSample("q\x00", "a", [common_pb2.Passage(text="p\x00")], "c\x00", "run\x00", "s1")]
+        )
+        evaluation = queue.get(sample)
+        stored.append(
+            (
+                (interaction.interaction_id, interaction.user_id, interaction.question, interaction.answer),
+                sorted((f.flag_id, f.evidence) for f in flags),
+                (item.question, item.answer, item.passages[0].text, item.evidence),
+                (item.comments[0].text, item.labels[0].comment, item.state),
+                (evaluation.question, evaluation.passages[0].text, evaluation.criteria, evaluation.batch),
+            )
+        )
+        # A lookup or filter holding NUL finds what was stored under it, and nothing else.
+        with pytest.raises(NotFound):
+            queue.get("x\x00y")
+        assert store.list_flags(interaction_id="x\x00") == []
+        assert queue.list_items(ItemFilter(detector="pii\x00")) == ([], 0)
+        assert queue.agreement(detector="pii\x00") == []
+        assert queue.list_items(ItemFilter(batch="run\x00"))[1] == 1
+        store.close()
+    assert stored[0] == stored[1]
+    flag_evidence = sorted(evidence for _, evidence in stored[0][1])
+    assert stored[0][0] == ("e\ufffd1", "u\ufffd", "How many\ufffd days off?", "25 [1].\ufffd")
+    assert flag_evidence == [("GB\ufffd 32",), ("slack: wrong\ufffd",)]
+    assert stored[0][2:] == (
+        ("How many\ufffd days off?", "25 [1].\ufffd", "Leave: 25\ufffd days.", ("GB\ufffd 32",)),
+        ("fine\ufffd", "real\ufffd", State.RESOLVED),
+        ("q\ufffd", "p\ufffd", "c\ufffd", "run\ufffd"),
+    )
+
+
+def test_review_rpcs_and_page_take_nul_on_postgres(
+    database: str, auth_settings: AuthSettings, issuer: DevIssuer
+) -> None:
+    """Requests holding NUL get an answer, not INTERNAL or HTTP 500: stored, or not found."""
+    settings = MonitorSettings(port=0, auth=auth_settings)
+    store = FlagStore(database, ReviewPolicy(labels_required=1))
+    server = GrpcServer("monitor", settings, TokenVerifier(auth_settings))
+    slot = server.add_service(
+        monitor_pb2_grpc.add_MonitorServiceServicer_to_server, "copilot.monitor.v1.MonitorService"
+    )
+    server.start()
+    slot.fill(MonitorServicer(store, settings.reviewer_role))
+    server.set_serving(True)
+    page = ReviewPage(
+        ReviewQueue(store), TokenVerifier(auth_settings), "copilot-reviewer", "copilot-reviewer", resamples=50
+    )
+    web = WebServer(page.app, "127.0.0.1", 0)
+    web.start()
+    ops = issuer.mint("ops")
+    try:
+        rpc = monitor_pb2_grpc.MonitorServiceStub(open_channel(f"127.0.0.1:{server.port}"))
+        sample = monitor_pb2.EvaluationSample(question="q\x00", answer="a")
+        [item_id] = rpc.SubmitForReview(
+            monitor_pb2.SubmitForReviewRequest(samples=[sample]), metadata=bearer(ops)
+        ).item_ids
+        commented = rpc.CommentReviewItem(
+            monitor_pb2.CommentReviewItemRequest(item_id=item_id, text="looks\x00 fine"), metadata=bearer(ops)
+        ).item
+        assert (commented.question, commented.comments[0].text) == ("q\ufffd", "looks\ufffd fine")
+        with pytest.raises(grpc.RpcError) as caught:
+            rpc.GetReviewItem(monitor_pb2.GetReviewItemRequest(item_id="x\x00y"), metadata=bearer(ops))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        flags = rpc.ListFlags(monitor_pb2.ListFlagsRequest(interaction_id="x\x00"), metadata=bearer(ops))
+        assert list(flags.flags) == []
+        items = rpc.ListReviewItems(
+            monitor_pb2.ListReviewItemsRequest(detector="x\x00"), metadata=bearer(ops)
+        )
+        assert list(items.items) == []
+
+        with httpx.Client(
+            base_url=web.url.rstrip("/"), headers={"authorization": f"Bearer {ops}"}, timeout=30
+        ) as client:
+            assert client.get("/?detector=%00").status_code == 200
+            assert client.get("/items/%00").status_code == 404
+            assert client.get("/agreement?detector=%00").status_code == 200
+            form = re.search(r'name="form_token" value="([0-9a-f]+)"', client.get(f"/items/{item_id}").text)
+            assert form is not None
+            posted = client.post(f"/items/{item_id}/comment", data={"text": "ok\x00", "form_token": form[1]})
+            assert posted.status_code == 303
+            labelled = client.post(
+                f"/items/{item_id}/label", data={"verdict": "good", "comment": "x\x00", "form_token": form[1]}
+            )
+            assert labelled.status_code == 303
+        item = ReviewQueue(store).get(item_id)
+        assert [c.text for c in item.comments][-1] == "ok\ufffd" and item.labels[0].comment == "x\ufffd"
+    finally:
+        web.stop()
+        server.stop(1)
+        store.close()
+
+
+def test_consumer_stores_nul_and_dead_letters_what_it_cannot_store(
+    database: str, kafka_bootstrap: str
+) -> None:
+    """A question or feedback comment holding NUL used to fail its batch on PostgreSQL, and the retried batch
+    failed again for ever, so the monitor stored nothing more. An event that cannot be stored for another
+    reason (an occurred_at out of range) goes to the dead-letter topic instead of blocking the others."""
+    topic, feedback_topic, dlq, group = _topics()
+    ensure_topics(kafka_bootstrap, [topic, feedback_topic, dlq], partitions=1)
+    refused = event("e2")
+    refused.occurred_at.seconds = 2**62
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    for interaction in (event("e0"), _with_nul("e1"), refused, event("e3")):
+        producer.send(topic, interaction.SerializeToString())
+    negative = events_pb2.FeedbackEvent(
+        event_id="fb1", interaction_id="e1", rating=events_pb2.FEEDBACK_RATING_NEGATIVE, comment="bad\x00"
+    )
+    producer.send(feedback_topic, negative.SerializeToString())
+    producer.flush()
+    producer.close()
+    store = FlagStore(database)
+    consumer = MonitorConsumer(kafka_bootstrap, topic, feedback_topic, group, dlq, store, [])
+    consumer.start()
+    try:
+        done = _wait(
+            lambda: (
+                _committed(kafka_bootstrap, group, topic, 1) == 4
+                and _committed(kafka_bootstrap, group, feedback_topic, 1) == 1
+            )
+        )
+    finally:
+        consumer.stop()
+    assert done and consumer.processed == 4
+    interactions = {i.interaction_id: i.question for i in store.list_interactions()}
+    assert interactions == {"e0": "q e0", "e1": "How many\ufffd days off?", "e3": "q e3"}
+    [flag] = store.list_flags(interaction_id="e1")
+    assert (flag.detector, flag.evidence) == ("feedback", ("feedback: bad\ufffd",))
+    [(value, reason)] = _dead_letters(kafka_bootstrap, dlq, 1)
+    assert value == refused.SerializeToString() and "Timestamp is not valid" in reason
+    store.close()
