@@ -25,6 +25,9 @@ GRANTS_FIELD = "grants"
 INDEXED_FIELDS = ("document_id", "tenant", "acl", GRANTS_FIELD, "doc_type", "uri_ancestors")
 #: Numeric payload fields filtered by range: seconds since the epoch.
 RANGE_FIELDS = ("modified_at",)
+#: Every ``doc_type`` ingest stores (one per parser), and so every value a ``document_types`` filter may
+#: name; a test parses one file of each kind to hold ingest's parsers to this list.
+DOCUMENT_TYPES = ("pdf", "html", "markdown", "text", "docx", "pptx", "csv", "xlsx")
 
 
 @dataclass(frozen=True)
@@ -79,12 +82,18 @@ def query_conditions(tenant: str, principals: Sequence[str], narrow: Narrowing) 
             Condition("uri_ancestors", tuple(_normalise_prefix(p) for p in narrow.uri_prefixes))
         )
     if narrow.document_types:
-        conditions.append(Condition("doc_type", tuple(t.lower().lstrip(".") for t in narrow.document_types)))
+        conditions.append(Condition("doc_type", tuple(document_type(t) for t in narrow.document_types)))
     if narrow.modified_after is not None or narrow.modified_before is not None:
         conditions.append(
             Condition("modified_at", at_least=narrow.modified_after, below=narrow.modified_before)
         )
     return conditions
+
+
+def document_type(value: str) -> str:
+    """A ``document_types`` filter value as stored: ``PDF`` and ``.pdf`` both read as ``pdf``. Whether
+    it is one of ``DOCUMENT_TYPES`` is for the caller to check (retrieval refuses any other)."""
+    return value.lower().lstrip(".")
 
 
 def _normalise_prefix(prefix: str) -> str:
@@ -159,7 +168,9 @@ class ChunkStore(Protocol):
         """The stored version's ``(content_hash, access_hash)``, or None if the document has no points.
 
         A hash missing from the payload reads as "" so that chunks stored before the hashes existed match
-        no new hash and are re-ingested in full.
+        no new hash and are re-ingested in full. So do both hashes when the stored points are not one
+        whole version (see ``settled_hashes``): a replace cut short between its upsert and its delete left
+        chunks of two versions, and only a full re-ingest removes the old ones.
         """
         ...
 
@@ -257,6 +268,26 @@ def access_payload(
 def hashes_from_payload(payload: dict[str, Any] | None) -> tuple[str, str]:
     payload = payload or {}
     return str(payload.get("content_hash", "")), str(payload.get("access_hash", ""))
+
+
+#: Payload key with the number of chunks of the document's version, written by ingest on every chunk.
+CHUNK_COUNT_FIELD = "chunk_count"
+
+
+def settled_hashes(payload: dict[str, Any] | None, stored: int, agreeing: int) -> tuple[str, str]:
+    """``document_hashes`` from one chunk's ``payload`` and two counts of the document's points: all of
+    them (``stored``) and those carrying that chunk's two hashes (``agreeing``).
+
+    The hashes stand only if every point carries them and, where chunks record it, their number is the
+    version's chunk count; otherwise ("", ""), which matches no new hash, so ingest replaces the document
+    again. That is how a replace cut short (the new chunks written, the old ones not yet removed, or only
+    part of the new ones written) is finished by the next ingest instead of reading as unchanged.
+    """
+    hashes = hashes_from_payload(payload)
+    expected = (payload or {}).get(CHUNK_COUNT_FIELD)
+    # Chunks stored before the count existed record none; their hashes alone must agree.
+    counted = type(expected) is not int or expected == stored
+    return hashes if agreeing == stored and counted else ("", "")
 
 
 def document_access_from_payload(payload: dict[str, Any] | None) -> DocumentAccess:

@@ -21,7 +21,15 @@ from copilot.auth import Principal
 from copilot.embedding import Embedder
 from copilot.errors import FailedPrecondition, InvalidInput
 from copilot.lexical import encode_query
-from copilot.vectorstore.port import NO_NARROWING, ChunkStore, Narrowing, ScoredChunk, searchable_text
+from copilot.vectorstore.port import (
+    DOCUMENT_TYPES,
+    NO_NARROWING,
+    ChunkStore,
+    Narrowing,
+    ScoredChunk,
+    document_type,
+    searchable_text,
+)
 
 #: How many more candidates than requested each ranking fetches, so that capping chunks per document and
 #: fusing two rankings still leave a full top-k.
@@ -32,6 +40,9 @@ MIN_CANDIDATES = 20
 MAX_MERGED_CHUNKS = 3
 #: An ACL entry as ingest writes them.
 _ENTRY = re.compile(r"^(everyone|user:[^\s]+|group:[^\s]+)$")
+#: The times a protobuf Timestamp may hold: 0001-01-01T00:00:00Z up to the year 10000 (which the last
+#: nanosecond of 9999 rounds to as a float, so the check takes that second too).
+_EARLIEST_S, _LATEST_S = -62_135_596_800, 253_402_300_800
 
 
 class Mode(enum.Enum):
@@ -337,6 +348,13 @@ class Searcher:
                     "expected 'everyone', 'user:NAME' or 'group:NAME'"
                 )
         n = options.narrow
+        unknown = [t for t in n.document_types if document_type(t) not in DOCUMENT_TYPES]
+        if unknown:
+            shown = ", ".join(repr(t if len(t) <= 40 else t[:40] + "...") for t in unknown[:3])
+            raise InvalidInput(f"unknown document_types {shown}; expected one of {', '.join(DOCUMENT_TYPES)}")
+        for name, bound in (("modified_after", n.modified_after), ("modified_before", n.modified_before)):
+            if bound is not None and not _EARLIEST_S <= bound <= _LATEST_S:  # NaN fails both
+                raise InvalidInput(f"{name} must be a time from the year 1 to 9999, got {bound:g} seconds")
         if (
             n.modified_after is not None
             and n.modified_before is not None

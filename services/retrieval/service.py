@@ -50,13 +50,20 @@ def search_options(request: retrieval_pb2.SearchRequest) -> SearchOptions:
             audience=tuple(tuple(member.acl_entries) for member in request.audience),
             uri_prefixes=tuple(f.uri_prefixes),
             document_types=tuple(f.document_types),
-            modified_after=_seconds(f.modified_after) if f.HasField("modified_after") else None,
-            modified_before=_seconds(f.modified_before) if f.HasField("modified_before") else None,
+            modified_after=_seconds(f, "modified_after"),
+            modified_before=_seconds(f, "modified_before"),
         ),
     )
 
 
-def _seconds(ts: timestamp_pb2.Timestamp) -> float:
+def _seconds(filters: retrieval_pb2.SearchFilters, name: str) -> float | None:
+    """The time bound ``name`` of ``filters`` in seconds, None if not set. Its range is checked with the
+    other filters (Searcher._validate); nanos do not survive the conversion, so they are checked here."""
+    if not filters.HasField(name):
+        return None
+    ts: timestamp_pb2.Timestamp = getattr(filters, name)
+    if not 0 <= ts.nanos < 1_000_000_000:
+        raise InvalidInput(f"filters.{name}.nanos must be from 0 to 999,999,999, got {ts.nanos:,}")
     return ts.seconds + ts.nanos / 1e9
 
 

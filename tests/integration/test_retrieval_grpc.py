@@ -396,6 +396,63 @@ def test_a_reversed_time_range_is_invalid(retrieval: str, issuer: DevIssuer) -> 
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+TYPES = "pdf, html, markdown, text, docx, pptx, csv, xlsx"
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        # A file extension, a type ingest never stores, an empty value: each matched nothing, silently.
+        (
+            retrieval_pb2.SearchFilters(document_types=["md"]),
+            f"unknown document_types 'md'; expected one of {TYPES}",
+        ),
+        (
+            retrieval_pb2.SearchFilters(document_types=["html", "powerpoint", ""]),
+            f"unknown document_types 'powerpoint', ''; expected one of {TYPES}",
+        ),
+        (
+            retrieval_pb2.SearchFilters(modified_after=Timestamp(seconds=0, nanos=-5)),
+            "filters.modified_after.nanos must be from 0 to 999,999,999, got -5",
+        ),
+        (
+            retrieval_pb2.SearchFilters(modified_before=Timestamp(seconds=10, nanos=1_000_000_000)),
+            "filters.modified_before.nanos must be from 0 to 999,999,999, got 1,000,000,000",
+        ),
+        (
+            retrieval_pb2.SearchFilters(modified_after=Timestamp(seconds=-(2**62))),
+            "modified_after must be a time from the year 1 to 9999, got -4.61169e+18 seconds",
+        ),
+        (
+            retrieval_pb2.SearchFilters(modified_before=Timestamp(seconds=2**63 - 1)),
+            "modified_before must be a time from the year 1 to 9999, got 9.22337e+18 seconds",
+        ),
+    ],
+)
+def test_unknown_document_types_and_impossible_times_are_invalid_naming_what_is_allowed(
+    retrieval: str, issuer: DevIssuer, filters: retrieval_pb2.SearchFilters, message: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        _search(retrieval, issuer.mint("alice"), "budget", filters=filters)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == message
+
+
+@pytest.mark.parametrize("types", [["PDF", "html"], [".html"]])
+def test_document_types_may_be_written_in_capitals_or_with_a_dot(
+    retrieval: str, issuer: DevIssuer, types: list[str]
+) -> None:
+    token = issuer.mint("carol", groups=["finance", "engineering", "legal"])
+    filters = retrieval_pb2.SearchFilters(
+        document_types=types,
+        modified_after=Timestamp(seconds=-62_135_596_800),
+        modified_before=Timestamp(seconds=253_402_300_799, nanos=999_999_999),
+    )
+    reply = _search(retrieval, token, "records budget failover leave", top_k=10, filters=filters)
+
+    assert set(_documents(reply)) == {"failover"}
+
+
 def test_passages_say_when_ingest_marked_them_suspicious(retrieval: str, issuer: DevIssuer) -> None:
     reply = _search(retrieval, issuer.mint("alice"), "How many days of paid leave do employees get?")
     vacation = next(p for p in reply.passages if p.document_id == "vacation")

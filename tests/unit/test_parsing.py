@@ -13,8 +13,9 @@ import pytest
 from pptx.util import Inches
 from reportlab.pdfgen import canvas
 
+from copilot.vectorstore.port import DOCUMENT_TYPES
 from services.ingest.errors import CorruptDocument, IngestError, UnsupportedFormat
-from services.ingest.parsing import ParsedDocument, ParseLimits, parse
+from services.ingest.parsing import _PARSERS, ParsedDocument, ParseLimits, parse
 
 CORPUS = Path(__file__).resolve().parents[2] / "sample" / "corpus"
 
@@ -438,6 +439,28 @@ def test_text_is_one_section_titled_by_stem() -> None:
     assert doc.doc_type == "text"
     assert [(s.text, s.heading_path, s.page) for s in doc.sections] == [("Plain notes. Ünïcode.", (), 0)]
     assert_sections_are_slices(doc)
+
+
+def test_every_parser_stores_a_doc_type_the_search_filter_accepts() -> None:
+    # Retrieval refuses document_types outside DOCUMENT_TYPES: each must be one ingest writes, and each
+    # type ingest writes must be one a caller may ask for.
+    samples = {
+        ".md": b"# Memo\n\nText.",
+        ".markdown": b"# Memo\n\nText.",
+        ".html": b"<h1>Memo</h1><p>Text.</p>",
+        ".htm": b"<h1>Memo</h1><p>Text.</p>",
+        ".pdf": make_pdf([["Text."]]),
+        ".docx": make_docx("Memo"),
+        ".pptx": make_pptx(),
+        ".csv": b"a,b\n1,2\n",
+        ".xlsx": make_xlsx(),
+        ".txt": b"Text.",
+    }
+    assert set(samples) == set(_PARSERS)
+
+    stored = {parse(f"memo{suffix}", content).doc_type for suffix, content in samples.items()}
+
+    assert stored == set(DOCUMENT_TYPES)
 
 
 # --- Errors ---------------------------------------------------------------------------------------
