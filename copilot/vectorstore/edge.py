@@ -36,6 +36,7 @@ from qdrant_edge import SparseVector as EdgeSparseVector
 
 from copilot.lexical import SparseVector
 from copilot.vectorstore.port import (
+    CHUNK_COUNT_FIELD,
     DENSE_VECTOR,
     DOCUMENT_ACCESS_FIELDS,
     GRANTS_FIELD,
@@ -55,6 +56,7 @@ from copilot.vectorstore.port import (
     missing_grants,
     new_point_ids,
     query_conditions,
+    settled_hashes,
     with_grants,
     without_grants,
 )
@@ -63,6 +65,8 @@ if TYPE_CHECKING:
     from qdrant_edge import PointId
 
 _SCROLL_PAGE = 256
+# What document_hashes reads from one chunk of a document.
+_HASH_FIELDS = ["content_hash", "access_hash", CHUNK_COUNT_FIELD]
 
 
 class EdgeChunkStore(ChunkStore):
@@ -120,15 +124,20 @@ class EdgeChunkStore(ChunkStore):
         return self.replace_document(document_id, [])
 
     def document_hashes(self, document_id: str) -> tuple[str, str] | None:
+        selected = _document_filter(document_id)
+        # Under the lock no replace runs between the read and the two counts.
         with self._lock:
             records, _ = self._shard.scroll(
-                ScrollRequest(
-                    limit=1,
-                    filter=_document_filter(document_id),
-                    with_payload=["content_hash", "access_hash"],
-                )
+                ScrollRequest(limit=1, filter=selected, with_payload=_HASH_FIELDS)
             )
-        return hashes_from_payload(records[0].payload) if records else None
+            if not records:
+                return None
+            payload = records[0].payload or {}
+            content_hash, access_hash = hashes_from_payload(payload)
+            stored = self._shard.count(CountRequest(exact=True, filter=selected))
+            same = _document_filter(document_id, content_hash=content_hash, access_hash=access_hash)
+            agreeing = self._shard.count(CountRequest(exact=True, filter=same))
+        return settled_hashes(payload, stored, agreeing)
 
     def document_access(self, document_id: str) -> DocumentAccess | None:
         with self._lock:
@@ -266,5 +275,7 @@ def _condition(condition: Condition) -> FieldCondition:
     return FieldCondition(key=condition.key, range=RangeFloat(gte=condition.at_least, lt=condition.below))
 
 
-def _document_filter(document_id: str) -> Filter:
-    return Filter(must=[FieldCondition(key="document_id", match=MatchValue(document_id))])
+def _document_filter(document_id: str, **equal: str) -> Filter:
+    """The document's points; ``equal`` adds payload keys that must hold the given values."""
+    fields = {"document_id": document_id, **equal}
+    return Filter(must=[FieldCondition(key=key, match=MatchValue(value)) for key, value in fields.items()])

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Concatenate, ParamSpec, TypeVar
 
+import grpc
+import httpx
 from qdrant_client import QdrantClient, models
+from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from copilot.errors import DependencyUnavailable
 from copilot.lexical import SparseVector
 from copilot.vectorstore.port import (
+    CHUNK_COUNT_FIELD,
     DENSE_VECTOR,
     DOCUMENT_ACCESS_FIELDS,
     GRANTS_FIELD,
@@ -27,16 +35,92 @@ from copilot.vectorstore.port import (
     missing_grants,
     new_point_ids,
     query_conditions,
+    settled_hashes,
     with_grants,
     without_grants,
 )
 
 _SCROLL_PAGE = 256
+# What document_hashes reads from one chunk of a document.
+_HASH_FIELDS = ["content_hash", "access_hash", CHUNK_COUNT_FIELD]
+
+#: The server could not be reached, or did not answer in time: the request may never have arrived.
+_TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
+#: HTTP statuses that say the server cannot serve now (or refuses this deployment's key), not that the
+#: request is wrong; every 5xx counts too. Other 4xx (a malformed point, a filter on a missing vector) fail
+#: the same way on every attempt and stay errors of the request.
+_RETRYABLE_HTTP_STATUSES = frozenset({401, 403, 408, 429})
+#: The same for qdrant-client over gRPC (``prefer_grpc``); Qdrant reports its internal errors as INTERNAL.
+_RETRYABLE_GRPC_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    }
+)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _unavailable_reason(exc: Exception) -> str | None:
+    """Why the server could not serve a call, if ``exc`` says it could not; None for any other error."""
+    source = exc.source if isinstance(exc, ResponseHandlingException) else exc
+    if isinstance(source, _TRANSPORT_ERRORS):
+        detail = str(source)
+        return f"{type(source).__name__}: {detail}" if detail else type(source).__name__
+    if isinstance(exc, ResourceExhaustedResponse):
+        return f"rate limited, retry after {exc.retry_after_s} s ({exc})"
+    if isinstance(exc, UnexpectedResponse) and exc.status_code is not None:
+        status = exc.status_code
+        if status >= 500 or status in _RETRYABLE_HTTP_STATUSES:
+            return f"HTTP {status} {exc.reason_phrase}".rstrip()
+    if isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call):
+        code = exc.code()
+        if code in _RETRYABLE_GRPC_CODES:
+            return f"gRPC {code.name}: {exc.details()}"
+    return None
+
+
+def _server_address(client: QdrantClient | None) -> str:
+    # qdrant-client's own rendering of the address it calls (scheme, host, port, prefix): never the API
+    # key, which travels in a header, nor credentials written into the url, which it parses off.
+    address = getattr(getattr(client, "_client", None), "rest_uri", None)
+    return str(address) if address else "(address unknown)"
+
+
+def _unavailable_when_unreachable(
+    method: Callable[Concatenate[QdrantServerChunkStore, _P], _R],
+) -> Callable[Concatenate[QdrantServerChunkStore, _P], _R]:
+    """Turns qdrant-client's errors that a later attempt may not hit (no connection, a timeout, a 5xx, a
+    429, a refused key) into ``DependencyUnavailable``, the error callers retry: the Kafka ingest consumer
+    reads the request again instead of dead-lettering it, gRPC services answer UNAVAILABLE. Any other
+    error, such as a 400 for a malformed request, passes through unchanged."""
+
+    @functools.wraps(method)
+    def wrapper(self: QdrantServerChunkStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            reason = _unavailable_reason(exc)
+            if reason is None:
+                raise
+            address = _server_address(getattr(self, "_client", None))
+            raise DependencyUnavailable(
+                f"Qdrant at {address} is unavailable ({method.__name__}): {reason}"
+            ) from exc
+
+    return wrapper
 
 
 class QdrantServerChunkStore(ChunkStore):
     """Owns ``client`` from construction on: ``close`` closes it."""
 
+    @_unavailable_when_unreachable
     def __init__(self, client: QdrantClient, collection: str, dimension: int) -> None:
         self._client = client
         self._collection = collection
@@ -68,6 +152,7 @@ class QdrantServerChunkStore(ChunkStore):
                 client.create_payload_index(collection, field, field_schema=models.PayloadSchemaType.FLOAT)
         self._add_missing_grants()
 
+    @_unavailable_when_unreachable
     def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
         keep = new_point_ids(document_id, chunks)
         if chunks:
@@ -83,19 +168,33 @@ class QdrantServerChunkStore(ChunkStore):
             )
         return len(stale)
 
+    @_unavailable_when_unreachable
     def delete_document(self, document_id: str) -> int:
         return self.replace_document(document_id, [])
 
+    @_unavailable_when_unreachable
     def document_hashes(self, document_id: str) -> tuple[str, str] | None:
         records, _ = self._client.scroll(
             self._collection,
             scroll_filter=_document_filter(document_id),
             limit=1,
-            with_payload=["content_hash", "access_hash"],
+            with_payload=_HASH_FIELDS,
             with_vectors=False,
         )
-        return hashes_from_payload(records[0].payload) if records else None
+        if not records:
+            return None
+        payload = records[0].payload or {}
+        content_hash, access_hash = hashes_from_payload(payload)
+        # Three calls, not one snapshot: a replace by another process in between makes the counts differ,
+        # which reads as changed (one needless re-ingest), never as unchanged.
+        stored = self._client.count(
+            self._collection, count_filter=_document_filter(document_id), exact=True
+        ).count
+        same = _document_filter(document_id, content_hash=content_hash, access_hash=access_hash)
+        agreeing = self._client.count(self._collection, count_filter=same, exact=True).count
+        return settled_hashes(payload, stored, agreeing)
 
+    @_unavailable_when_unreachable
     def document_access(self, document_id: str) -> DocumentAccess | None:
         records, _ = self._client.scroll(
             self._collection,
@@ -106,6 +205,7 @@ class QdrantServerChunkStore(ChunkStore):
         )
         return document_access_from_payload(records[0].payload) if records else None
 
+    @_unavailable_when_unreachable
     def update_access(
         self,
         document_id: str,
@@ -128,6 +228,7 @@ class QdrantServerChunkStore(ChunkStore):
             )
         return touched
 
+    @_unavailable_when_unreachable
     def query(
         self,
         vector: Sequence[float] | SparseVector,
@@ -167,6 +268,7 @@ class QdrantServerChunkStore(ChunkStore):
             for p in response.points
         ]
 
+    @_unavailable_when_unreachable
     def count(self) -> int:
         return self._client.count(self._collection, exact=True).count
 
@@ -236,7 +338,12 @@ def _condition(condition: Condition) -> models.FieldCondition:
     )
 
 
-def _document_filter(document_id: str) -> models.Filter:
+def _document_filter(document_id: str, **equal: str) -> models.Filter:
+    """The document's points; ``equal`` adds payload keys that must hold the given values."""
+    fields = {"document_id": document_id, **equal}
     return models.Filter(
-        must=[models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))]
+        must=[
+            models.FieldCondition(key=key, match=models.MatchValue(value=value))
+            for key, value in fields.items()
+        ]
     )

@@ -27,6 +27,9 @@ from copilot.vectorstore.port import (
 
 log = logging.getLogger(__name__)
 
+#: Statuses the store host gives a request it will never accept (``InvalidInput`` on its side).
+_REQUEST_ERRORS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE})
+
 
 class RemoteChunkStore:
     """``ChunkStore`` client for the store host."""
@@ -48,7 +51,18 @@ class RemoteChunkStore:
         try:
             return getattr(self._stub, method)(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise DependencyUnavailable(f"vector store {method} failed: {exc.details()}") from exc  # type: ignore[attr-defined]
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+            # The host refused the request itself (a chunk of another document, a query of the wrong
+            # dimension): every attempt would fail alike, so it is the caller's error, not an outage.
+            if code in _REQUEST_ERRORS:
+                raise InvalidInput(f"vector store {method} refused the request: {details}") from exc
+            # Anything else (no connection, a deadline, a refused key, a failure inside the host) may pass:
+            # callers retry DependencyUnavailable rather than give the request up.
+            name = code.name if code is not None else "error"
+            raise DependencyUnavailable(
+                f"vector store at {self._target} {method} failed ({name}): {details}"
+            ) from exc
 
     def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
         request = store_pb2.ReplaceDocumentRequest(

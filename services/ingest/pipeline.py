@@ -21,6 +21,7 @@ from copilot.hygiene import suspicion
 from copilot.lexical import encode_document
 from copilot.logs import log_fields
 from copilot.vectorstore.port import (
+    CHUNK_COUNT_FIELD,
     ChunkStore,
     StoredChunk,
     access_payload,
@@ -136,6 +137,8 @@ class IngestPipeline:
         content_hash = self._content_hash(content)
         access_hash = _access_hash(access)
         fingerprint = hashlib.sha256(f"{content_hash}:{access_hash}".encode()).hexdigest()
+        # Both hashes read as "" unless every stored chunk is of one whole version: a replace that died
+        # between writing the new chunks and removing the old ones is then run again, not skipped.
         stored = self._store.document_hashes(document_id)
         if stored == (content_hash, access_hash):
             return IngestResult(document_id, Outcome.UNCHANGED, -1, "")
@@ -176,6 +179,8 @@ class IngestPipeline:
                 "uri_ancestors": ancestors,
                 "modified_at": modified_at,
                 "content_hash": content_hash,
+                # Lets the store tell this version whole from a replace cut short (see settled_hashes).
+                CHUNK_COUNT_FIELD: len(chunks),
                 "suspicious": bool(reasons),
                 "suspicion": reasons,
                 "hidden_text_dropped": doc.hidden_text_dropped,

@@ -21,7 +21,7 @@ from copilot.vectorstore import (
     StoredChunk,
     point_id_for,
 )
-from copilot.vectorstore.port import Narrowing, ScoredChunk, uri_ancestors
+from copilot.vectorstore.port import CHUNK_COUNT_FIELD, Narrowing, ScoredChunk, uri_ancestors
 from copilot.vectorstore.remote import RemoteChunkStore, StoreServicer
 
 # qdrant-client's local mode accepts payload indexes but warns that it ignores them; the server honours them.
@@ -60,6 +60,7 @@ def make_chunks(
             "content_hash": content_hash,
             "access_hash": "a1",
             "fingerprint": f"{content_hash}:a1",
+            CHUNK_COUNT_FIELD: n,
         }
         vector = [float(x) for x in rng.normal(size=DIM)]
         chunks.append(StoredChunk(point_id_for(document_id, index), vector, payload))
@@ -98,7 +99,12 @@ def test_adapters_answer_queries_identically(tmp_path: Path) -> None:
             assert s.replace_document("hr-handbook", newer) == 3
             assert s.delete_document("board-minutes") == 3
             assert s.update_access("finance-q3", "acme", ["group:legal"], "confidential", "a2", "v1:a2") == 4
-        assert edge.count() == server.count() == 13
+            # A replace cut short after its upsert: two chunks of a new version over an old one of five.
+            s.replace_document("cut", _cut_replace("cut", ["group:hr"]))
+        assert edge.count() == server.count() == 18
+        for document_id in [*(d[0] for d in CORPUS), "cut", "missing"]:
+            assert edge.document_hashes(document_id) == server.document_hashes(document_id), document_id
+        assert edge.document_hashes("cut") == ("", "")
         assert edge.document_hashes("finance-q3") == server.document_hashes("finance-q3") == ("v1", "a2")
         assert edge.document_access("finance-q3") == server.document_access("finance-q3")
 
@@ -168,6 +174,42 @@ def test_replace_document_removes_stale_chunks(store: ChunkStore) -> None:
     # Same ids again: everything is overwritten in place, nothing is stale.
     assert store.replace_document("doc", make_chunks(rng, "doc", "acme", ["everyone"], 3, "v3")) == 0
     assert store.document_hashes("doc") == ("v3", "a1")
+
+
+def _cut_replace(document_id: str, acl: list[str]) -> list[StoredChunk]:
+    """What a replace of a five-chunk version by a two-chunk one leaves when it dies between its upsert and
+    its delete: the new version's chunks 0 and 1, the old version's chunks 2 to 4."""
+    old = make_chunks(np.random.default_rng(21), document_id, "acme", acl, 5, "v1")
+    new = make_chunks(np.random.default_rng(22), document_id, "acme", acl, 2, "v2")
+    return new + old[2:]
+
+
+def test_document_hashes_stand_only_for_one_whole_version(store: ChunkStore) -> None:
+    rng = np.random.default_rng(6)
+    store.replace_document("doc", make_chunks(rng, "doc", "acme", ["everyone"], 5, "v1"))
+    assert store.document_hashes("doc") == ("v1", "a1")
+    # Whichever chunk is read, neither version's hashes may pass: a retry of v2 must run the replace again.
+    store.replace_document("doc", _cut_replace("doc", ["everyone"]))
+    assert store.document_hashes("doc") == ("", "")
+    # Only part of a version written: every stored chunk has its hashes, but fewer than its chunk count.
+    v3 = make_chunks(rng, "doc", "acme", ["everyone"], 4, "v3")
+    store.replace_document("doc", v3[:3])
+    assert store.document_hashes("doc") == ("", "")
+    # One version, but chunks with two access lists.
+    other_access = [StoredChunk(c.point_id, c.vector, {**c.payload, "access_hash": "a2"}) for c in v3[2:]]
+    store.replace_document("doc", v3[:2] + other_access)
+    assert store.document_hashes("doc") == ("", "")
+    store.replace_document("doc", v3)
+    assert store.document_hashes("doc") == ("v3", "a1")
+    # Chunks stored before the count existed stand on their hashes alone.
+    for c in v3:
+        del c.payload[CHUNK_COUNT_FIELD]
+    store.replace_document("doc", v3)
+    assert store.document_hashes("doc") == ("v3", "a1")
+    store.replace_document(
+        "doc", v3[:3] + [StoredChunk(v3[3].point_id, v3[3].vector, {**v3[3].payload, "content_hash": "v1"})]
+    )
+    assert store.document_hashes("doc") == ("", "")
 
 
 def test_replace_with_no_chunks_deletes(store: ChunkStore) -> None:
