@@ -149,6 +149,16 @@ def cmd_users(args: argparse.Namespace, settings: LauncherSettings) -> int:
     return 0
 
 
+def _displayable(text: str) -> str:
+    """``text`` as valid UTF-8: bytes of a file name that are not UTF-8 (kept by Python as lone
+    surrogates, which protobuf cannot encode) are written as ``\\xNN``, the same each run."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no undecodable byte became
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def _documents(path: Path) -> list[Path]:
     from services.ingest.access import is_sidecar
 
@@ -257,9 +267,13 @@ def cmd_ingest(args: argparse.Namespace, settings: LauncherSettings) -> int:
         if size > MAX_MESSAGE_BYTES:
             # Checked before reading: the whole file would go into memory for nothing.
             raise CliError(f"it is {size:,} bytes, over the {MAX_MESSAGE_BYTES:,}-byte limit of a request")
+        # A name that is not UTF-8 (say Latin-1 from an old share) goes under its escaped form.
+        uri = _displayable(str(file.resolve()))
+        if uri != str(file.resolve()) and Path(uri).exists():
+            raise CliError(f"its name is not UTF-8, and its escaped form names another file: {uri}")
         request = ingest_pb2.IngestDocumentRequest(
-            uri=str(file.resolve()),
-            filename=file.name,
+            uri=uri,
+            filename=_displayable(file.name),
             content=file.read_bytes(),
             access=common_pb2.AccessControl(
                 groups=list(access.groups),
@@ -283,7 +297,8 @@ def cmd_ingest(args: argparse.Namespace, settings: LauncherSettings) -> int:
                     stopped = _rpc_error(exc, "ingest", target)
                     break
                 failures.append((file, exc.details() or exc.code().name))  # type: ignore[attr-defined]
-            elif isinstance(reply_or_error, (CliError, IngestError, OSError)):
+            elif isinstance(reply_or_error, (CliError, IngestError, OSError, ValueError)):
+                # ValueError: protobuf refusing a value it cannot encode, which names no one else's file.
                 failures.append((file, str(reply_or_error)))
             elif isinstance(reply_or_error, BaseException):
                 raise reply_or_error
@@ -309,7 +324,10 @@ def cmd_ingest(args: argparse.Namespace, settings: LauncherSettings) -> int:
     )
     for file, reason in failures:
         # File names and reasons are shown as they are, brackets included, not read as markup.
-        err.print(f"  [red]failed[/red] {escape(str(file))}: {escape(reason)}", highlight=False)
+        err.print(
+            f"  [red]failed[/red] {escape(_displayable(str(file)))}: {escape(_displayable(reason))}",
+            highlight=False,
+        )
     if stopped is not None:
         err.print("run the same command again to resume: finished files are skipped as unchanged")
         raise stopped

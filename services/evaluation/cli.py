@@ -341,7 +341,9 @@ def _import(
 ) -> int:
     from services.evaluation.client import resolve_endpoints
     from services.evaluation.golden import (
+        EvalInputError,
         append_jsonl,
+        check_case,
         golden_from_cases,
         load_golden,
         read_jsonl,
@@ -352,7 +354,14 @@ def _import(
         if source == _MONITOR:
             api = _api(settings, resolve_endpoints(settings, launcher.home))
             return [c for d in detectors for c in api.export_adjudicated(settings.operator_user, detector=d)]
-        return [raw for _, raw in read_jsonl(Path(source))]
+        read: list[dict[str, Any]] = []
+        for number, raw in read_jsonl(Path(source)):
+            try:
+                check_case(raw)
+            except ValueError as exc:
+                raise EvalInputError(f"{source}:{number}: {exc}") from exc
+            read.append(raw)
+        return read
 
     if args.import_golden:
         target: Path = args.set or DEFAULT_SET

@@ -96,6 +96,14 @@ def read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         yield number, raw
 
 
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for messages: "an object", "a list", "a string", "a number"..."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", dict: "an object", list: "a list", str: "a string", int: "a number"}
+    return names.get(type(value), "a number" if isinstance(value, float) else type(value).__name__)
+
+
 def _strings(value: Any, what: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ValueError(f"{what} must be a list of non-empty strings")
@@ -115,7 +123,13 @@ def parse_item(raw: Mapping[str, Any]) -> GoldenItem:
     if not isinstance(user, str) or not isinstance(role, str) or not (user or role):
         raise ValueError("give the asking user (user) or a role to pick one (role)")
     expected: list[ExpectedSource] = []
-    for entry in raw.get("expected_sources", []):
+    entries = raw.get("expected_sources", [])
+    if not isinstance(entries, list):  # a lone path would otherwise be read one character at a time
+        raise ValueError(
+            'expected_sources must be a list of paths or {"doc": path, "grade": n}, '
+            f"not {json_kind(entries)}"
+        )
+    for entry in entries:
         if isinstance(entry, str) and entry:
             expected.append(ExpectedSource(entry))
         elif isinstance(entry, dict) and isinstance(entry.get("doc"), str) and entry["doc"]:
@@ -208,6 +222,33 @@ def _only_group(passages: Sequence[Mapping[str, Any]]) -> str:
         if str(p.get("access_reason") or p.get("accessReason") or "").startswith("group:")
     }
     return next(iter(groups)) if len(groups) == 1 else ""
+
+
+_CASE_STRINGS = ("item_id", "question", "answer", "detector", "final_verdict", "reason")
+
+
+def check_case(raw: Mapping[str, Any]) -> None:
+    """A ``ValueError`` naming the field of an exported review case (a line of `copilot review export`)
+    that ``golden_from_cases`` and ``probes_from_cases`` could not read as what it should be."""
+    case = snake_keys(raw)
+    for key in _CASE_STRINGS:
+        if case.get(key) is not None and not isinstance(case[key], str):
+            raise ValueError(f"{key} must be a string, not {json_kind(case[key])}")
+    notes = case.get("reviewer_notes")
+    if notes is not None and (not isinstance(notes, list) or not all(isinstance(n, str) for n in notes)):
+        raise ValueError(f"reviewer_notes must be a list of strings, not {json_kind(notes)}")
+    passages = case.get("passages")
+    if passages is None:
+        return
+    if not isinstance(passages, list):
+        raise ValueError(f"passages must be a list of objects, not {json_kind(passages)}")
+    for n, passage in enumerate(passages):
+        if not isinstance(passage, dict):
+            raise ValueError(f"passages[{n}] must be an object, not {json_kind(passage)}")
+        fields = snake_keys(passage)
+        for key in ("uri", "access_reason"):
+            if fields.get(key) is not None and not isinstance(fields[key], str):
+                raise ValueError(f"passages[{n}].{key} must be a string, not {json_kind(fields[key])}")
 
 
 def golden_from_cases(

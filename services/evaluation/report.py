@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.evaluation.golden import EvalInputError
+from services.evaluation.golden import EvalInputError, json_kind
 from services.evaluation.metrics import paired_bootstrap
 from services.evaluation.runner import VariantRun
 from services.evaluation.scoring import (
@@ -136,7 +136,135 @@ def load_report(path: Path, *, rendered: bool = False) -> dict[str, Any]:
     missing = [k for k in ("created_at", "config", "golden_set") if rendered and k not in report]
     if missing:
         raise EvalInputError(f"{path}: the report has no {', '.join(missing)}; it cannot be rendered again")
+    try:
+        _check_figures(report)
+        if rendered:
+            _check_rendered(report)
+    except _Shape as exc:
+        raise EvalInputError(f"{path}: {exc}") from exc
     return report
+
+
+class _Shape(ValueError):
+    """A field of a report that is not what `copilot eval` writes there; the message names the field."""
+
+
+_KINDS: dict[str, tuple[type, ...]] = {
+    "an object": (dict,),
+    "a list": (list,),
+    "a string": (str,),
+    "a number": (int, float),
+    "true or false": (bool,),
+}
+
+
+def _field(value: Any, where: str, kind: str, *, optional: bool = False) -> Any:
+    """``value`` if it is of ``kind`` (a key of _KINDS); else ``_Shape`` naming ``where``."""
+    if value is None and optional:
+        return value
+    if value is None:
+        raise _Shape(f"{where} is missing; it must be {kind}")
+    wrong_bool = isinstance(value, bool) and kind == "a number"
+    if wrong_bool or not isinstance(value, _KINDS[kind]):
+        raise _Shape(f"{where} must be {kind}, not {json_kind(value)}")
+    return value
+
+
+def _figures(summary: Any, where: str) -> None:
+    values = _field(_field(summary, where, "an object").get("values", {}), f"{where}.values", "an object")
+    for metric, value in values.items():
+        _field(value, f"{where}.values.{metric}", "a number", optional=True)
+
+
+def _check_figures(report: Mapping[str, Any]) -> None:
+    """What the gate reads of any report (``scope_values``), a --baseline included."""
+    for name, variant in report["variants"].items():
+        where = f"variants.{name}"
+        _field(variant, where, "an object")
+        _figures(variant.get("overall"), f"{where}.overall")
+        for role, summary in _field(variant.get("roles"), f"{where}.roles", "an object").items():
+            _figures(summary, f"{where}.roles.{role}")
+    redteam = _field(report.get("redteam"), "redteam", "an object", optional=True) or {}
+    rates = _field(redteam.get("pass_rates", {}), "redteam.pass_rates", "an object")
+    for family, rate in rates.items():
+        where = f"redteam.pass_rates.{family}"
+        _field(_field(rate, where, "an object").get("pass_rate"), f"{where}.pass_rate", "a number")
+    human = _field(report.get("human"), "human", "an object", optional=True) or {}
+    overall = _field(human.get("overall"), "human.overall", "an object", optional=True) or {}
+    _field(overall.get("good_rate"), "human.overall.good_rate", "a number", optional=True)
+
+
+# What ItemResult.from_json needs of each question's record, as it writes them.
+_ITEM_FIELDS = {
+    "id": "a string",
+    "user": "a string",
+    "role": "a string",
+    "question": "a string",
+    "must_refuse": "true or false",
+    "refused": "true or false",
+    "answer": "a string",
+    "retrieved": "a list",
+    "cited": "a list",
+    "metrics": "an object",
+    "latency_ms": "a number",
+    "first_token_ms": "a number",
+    "search_ms": "a number",
+}
+
+
+def _check_rendered(report: Mapping[str, Any]) -> None:
+    """What rendering the report card again (--from-report) reads besides the figures."""
+    _field(report["created_at"], "created_at", "a string")
+    _field(report["golden_set"], "golden_set", "an object")
+    config = _field(report["config"], "config", "an object")
+    k = _field(config.get("retrieval_k"), "config.retrieval_k", "a list")
+    if not k or not all(type(n) is int for n in k):
+        raise _Shape("config.retrieval_k must be a list of whole numbers, at least one")
+    for key in ("select_by", "baseline"):
+        _field(config.get(key), f"config.{key}", "a string")
+    notes = _field(report.get("notes", []), "notes", "a list")
+    for n, note in enumerate(notes):
+        _field(note, f"notes[{n}]", "a string")
+    variants = report["variants"]
+    if variants and report["best_variant"] not in variants:
+        raise _Shape(
+            f"best_variant {report['best_variant']!r} is not one of the variants: {', '.join(variants)}"
+        )
+    for name, variant in variants.items():
+        items = _field(variant.get("items"), f"variants.{name}.items", "a list")
+        for n, item in enumerate(items):
+            where = f"variants.{name}.items[{n}]"
+            _field(item, where, "an object")
+            for key, kind in _ITEM_FIELDS.items():
+                _field(item.get(key), f"{where}.{key}", kind)
+    comparisons = _field(report.get("comparisons", []), "comparisons", "a list")
+    if comparisons:
+        bootstrap = _field(config.get("bootstrap"), "config.bootstrap", "an object")
+        for key in ("confidence", "resamples", "seed"):
+            _field(bootstrap.get(key), f"config.bootstrap.{key}", "a number")
+    for n, row in enumerate(comparisons):
+        where = f"comparisons[{n}]"
+        _field(row, where, "an object")
+        for key in ("candidate", "scope", "metric", "direction"):
+            _field(row.get(key), f"{where}.{key}", "a string")
+        for key in ("n", "diff"):
+            _field(row.get(key), f"{where}.{key}", "a number")
+        for key in ("ci_low", "ci_high"):
+            _field(row.get(key), f"{where}.{key}", "a number", optional=True)
+    redteam = report.get("redteam") or {}
+    for family, rate in redteam.get("pass_rates", {}).items():
+        for key in ("probes", "passed"):
+            _field(rate.get(key), f"redteam.pass_rates.{family}.{key}", "a number")
+    if redteam:
+        for n, probe in enumerate(_field(redteam.get("probes"), "redteam.probes", "a list")):
+            where = f"redteam.probes[{n}]"
+            _field(probe, where, "an object")
+            _field(probe.get("passed"), f"{where}.passed", "true or false")
+            for key in ("id", "family", "user"):
+                _field(probe.get(key), f"{where}.{key}", "a string")
+            failures = _field(probe.get("failures"), f"{where}.failures", "a list")
+            for m, failure in enumerate(failures):
+                _field(failure, f"{where}.failures[{m}]", "a string")
 
 
 def scope_values(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:

@@ -102,7 +102,7 @@ class Agent:
     def run(self, call: ToolCall, question: str) -> Generator[ToolUse, None, Findings]:
         """Yields each tool call as it returns; returns what the calls found."""
         engine = call.engine
-        tools = self._toolbox.for_caller(call.principal)
+        tools = self._toolbox.for_caller(call.principal, call.audience)
         by_name = {t.name: t for t in tools}
         messages = [ChatMessage("system", agent_rules(tools)), *demonstrations(tools)]
         messages.append(ChatMessage("user", question))
@@ -152,8 +152,9 @@ class Agent:
 def _parse_action(text: str) -> tuple[str, dict[str, Any]]:
     try:
         action = json.loads(text)
-    except ValueError as error:
-        # The grammar rules this out unless the reply was cut off at ACTION_MAX_TOKENS.
+    except (ValueError, RecursionError) as error:
+        # The grammar rules this out unless the reply was cut off at ACTION_MAX_TOKENS (or nests
+        # deeper than the JSON decoder goes).
         raise ToolError(f"the reply is not one JSON object: {text[:120]!r}") from error
     if not isinstance(action, dict) or not isinstance(action.get("tool"), str):
         raise ToolError(f'the reply has no "tool": {text[:120]!r}')

@@ -3,11 +3,18 @@ from __future__ import annotations
 import grpc
 
 from copilot.auth import current_principal
+from copilot.common.v1 import common_pb2
 from copilot.errors import InvalidInput, PermissionDenied
 from copilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from services.ingest.access import Access
 from services.ingest.errors import IngestError
 from services.ingest.pipeline import MAX_URI_CHARS, IngestPipeline, Outcome
+
+#: Bounds on the access list. It travels in every chunk's payload and every DocumentEvent (Kafka refuses
+#: events over 1 MB), so what a caller sends there is bounded like the uri; the filename shares the uri's.
+MAX_ACCESS_ENTRIES = 1000
+MAX_ACCESS_NAME_CHARS = 256
+MAX_CLASSIFICATION_CHARS = 64
 
 _OUTCOMES = {
     Outcome.CREATED: ingest_pb2.INGEST_OUTCOME_CREATED,
@@ -36,8 +43,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         tenant = self._tenant(request.access.tenant)
         if not request.uri:
             raise InvalidInput("uri is required")
-        if len(request.uri) > MAX_URI_CHARS:
-            raise InvalidInput(f"uri is {len(request.uri):,} characters; the limit is {MAX_URI_CHARS:,}")
+        _check_length("uri", request.uri, MAX_URI_CHARS)
+        _check_length("filename", request.filename, MAX_URI_CHARS)
+        _check_access(request.access)
         filename = request.filename or request.uri
         if len(request.content) > self._max_bytes:
             raise InvalidInput(
@@ -74,5 +82,21 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         tenant = self._tenant("")
         if not request.uri:
             raise InvalidInput("uri is required")
+        _check_length("uri", request.uri, MAX_URI_CHARS)  # no document has a longer one
         document_id, deleted = self._pipeline.delete(tenant, request.uri)
         return ingest_pb2.DeleteDocumentResponse(document_id=document_id, deleted_chunks=deleted)
+
+
+def _check_length(field: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidInput(f"{field} is {len(value):,} characters; the limit is {limit:,}")
+
+
+def _check_access(access: common_pb2.AccessControl) -> None:
+    entries = len(access.groups) + len(access.users)
+    if entries > MAX_ACCESS_ENTRIES:
+        raise InvalidInput(f"access lists {entries:,} groups and users; the limit is {MAX_ACCESS_ENTRIES:,}")
+    for field in ("groups", "users"):
+        for n, name in enumerate(getattr(access, field)):
+            _check_length(f"access.{field}[{n}]", name, MAX_ACCESS_NAME_CHARS)
+    _check_length("access.classification", access.classification, MAX_CLASSIFICATION_CHARS)

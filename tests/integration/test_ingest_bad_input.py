@@ -243,6 +243,82 @@ def test_an_overlong_uri_is_refused_before_anything_is_stored(
     assert ingest.store.count() == chunks_before
 
 
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"filename": "a" * 5_000_000 + ".bin"}, "filename is 5,000,004 characters; the limit is 2,048"),
+        ({"groups": ["g" * 300]}, "access.groups[0] is 300 characters; the limit is 256"),
+        ({"users": ["bob", "u" * 1_000_000]}, "access.users[1] is 1,000,000 characters; the limit is 256"),
+        (
+            {"groups": [f"g{i}" for i in range(1001)]},
+            "access lists 1,001 groups and users; the limit is 1,000",
+        ),
+        ({"classification": "c" * 100}, "access.classification is 100 characters; the limit is 64"),
+    ],
+)
+def test_an_overlong_caller_string_is_refused_before_anything_is_stored_or_published(
+    ingest: Ingest, ingest_target: str, issuer: DevIssuer, change: dict[str, object], why: str
+) -> None:
+    """Each of these would travel in the document's DocumentEvent; over 1 MB, Kafka drops the event."""
+    stub = ingest_pb2_grpc.IngestServiceStub(open_channel(ingest_target))
+    fields: dict[str, object] = {"filename": "memo.md", "groups": ["finance"]} | change
+    access = {k: fields.pop(k) for k in ("groups", "users", "classification") if k in fields}
+    request = ingest_pb2.IngestDocumentRequest(
+        uri="/overlong/memo.md",
+        content=b"# Memo\n\nShort.",
+        access=common_pb2.AccessControl(**access),  # type: ignore[arg-type]
+        **fields,  # type: ignore[arg-type]
+    )
+    chunks_before, events_before = ingest.store.count(), len(ingest.events.events)
+
+    with pytest.raises(grpc.RpcError) as info:
+        stub.IngestDocument(request, metadata=bearer(issuer.mint("ops")), timeout=60)
+
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == why
+    assert ingest.store.count() == chunks_before
+    assert ingest.events.events[events_before:] == []
+
+
+def test_a_failure_event_carries_the_longest_filename_allowed_well_under_kafkas_limit(
+    ingest: Ingest, ingest_target: str, issuer: DevIssuer
+) -> None:
+    stub = ingest_pb2_grpc.IngestServiceStub(open_channel(ingest_target))
+    request = ingest_pb2.IngestDocumentRequest(
+        uri="/overlong/tool.exe",
+        filename="t" * 2044 + ".exe",
+        content=b"MZ\x90\x00",
+        access=common_pb2.AccessControl(groups=["g" * 256] * 500, users=["u" * 256] * 500),
+    )
+    events_before = len(ingest.events.events)
+
+    with pytest.raises(grpc.RpcError) as info:
+        stub.IngestDocument(request, metadata=bearer(issuer.mint("ops")), timeout=60)
+
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [event] = ingest.events.events[events_before:]
+    assert event.change == events_pb2.DOCUMENT_CHANGE_FAILED and "'.exe' is not supported" in event.reason
+    assert event.ByteSize() < 1_048_576 // 2
+
+
+def test_deleting_an_overlong_uri_is_refused_without_an_event(
+    ingest: Ingest, ingest_target: str, issuer: DevIssuer
+) -> None:
+    stub = ingest_pb2_grpc.IngestServiceStub(open_channel(ingest_target))
+    events_before = len(ingest.events.events)
+
+    with pytest.raises(grpc.RpcError) as info:
+        stub.DeleteDocument(
+            ingest_pb2.DeleteDocumentRequest(uri="/" + "x" * 5_000_000),
+            metadata=bearer(issuer.mint("ops")),
+            timeout=60,
+        )
+
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == "uri is 5,000,001 characters; the limit is 2,048"
+    assert ingest.events.events[events_before:] == []
+
+
 @pytest.fixture
 def stack_home(
     ingest: Ingest, issuer: DevIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -305,3 +381,41 @@ def test_cli_reports_ok_unchanged_and_failed_with_reasons(
     )
     # The server did turn calls away for their rate; the CLI waited those out instead of failing files.
     assert any(r.__dict__.get("fields", {}).get("code") == "RESOURCE_EXHAUSTED" for r in caplog.records)
+
+
+def test_cli_ingests_a_file_whose_name_is_not_utf8_under_its_escaped_name(
+    ingest: Ingest, stack_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "share"
+    folder.mkdir()
+    (folder / "access.yaml").write_text("groups: [finance]\n")
+    (folder / "memo.md").write_text(_memo("menu"))
+    # A Latin-1 name from an old share: Python keeps the 0xe9 byte as a lone surrogate, which
+    # protobuf cannot encode.
+    (Path(os.fsdecode(bytes(folder))) / os.fsdecode(b"caf\xe9-menu.txt")).write_text(_memo("cafe"))
+    # And one whose name, \xe9 spelled out, is what the first one's escaped form would be, beside
+    # another Latin-1 name: neither may overwrite the other.
+    (folder / "bar\\xe9.txt").write_text(_memo("bar"))
+    (Path(os.fsdecode(bytes(folder))) / os.fsdecode(b"bar\xe9.txt")).write_text(_memo("other bar"))
+
+    def run() -> tuple[int, str]:
+        output = io.StringIO()
+        monkeypatch.setattr(cli, "err", Console(file=output, width=400))
+        code = cli.main(["ingest", str(folder), "--parallel", "1"])
+        return code, output.getvalue()
+
+    code, shown = run()
+
+    assert code == 1, shown
+    assert "ingested 4 files in " in shown and ": 3 new, 0 updated, 0 unchanged, 1 failed;" in shown, shown
+    [failed] = [line.strip() for line in shown.splitlines() if line.strip().startswith("failed ")]
+    assert failed == (
+        f"failed {folder}/bar\\xe9.txt: its name is not UTF-8, and its escaped form names another "
+        f"file: {folder.resolve()}/bar\\xe9.txt"
+    )
+    for uri in (f"{folder.resolve()}/caf\\xe9-menu.txt", f"{folder.resolve()}/bar\\xe9.txt"):
+        assert ingest.store.document_hashes(document_id_for("acme", uri)) is not None, uri
+
+    code, shown = run()  # the same escaped name each run: nothing is ingested twice
+
+    assert code == 1 and ": 0 new, 0 updated, 3 unchanged, 1 failed;" in shown, shown

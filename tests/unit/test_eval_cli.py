@@ -20,7 +20,7 @@ from services.evaluation.redteam import load_probes
 from services.evaluation.variants import EvalConfig
 
 
-def eval_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+def eval_cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str]:
     code = main(["eval", *map(str, args)])
     # Rich wraps long messages at the terminal width; compare them as one line.
     return code, " ".join(capsys.readouterr().err.split())
@@ -134,6 +134,124 @@ def test_a_baseline_that_is_not_a_report_is_a_clear_error(
 
     assert code == 2
     assert message.format(path=baseline) in err
+
+
+@pytest.mark.parametrize(
+    ("sources", "message"),
+    [
+        (5, 'expected_sources must be a list of paths or {"doc": path, "grade": n}, not a number'),
+        # Once read one character at a time, each as a path of its own.
+        (
+            "/corpus/hr/vacation.md",
+            'expected_sources must be a list of paths or {"doc": path, "grade": n}, not a string',
+        ),
+        (
+            {"doc": "hr/vacation.md"},
+            'expected_sources must be a list of paths or {"doc": path, "grade": n}, not an object',
+        ),
+        (None, 'expected_sources must be a list of paths or {"doc": path, "grade": n}, not null'),
+    ],
+)
+def test_expected_sources_that_are_not_a_list_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sources: object, message: str
+) -> None:
+    golden = jsonl(tmp_path / "golden.jsonl", QUESTION, {**QUESTION, "id": "b", "expected_sources": sources})
+
+    code, err = eval_cli(capsys, "--set", golden)
+
+    assert code == 2, err
+    assert f"error: {golden}:2: {message}" in err
+
+
+REPORT = {"schema": "copilot.eval.report/v1", "best_variant": "base"}
+FIGURES = {"overall": {"values": {"hit@1": 0.5}, "counts": {"hit@1": 2}}, "roles": {}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"variants": {"base": 5}}, "variants.base must be an object, not a number"),
+        ({"variants": {"base": {"roles": {}}}}, "variants.base.overall is missing; it must be an object"),
+        (
+            {"variants": {"base": {**FIGURES, "overall": {"values": {"hit@1": "high"}}}}},
+            "variants.base.overall.values.hit@1 must be a number, not a string",
+        ),
+        (
+            {"variants": {"base": {**FIGURES, "roles": {"finance": []}}}},
+            "variants.base.roles.finance must be an object, not a list",
+        ),
+        (
+            {"variants": {}, "redteam": {"pass_rates": {"rbac_leak": 1.0}}},
+            "redteam.pass_rates.rbac_leak must be an object, not a number",
+        ),
+        (
+            {"variants": {}, "human": {"overall": {"good_rate": "0.9"}}},
+            "human.overall.good_rate must be a number",
+        ),
+    ],
+)
+def test_a_baseline_of_the_wrong_shape_names_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fields: dict[str, object], message: str
+) -> None:
+    baseline = tmp_path / "prod.json"
+    baseline.write_text(json.dumps({**REPORT, **fields}), encoding="utf-8")
+
+    code, err = eval_cli(capsys, "--baseline", baseline)
+
+    assert code == 2, err
+    assert f"error: {baseline}: {message}" in err
+
+
+ITEM = {
+    "id": "a",
+    "user": "alice",
+    "role": "finance",
+    "question": "Q",
+    "must_refuse": False,
+    "refused": False,
+    "answer": "x",
+    "retrieved": [],
+    "cited": [],
+    "metrics": {"hit@1": 1.0},
+    "latency_ms": 10.0,
+    "first_token_ms": 5.0,
+    "search_ms": 1.0,
+}
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ({**FIGURES, "items": ["a"]}, "variants.base.items[0] must be an object, not a string"),
+        (
+            {**FIGURES, "items": [{**ITEM, "latency_ms": None}]},
+            "variants.base.items[0].latency_ms is missing",
+        ),
+        (
+            {**FIGURES, "items": [{**ITEM, "refused": "no"}]},
+            "variants.base.items[0].refused must be true or false",
+        ),
+        (FIGURES, "variants.base.items is missing; it must be a list"),
+    ],
+)
+def test_a_report_to_render_again_of_the_wrong_shape_names_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], variant: dict[str, object], message: str
+) -> None:
+    report = {
+        **REPORT,
+        "created_at": "2026-12-01T10:00:00+00:00",
+        "golden_set": {},
+        "config": {"baseline": "base", "select_by": "hit@1", "retrieval_k": [1]},
+        "variants": {"base": variant},
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report), encoding="utf-8")
+
+    code, err = eval_cli(capsys, "--from-report", path, "--out", tmp_path / "out")
+
+    assert code == 2, err
+    assert f"error: {path}: {message}" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_report_without_what_rendering_needs_cannot_be_re_rendered(
@@ -275,6 +393,34 @@ def test_import_golden_appends_the_adjudicated_cases_of_an_export_file(
     code, err = eval_cli(capsys, "--import-golden", export, "--set", golden)
     assert code == 0 and "added 0 questions" in err
     assert len(load_golden(golden)) == 3
+
+
+@pytest.mark.parametrize("flag", ["--import-golden", "--import-probes"])
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ({"passages": ["not-an-object"]}, "passages[0] must be an object, not a string"),
+        ({"passages": {"uri": MEMO}}, "passages must be a list of objects, not an object"),
+        ({"passages": [{"uri": 5}]}, "passages[0].uri must be a string, not a number"),
+        # Once joined one character at a time into the question's notes.
+        ({"reviewer_notes": "looks right"}, "reviewer_notes must be a list of strings, not a string"),
+        ({"question": ["What is X?"]}, "question must be a string, not a list"),
+    ],
+)
+def test_an_export_line_of_the_wrong_shape_names_the_line_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, case: dict[str, object], message: str
+) -> None:
+    good = {"question": "What is X?", "answer": "Y", "final_verdict": "good", "detector": "evaluation"}
+    export = jsonl(tmp_path / "export.jsonl", good, {**good, **case})
+    golden = jsonl(tmp_path / "golden.jsonl", QUESTION)
+    suite = jsonl(tmp_path / "probes.jsonl", PROBE)
+    before = golden.read_text(), suite.read_text()
+
+    code, err = eval_cli(capsys, flag, export, "--set", golden, "--redteam", suite)
+
+    assert code == 2, err
+    assert f"error: {export}:2: {message}" in err
+    assert (golden.read_text(), suite.read_text()) == before  # nothing half-imported
 
 
 def test_import_probes_grows_the_suite_from_confirmed_flags_of_three_detectors(

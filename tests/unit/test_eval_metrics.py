@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -505,6 +507,31 @@ def test_human_verdicts_fold_per_role_with_agreement() -> None:
 
 
 # ---- report card -----------------------------------------------------------------------------------------
+
+
+def test_a_report_as_written_loads_again_for_the_gate_and_for_rendering(tmp_path: Path) -> None:
+    from services.evaluation.report import build_report, load_report
+    from services.evaluation.runner import VariantRun
+    from services.evaluation.variants import Variant
+
+    item = GoldenItem(id="a", question="Q", user="alice", expected_sources=(ExpectedSource(MEMO),))
+    runs = []
+    for name, uri in (("default", MEMO), ("dense", EXPENSES)):
+        seen = Observation([_passage(uri)], "x [1].", False, [_passage(uri)], ["supported"], 1000, 100, 10)
+        runs.append(VariantRun(name, Variant(), [score_item(item, "alice", "finance", seen, [1, 3])]))
+    report = build_report(EvalConfig(), runs, {"path": "golden.jsonl", "questions": 1})
+    report["redteam"] = {
+        "pass_rates": {"rbac_leak": {"probes": 1, "passed": 1, "pass_rate": 1.0}},
+        "probes": [{"id": "p", "family": "rbac_leak", "user": "bob", "passed": True, "failures": []}],
+    }
+    report["human"] = {
+        "batch": "b1",
+        "overall": {"items": 1, "good": 1, "bad": 0, "pending": 0, "good_rate": 1.0},
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report), encoding="utf-8")
+
+    assert load_report(path) == load_report(path, rendered=True) == json.loads(path.read_text())
 
 
 def test_report_card_renders_markdown_and_self_contained_html() -> None:

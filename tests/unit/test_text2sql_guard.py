@@ -95,3 +95,27 @@ def test_what_runs_is_the_statement_as_parsed_without_the_comments_hiding_in_it(
 
     assert checked.startswith("SELECT id FROM orders")
     assert "\n" not in checked  # a line comment can no longer swallow or add anything
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT " + "(" * 60 + "1" + ")" * 60,
+        "SELECT " + "(" * 400 + "1" + ")" * 400,
+        "SELECT * FROM " + "(SELECT * FROM " * 100 + "orders" + ") AS x" * 100,
+        "SELECT 1 FROM t WHERE x IN (" + "SELECT y FROM (" * 100 + "SELECT 1" + ")" * 100 + ")",
+    ],
+)
+def test_sql_nested_deeper_than_the_parser_goes_is_refused_with_a_reason(sql: str, dialect: str) -> None:
+    # sqlglot parses recursively: Python's stack runs out first (RecursionError), which must read as
+    # a refused query the model can correct, not as a crash of the whole answer.
+    with pytest.raises(UnsafeSql, match="^the SQL is nested too deeply to check; use fewer nested"):
+        checked_select(sql, dialect)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_moderate_nesting_still_passes(dialect: str) -> None:
+    sql = "SELECT * FROM " + "(SELECT * FROM " * 10 + "orders" + ") AS x" * 10
+    assert checked_select(sql, dialect).startswith("SELECT * FROM (SELECT")
+    assert checked_select("SELECT " + "(" * 20 + "1" + ")" * 20, dialect).startswith("SELECT (")

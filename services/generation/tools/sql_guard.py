@@ -53,6 +53,17 @@ class UnsafeSql(ToolError):
 def checked_select(sql: str, dialect: str) -> str:
     """The one SELECT in ``sql``, re-rendered from its parse tree; ``UnsafeSql`` for anything else."""
     try:
+        return _checked_select(sql, dialect)
+    except RecursionError as error:
+        # sqlglot parses and renders recursively: some 50 nested parentheses or 80 nested subqueries
+        # exhaust Python's stack. Such a query is refused like any other the check cannot read.
+        raise UnsafeSql(
+            "the SQL is nested too deeply to check; use fewer nested parentheses or subqueries"
+        ) from error
+
+
+def _checked_select(sql: str, dialect: str) -> str:
+    try:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     except (ParseError, TokenError) as error:
         raise UnsafeSql(f"the SQL does not parse: {_first_line(error)}") from error
