@@ -17,6 +17,9 @@ class DatabaseSettings(BaseModel):
     url: str = ""
     # ACL entries allowed to query it, as on documents: "group:finance", "user:alice" or "everyone".
     readers: list[str] = Field(default_factory=list)
+    # The tenant whose users ``readers`` name: entries mean something only within a tenant, so a
+    # "group:finance" of another tenant may not query it.
+    tenant: str = ""
     # Question -> SQL pairs shown to the model (YAML list of {question, sql}); the closest ones are used.
     examples_file: Path | None = None
     # Describes the database to the model when it picks a tool, e.g. "sales: customers, orders, products".
@@ -34,6 +37,8 @@ class DatabaseSettings(BaseModel):
                 "database.readers must say who may query the database (ACL entries such as "
                 "'group:finance' or 'everyone')"
             )
+        if self.url and not self.tenant:
+            raise ValueError("database.tenant must name the tenant whose users database.readers are")
         return self
 
 

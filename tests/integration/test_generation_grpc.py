@@ -78,6 +78,7 @@ def service(
                 database,
                 embedder,
                 ["group:finance"],
+                "acme",
                 "sales: customers, products and orders with their amounts, dates and status",
                 load_examples(EXAMPLES, "sqlite"),
             ),

@@ -19,14 +19,28 @@ import sqlalchemy
 from pydantic import ValidationError
 
 from copilot.auth import Principal
+from copilot.common.v1 import common_pb2
+from copilot.devissuer import DevIssuer
 from copilot.embedding import MiniLmEmbedder
+from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
+from copilot.grpc_client import bearer, open_channel
+from copilot.settings import AuthSettings
 from sample.build_sales_db import EXAMPLES, build
-from services.generation.engine import ChatMessage, GenerationParams, TokenDelta
+from services.generation.agent import Agent
+from services.generation.answerer import Answerer, AnswerPolicy
+from services.generation.engine import ChatMessage, EngineCatalog, GenerationParams, TokenDelta
+from services.generation.retrieval_client import GrpcPassageSource
 from services.generation.settings import DatabaseSettings
 from services.generation.tools import Toolbox, ToolCall, ToolError
 from services.generation.tools.database import QueryDatabase, ReadOnlyDatabase, load_examples
 from services.generation.tools.documents import SearchDocuments
 from services.generation.tools.sql_guard import UnsafeSql
+from tests.integration.generation_standins import (
+    Events,
+    RecordingRetrieval,
+    serve_generation,
+    serve_retrieval,
+)
 
 ALICE = Principal("sub-alice", "alice", "acme", groups=("finance",), token="alice-token")
 BOB = Principal("sub-bob", "bob", "acme", groups=("engineering",), token="bob-token")
@@ -150,14 +164,27 @@ def test_the_sample_examples_load_and_a_bad_one_is_refused(tmp_path: Path) -> No
         load_examples(bad, "sqlite")
 
 
+def test_an_example_nested_too_deeply_to_check_is_an_operator_error_naming_it(tmp_path: Path) -> None:
+    deep = tmp_path / "examples.yaml"
+    deep.write_text(
+        "- question: How many customers?\n  sql: SELECT COUNT(*) FROM customers\n"
+        f"- question: Silly\n  sql: SELECT {'(' * 60}1{')' * 60}\n"
+    )
+
+    with pytest.raises(ValueError, match=r"examples.yaml: entry 2: the SQL is nested too deeply to check"):
+        load_examples(deep, "sqlite")
+
+
 def test_settings_with_a_database_must_say_who_may_query_it() -> None:
     with pytest.raises(ValidationError, match="database.readers must say who may query"):
         DatabaseSettings(url="sqlite:///sample/sales.db")
-    assert DatabaseSettings(url="sqlite:///sample/sales.db", readers=["group:finance"]).readers
+    with pytest.raises(ValidationError, match="database.tenant must name the tenant"):
+        DatabaseSettings(url="sqlite:///sample/sales.db", readers=["group:finance"])
+    assert DatabaseSettings(url="sqlite:///sample/sales.db", readers=["group:finance"], tenant="acme").readers
 
 
 def test_only_readers_are_offered_the_tool(database: ReadOnlyDatabase, embedder: MiniLmEmbedder) -> None:
-    tool = QueryDatabase(database, embedder, ["group:finance"], DESCRIPTION)
+    tool = QueryDatabase(database, embedder, ["group:finance"], "acme", DESCRIPTION)
     toolbox = Toolbox([SearchDocuments(source=None, top_k=4, min_relevance=0.45), tool])  # type: ignore[arg-type]
 
     assert [t.name for t in toolbox.for_caller(ALICE)] == ["search_documents", "query_database"]
@@ -168,15 +195,46 @@ def test_only_readers_are_offered_the_tool(database: ReadOnlyDatabase, embedder:
         tool.run(ToolCall(BOB, (), WritesSql("SELECT 1")), {"question": "How many customers?"})
 
 
+@pytest.mark.parametrize(
+    "caller",
+    [
+        # Another tenant's group of the same name, and a caller with no tenant at all.
+        Principal("sub-mallory", "mallory", "globex", groups=("finance",), token="t"),
+        Principal("sub-svc", "svc", "", groups=("finance",), token="t"),
+    ],
+)
+def test_a_reader_entry_of_another_tenant_grants_nothing(
+    database: ReadOnlyDatabase, embedder: MiniLmEmbedder, caller: Principal
+) -> None:
+    tool = QueryDatabase(database, embedder, ["group:finance"], "acme", DESCRIPTION)
+    assert tool.granting_entry(caller) is None and not tool.allowed(caller, ())
+    with pytest.raises(ToolError, match="may not query the database"):
+        tool.run(ToolCall(caller, (), WritesSql("SELECT 1")), {"question": "How many customers?"})
+
+
+def test_rows_go_into_an_answer_only_if_everyone_it_is_for_may_query_the_database(
+    database: ReadOnlyDatabase, embedder: MiniLmEmbedder
+) -> None:
+    tool = QueryDatabase(database, embedder, ["group:finance"], "acme", DESCRIPTION)
+    toolbox = Toolbox([tool])
+    bob = common_pb2.Audience(acl_entries=["everyone", "group:engineering", "user:bob"])
+    finance = common_pb2.Audience(acl_entries=["everyone", "group:finance", "user:alice2"])
+
+    assert [t.name for t in toolbox.for_caller(ALICE, [finance])] == ["query_database"]
+    assert toolbox.for_caller(ALICE, [finance, bob]) == []
+    with pytest.raises(ToolError, match="not everyone this answer is for may see the database"):
+        tool.run(ToolCall(ALICE, [bob], WritesSql("SELECT 1")), {"question": "How many customers?"})
+
+
 def test_the_prompt_holds_the_relevant_tables_and_the_closest_examples(
     database: ReadOnlyDatabase, embedder: MiniLmEmbedder
 ) -> None:
     examples = load_examples(EXAMPLES, "sqlite")
     narrow = QueryDatabase(
-        database, embedder, ["everyone"], DESCRIPTION, examples, schema_tables=1, example_count=2
+        database, embedder, ["everyone"], "acme", DESCRIPTION, examples, schema_tables=1, example_count=2
     )
     wide = QueryDatabase(
-        database, embedder, ["everyone"], DESCRIPTION, examples, schema_tables=3, example_count=2
+        database, embedder, ["everyone"], "acme", DESCRIPTION, examples, schema_tables=3, example_count=2
     )
 
     prompt = narrow.prompt("In which countries are our customers?")
@@ -198,7 +256,7 @@ def test_the_prompt_holds_the_relevant_tables_and_the_closest_examples(
 def test_a_query_becomes_a_source_the_answer_can_cite(
     database: ReadOnlyDatabase, embedder: MiniLmEmbedder
 ) -> None:
-    tool = QueryDatabase(database, embedder, ["group:finance"], DESCRIPTION)
+    tool = QueryDatabase(database, embedder, ["group:finance"], "acme", DESCRIPTION)
     sql = "SELECT COUNT(*) AS customers FROM customers WHERE country = 'Germany'"
 
     result = tool.run(ToolCall(ALICE, (), WritesSql(sql)), {"question": "How many customers in Germany?"})
@@ -214,7 +272,7 @@ def test_a_query_becomes_a_source_the_answer_can_cite(
 def test_a_bad_query_from_the_model_is_an_error_it_can_read(
     database: ReadOnlyDatabase, embedder: MiniLmEmbedder
 ) -> None:
-    tool = QueryDatabase(database, embedder, ["group:finance"], DESCRIPTION)
+    tool = QueryDatabase(database, embedder, ["group:finance"], "acme", DESCRIPTION)
 
     with pytest.raises(
         ToolError, match=r"only SELECT queries may run, not DELETE \(SQL: DELETE FROM orders\)"
@@ -222,3 +280,76 @@ def test_a_bad_query_from_the_model_is_an_error_it_can_read(
         tool.run(ToolCall(ALICE, (), WritesSql("DELETE FROM orders")), {"question": "Clean up orders"})
     with pytest.raises(ToolError, match="needs a non-empty question"):
         tool.run(ToolCall(ALICE, (), WritesSql("SELECT 1")), {"question": " "})
+
+
+def test_sql_nested_too_deeply_goes_back_to_the_model_as_an_error(
+    database: ReadOnlyDatabase, embedder: MiniLmEmbedder
+) -> None:
+    tool = QueryDatabase(database, embedder, ["group:finance"], "acme", DESCRIPTION)
+    sql = "SELECT " + "(" * 60 + "COUNT(*)" + ")" * 60 + " FROM customers"
+
+    with pytest.raises(ToolError, match="the SQL is nested too deeply to check; use fewer nested"):
+        tool.run(ToolCall(ALICE, (), WritesSql(sql)), {"question": "How many customers?"})
+
+
+@dataclass
+class DeepThenFlat:
+    """Picks query_database, writes SQL nested 60 deep, then (once told why it failed) a plain query."""
+
+    model_name: str = "deep-then-flat"
+    context_tokens: int = 8192
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        return [len(t) // 4 for t in texts]
+
+    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
+        told = [m.content for m in messages if m.role == "user" and m.content.startswith("Result")]
+        if params.json_schema and '"sql"' in params.json_schema:
+            depth = 60 if "again" not in messages[-1].content else 0
+            text = json.dumps({"sql": "SELECT " + "(" * depth + "COUNT(*)" + ")" * depth + " FROM customers"})
+        elif params.json_schema:
+            question = {0: "how many customers", 1: "how many customers, again"}.get(len(told))
+            action = {"tool": "query_database", "arguments": {"question": question}}
+            text = json.dumps(action if question else {"tool": "answer"})
+        else:
+            text = "We have 20 customers [1]."
+        yield TokenDelta(text, 10, 10, True)
+
+
+def test_over_grpc_a_too_deeply_nested_query_is_a_failed_tool_call_and_the_answer_goes_on(
+    database: ReadOnlyDatabase, embedder: MiniLmEmbedder, issuer: DevIssuer, auth_settings: AuthSettings
+) -> None:
+    retrieval_server, retrieval_target = serve_retrieval(RecordingRetrieval(passages=[]))
+    engine = DeepThenFlat()
+    tool = QueryDatabase(database, embedder, ["group:finance"], "acme", DESCRIPTION)
+    agent = Agent(Toolbox([tool]), max_steps=4)
+    answerer = Answerer(
+        GrpcPassageSource(retrieval_target),
+        EngineCatalog({engine.model_name: engine}, engine.model_name),
+        Events(),
+        AnswerPolicy(),
+        b"test-key",
+        agent=agent,
+    )
+    server = serve_generation(answerer, auth_settings)
+    server.set_serving(True)
+    try:
+        stub = generation_pb2_grpc.GenerationServiceStub(open_channel(f"127.0.0.1:{server.port}"))
+        responses = list(
+            stub.Answer(
+                generation_pb2.AnswerRequest(question="How many customers do we have?", use_tools=True),
+                metadata=bearer(issuer.mint("alice")),
+                timeout=60,
+            )
+        )
+    finally:
+        server.stop(1)
+        retrieval_server.stop(0)
+
+    calls = [r.tool_call for r in responses if r.HasField("tool_call")]
+    assert [(c.name, c.failed) for c in calls] == [("query_database", True), ("query_database", False)]
+    assert calls[0].result.startswith("the SQL is nested too deeply to check")
+    assert responses[-1].HasField("final")

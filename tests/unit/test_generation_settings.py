@@ -19,14 +19,19 @@ def test_the_database_is_off_unless_configured_and_then_names_its_readers(
 
     monkeypatch.setenv("COPILOT_GENERATION_DATABASE__URL", "sqlite:///sample/sales.db")
     monkeypatch.setenv("COPILOT_GENERATION_DATABASE__READERS", '["group:finance"]')
+    monkeypatch.setenv("COPILOT_GENERATION_DATABASE__TENANT", "acme")
     monkeypatch.setenv("COPILOT_GENERATION_DATABASE__EXAMPLES_FILE", "sample/text2sql_examples.yaml")
     database = GenerationSettings().database
 
-    assert (database.readers, database.examples_file) == (
+    assert (database.readers, database.tenant, database.examples_file) == (
         ["group:finance"],
+        "acme",
         Path("sample/text2sql_examples.yaml"),
     )
 
+    monkeypatch.delenv("COPILOT_GENERATION_DATABASE__TENANT")
+    with pytest.raises(ValueError, match="database.tenant must name the tenant"):
+        GenerationSettings()
     monkeypatch.delenv("COPILOT_GENERATION_DATABASE__READERS")
     with pytest.raises(ValueError, match="database.readers must say who may query"):
         GenerationSettings()

@@ -56,7 +56,7 @@ class Lookup:
     example: tuple[str, dict[str, Any]] | None = ("Where is the office?", {"query": "office address"})
     queries: list[str] = field(default_factory=list)
 
-    def allowed(self, principal: Principal) -> bool:
+    def allowed(self, principal: Principal, audience: Sequence[common_pb2.Audience]) -> bool:
         return True
 
     def run(self, call: ToolCall, arguments: dict[str, Any]) -> ToolResult:
@@ -145,6 +145,16 @@ def test_an_unknown_tool_or_a_broken_reply_goes_back_to_the_model() -> None:
     assert uses[0].failed and "there is no tool 'delete_everything'; use one of lookup" in uses[0].result
     assert findings.errors[1].startswith("the reply is not one JSON object")
     assert engine.prompts[2][-1].content.startswith("Error: the reply is not one JSON object")
+
+
+def test_a_reply_nested_deeper_than_the_json_decoder_goes_back_to_the_model() -> None:
+    engine = Scripted(["[" * 5000 + "]" * 5000, call(query="ok"), ANSWER])
+
+    uses, findings = run(Agent(Toolbox([Lookup()]), max_steps=5), engine)
+
+    assert [(u.result, u.failed) for u in uses] == [("found ok", False)]
+    assert findings.errors[0].startswith("the reply is not one JSON object: '[[[")
+    assert engine.prompts[1][-1].content.startswith("Error: the reply is not one JSON object")
 
 
 def test_a_full_context_ends_the_loop_with_what_was_found() -> None:

@@ -52,7 +52,9 @@ class Tool(Protocol):
     # far better from a demonstration than from a description.
     example: tuple[str, dict[str, Any]] | None
 
-    def allowed(self, principal: Principal) -> bool: ...
+    def allowed(self, principal: Principal, audience: Sequence[common_pb2.Audience]) -> bool:
+        """Whether the tool may work for ``principal`` on an answer ``audience`` will see too."""
+        ...
 
     def run(self, call: ToolCall, arguments: dict[str, Any]) -> ToolResult: ...
 
@@ -64,6 +66,6 @@ class Toolbox:
             raise ValueError(f"tool names must be unique: {names}")
         self._tools = list(tools)
 
-    def for_caller(self, principal: Principal) -> list[Tool]:
-        """The tools this caller may use; the others are never shown to the model."""
-        return [t for t in self._tools if t.allowed(principal)]
+    def for_caller(self, principal: Principal, audience: Sequence[common_pb2.Audience] = ()) -> list[Tool]:
+        """The tools this caller may use for this audience; the others are never shown to the model."""
+        return [t for t in self._tools if t.allowed(principal, audience)]

@@ -271,6 +271,7 @@ class QueryDatabase:
         database: ReadOnlyDatabase,
         embedder: Embedder,
         readers: Sequence[str],
+        tenant: str,
         description: str,
         examples: Sequence[Example] = (),
         schema_tables: int = 6,
@@ -279,6 +280,7 @@ class QueryDatabase:
         self._database = database
         self._embedder = embedder
         self._readers = frozenset(readers)
+        self._tenant = tenant
         self._examples = list(examples)
         self._schema_tables = schema_tables
         self._example_count = example_count
@@ -297,7 +299,10 @@ class QueryDatabase:
         self._example_vectors = embedder.embed([e.question for e in self._examples]) if examples else []
 
     def granting_entry(self, principal: Principal) -> str | None:
-        """The caller's ACL entry that lets them query the database, most specific first."""
+        """The caller's ACL entry that lets them query the database, most specific first; None for a
+        caller of another tenant (or none), whose entries name other people."""
+        if not principal.tenant or principal.tenant != self._tenant:
+            return None
         held = principal.acl_principals()
         for prefix in ("user:", "group:", "everyone"):
             for entry in held:
@@ -305,8 +310,12 @@ class QueryDatabase:
                     return entry
         return None
 
-    def allowed(self, principal: Principal) -> bool:
-        return self.granting_entry(principal) is not None
+    def allowed(self, principal: Principal, audience: Sequence[common_pb2.Audience]) -> bool:
+        """A reader asking, and every audience member a reader too: rows go into the answer they all see.
+        (Audience entries are within the caller's tenant, checked above.)"""
+        return self.granting_entry(principal) is not None and all(
+            self._readers.intersection(member.acl_entries) for member in audience
+        )
 
     def prompt(self, question: str) -> list[ChatMessage]:
         [vector] = self._embedder.embed([question])
@@ -347,6 +356,8 @@ class QueryDatabase:
         entry = self.granting_entry(call.principal)
         if entry is None:  # never offered to such callers; a model cannot talk its way in either
             raise ToolError("the user may not query the database")
+        if not self.allowed(call.principal, call.audience):
+            raise ToolError("not everyone this answer is for may see the database")
         question = str(arguments.get("question", "")).strip()
         if not question:
             raise ToolError("query_database needs a non-empty question")

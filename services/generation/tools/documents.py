@@ -46,8 +46,8 @@ class SearchDocuments:
         self._top_k = top_k
         self._min_relevance = min_relevance
 
-    def allowed(self, principal: Principal) -> bool:
-        # Retrieval applies the caller's rights to every search.
+    def allowed(self, principal: Principal, audience: Sequence[common_pb2.Audience]) -> bool:
+        # Retrieval applies the caller's rights and the audience's to every search.
         return True
 
     def run(self, call: ToolCall, arguments: dict[str, Any]) -> ToolResult:

@@ -17,7 +17,14 @@ def build_toolbox(settings: GenerationSettings, source: PassageSource, embedder:
         examples = load_examples(db.examples_file, database.dialect) if db.examples_file else []
         tools.append(
             QueryDatabase(
-                database, embedder, db.readers, db.description, examples, db.schema_tables, db.examples
+                database,
+                embedder,
+                db.readers,
+                db.tenant,
+                db.description,
+                examples,
+                db.schema_tables,
+                db.examples,
             )
         )
     return Toolbox(tools)
