@@ -64,8 +64,9 @@ def reset_current_principal(token: contextvars.Token[Principal | None]) -> None:
 def principal_from_claims(claims: Mapping[str, Any], audience: str, token: str = "") -> Principal:
     roles = set(claims.get("realm_access", {}).get("roles", []))
     roles.update(claims.get("resource_access", {}).get(audience, {}).get("roles", []))
-    # Keycloak's group mapper emits full paths ("/finance") unless told otherwise.
-    groups = tuple(sorted({str(g).strip("/").split("/")[-1] for g in claims.get("groups", []) if g}))
+    # A group is its path without the leading slash ("/finance" is "finance"): a subgroup keeps its parent
+    # ("/contractors/finance" is "contractors/finance"), or it would pass for a top-level group of its name.
+    groups = tuple(sorted({str(g).strip("/") for g in claims.get("groups", []) if str(g).strip("/")}))
     username = str(claims.get("preferred_username") or claims["sub"])
     return Principal(
         subject=str(claims["sub"]),

@@ -96,11 +96,16 @@ def ensure_topics(
 
 
 class _Spool:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = 0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        if max_bytes:
+            # Past this an insert fails as "database or disk is full", as on a full disk: the caller is
+            # told UNAVAILABLE and nothing already spooled is touched.
+            page = self._db.execute("PRAGMA page_size").fetchone()[0]
+            self._db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page)}")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
             " key BLOB, value BLOB NOT NULL, headers BLOB NOT NULL)"
@@ -165,12 +170,17 @@ class EventPublisher:
     """Publishes protobuf events with trace context in headers; the module docstring gives the guarantees."""
 
     def __init__(
-        self, bootstrap_servers: str, spool_path: Path, batch: int = 500, **client_options: Any
+        self,
+        bootstrap_servers: str,
+        spool_path: Path,
+        batch: int = 500,
+        spool_max_bytes: int = 0,
+        **client_options: Any,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._client_options = client_options
         self._spool_path = spool_path
-        self._spool = _Spool(spool_path)
+        self._spool = _Spool(spool_path, spool_max_bytes)
         self._batch = batch
         self._wake = threading.Event()
         self._stop = threading.Event()

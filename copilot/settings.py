@@ -46,6 +46,10 @@ class KafkaSettings(BaseModel):
     feedback_topic: str = "copilot.feedback.v1"
     # Where events wait while the broker is unreachable; replayed in order when it returns.
     spool_dir: Path = Path(".copilot/spool")
+    # Largest the spool may grow, 0 for as large as the disk. A full spool makes calls UNAVAILABLE and
+    # keeps what it holds; on Kubernetes it must stay below the volume's sizeLimit, since a pod whose
+    # emptyDir outgrows that is evicted, spool and all.
+    spool_max_bytes: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaSettings:

@@ -157,7 +157,8 @@ class KeycloakDirectory:
             id=str(user["id"]),
             username=str(user["username"]),
             email=str(user.get("email", "")),
-            groups=tuple(sorted({str(g["name"]) for g in groups})),
+            # As the services read groups from a token: the path without its leading slash.
+            groups=tuple(sorted({str(g.get("path") or g["name"]).strip("/") for g in groups})),
             tenant=_first(user.get("attributes", {}).get(TENANT_ATTRIBUTE)),
         )
 

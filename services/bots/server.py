@@ -104,7 +104,10 @@ def main() -> None:
     kafka_options = settings.kafka.client_options()
     ensure_topics(settings.kafka.bootstrap_servers, [settings.feedback_topic], **kafka_options)
     publisher = EventPublisher(
-        settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "bots.sqlite", **kafka_options
+        settings.kafka.bootstrap_servers,
+        settings.kafka.spool_dir / "bots.sqlite",
+        spool_max_bytes=settings.kafka.spool_max_bytes,
+        **kafka_options,
     )
     events = TopicPublisher(publisher, settings.feedback_topic, key=lambda e: e.interaction_id)
     bots = build(settings, events)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from copilot.settings import ServiceSettings
@@ -42,12 +42,29 @@ class TeamsSettings(BaseModel):
     app_password: SecretStr = SecretStr("")
     # Single-tenant bots name their Azure AD tenant; empty for multi-tenant.
     app_tenant_id: str = ""
+    # Azure AD tenants whose users may ask (a single-tenant bot's own counts). Users are matched to
+    # Keycloak by the email Teams reports, which the tenant's administrators set: a multi-tenant bot
+    # installed elsewhere would otherwise take a stranger's say-so for who they are.
+    allowed_tenant_ids: list[str] = Field(default_factory=list)
     # Where the Bot Framework channel's signing keys are published, and the issuer of its tokens.
     openid_metadata_url: str = "https://login.botframework.com/v1/.well-known/openidconfiguration"
     token_issuer: str = "https://api.botframework.com"
     oauth_scope: str = "https://api.botframework.com"
     login_url: str = "https://login.microsoftonline.com/botframework.com"
     update_interval_s: float = 1.0
+
+    def trusted_tenants(self) -> frozenset[str]:
+        return frozenset(t for t in (*self.allowed_tenant_ids, self.app_tenant_id) if t)
+
+    @model_validator(mode="after")
+    def _tenants_named(self) -> TeamsSettings:
+        if self.enabled and not self.trusted_tenants():
+            raise ValueError(
+                "teams.allowed_tenant_ids must name the Azure AD tenants whose users may ask (a "
+                "single-tenant bot's app_tenant_id counts): their administrators set the emails the bot "
+                "matches users by"
+            )
+        return self
 
 
 class BotsSettings(ServiceSettings):
@@ -70,7 +87,7 @@ class BotsSettings(ServiceSettings):
     # unknown users are asked about again sooner, so newly given access works quickly.
     identity_ttl_s: float = 300.0
     unknown_identity_ttl_s: float = 30.0
-    # A channel with more members than this is answered as if its audience were only "everyone".
+    # A channel with more members than this is shown no document; the asker is answered privately.
     max_audience_members: int = 500
     # Follow-ups more than this long after the last answer start a new conversation.
     conversation_idle_s: float = 3600.0

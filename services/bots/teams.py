@@ -44,6 +44,7 @@ from services.bots.teams_cards import FEEDBACK_KEY, answer_card
 log = logging.getLogger(__name__)
 
 PLATFORM = "teams"
+FOREIGN_TENANT = "I only answer people of the organisations I was set up for."
 PLACEHOLDER = "Looking that up…"
 STREAMING_MARK = " ✍️"
 DISABLED = (
@@ -229,6 +230,12 @@ class TeamsBot(TeamsActivityHandler):
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
+        tenant = _tenant_of(activity)
+        if tenant not in self._settings.trusted_tenants():
+            log.warning("refused a message from Azure AD tenant %r, which is not trusted", tenant)
+            self._core.count_failure(PLATFORM, "foreign_tenant")
+            await turn_context.send_activity(FOREIGN_TENANT)
+            return
         if isinstance(activity.value, dict) and FEEDBACK_KEY in activity.value:
             await self._on_feedback(turn_context, activity.value)
             return
@@ -355,3 +362,11 @@ class TeamsBot(TeamsActivityHandler):
 def _channel_key(activity: Activity) -> str:
     """A Teams channel's conversation id without the thread part (";messageid=...")."""
     return str(activity.conversation.id).split(";", 1)[0]
+
+
+def _tenant_of(activity: Activity) -> str:
+    if activity.conversation is not None and activity.conversation.tenant_id:
+        return str(activity.conversation.tenant_id)
+    data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    tenant = data.get("tenant")
+    return str(tenant.get("id", "")) if isinstance(tenant, dict) else ""

@@ -99,7 +99,10 @@ def main() -> None:
     kafka_options = settings.kafka.client_options()
     ensure_topics(settings.kafka.bootstrap_servers, [settings.kafka.interactions_topic], **kafka_options)
     publisher = EventPublisher(
-        settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "generation.sqlite", **kafka_options
+        settings.kafka.bootstrap_servers,
+        settings.kafka.spool_dir / "generation.sqlite",
+        spool_max_bytes=settings.kafka.spool_max_bytes,
+        **kafka_options,
     )
     engines = start_engines(
         settings.engine,

@@ -29,7 +29,10 @@ def main() -> None:
     kafka_options = settings.kafka.client_options()
     ensure_topics(settings.kafka.bootstrap_servers, [settings.kafka.documents_topic], **kafka_options)
     publisher = EventPublisher(
-        settings.kafka.bootstrap_servers, settings.kafka.spool_dir / "ingest.sqlite", **kafka_options
+        settings.kafka.bootstrap_servers,
+        settings.kafka.spool_dir / "ingest.sqlite",
+        spool_max_bytes=settings.kafka.spool_max_bytes,
+        **kafka_options,
     )
     favour_embedding_threads()
     embedder = MiniLmEmbedder(threads=settings.embedding_threads, cache_dir=settings.embedding_cache_dir)

@@ -29,6 +29,15 @@ def test_valid_token_yields_principal_with_groups_roles_and_tenant(
     assert "group:finance" in principal.acl_principals() and "user:alice" in principal.acl_principals()
 
 
+def test_a_subgroup_keeps_its_path_and_does_not_pass_for_a_top_level_group_of_its_name(
+    issuer: DevIssuer, auth_settings: AuthSettings
+) -> None:
+    token = issuer.mint("alice", groups=["/contractors/finance", "/legal/"])
+    principal = TokenVerifier(auth_settings).verify(token)
+    assert principal.groups == ("contractors/finance", "legal")
+    assert "group:finance" not in principal.acl_principals()
+
+
 @pytest.mark.parametrize(
     ("claims", "message"),
     [

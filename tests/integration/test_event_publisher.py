@@ -6,10 +6,12 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
 from kafka import KafkaConsumer
 from opentelemetry import trace
 
 from copilot.broker import start_tansu
+from copilot.errors import DependencyUnavailable
 from copilot.events.v1 import events_pb2
 from copilot.kafka import EventPublisher, ensure_topics
 from tests.conftest import free_port
@@ -89,3 +91,20 @@ def test_spool_survives_a_restart_of_the_publisher(tmp_path: Path) -> None:
     second = EventPublisher(bootstrap, tmp_path / "spool.sqlite")
     assert second.pending() == 5
     second.close(timeout_s=0.1)
+
+
+def test_a_spool_at_its_size_limit_refuses_new_events_and_keeps_the_rest(tmp_path: Path) -> None:
+    """On Kubernetes the spool lives on an emptyDir with a sizeLimit, and a pod whose emptyDir outgrows it
+    is evicted with its spool: the publisher must stop short of that and say so."""
+    bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens: every event stays spooled
+    publisher = EventPublisher(bootstrap, tmp_path / "spool.sqlite", spool_max_bytes=256 * 1024)
+    event = events_pb2.DocumentEvent(event_id="e", reason="x" * 2000)
+    accepted = 0
+    with pytest.raises(DependencyUnavailable, match=r"cannot write the event spool .*full"):
+        for _ in range(1000):
+            publisher.publish("t", "k", event)
+            accepted += 1
+    assert 50 < accepted < 1000
+    assert publisher.pending() == accepted, "every event publish returned for is still spooled"
+    assert (tmp_path / "spool.sqlite").stat().st_size <= 256 * 1024
+    publisher.close(timeout_s=0.1)

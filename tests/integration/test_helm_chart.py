@@ -391,6 +391,14 @@ def test_changed_settings_change_the_checksum_that_rolls_the_pods() -> None:
             {"generation": {"gpu": {"count": 1}}},
             "generation.gpu.count=1 with generation.engine=llama_cpp: the image's llama.cpp runs on CPUs",
         ),
+        (
+            {"generation": {"database": {"existingSecret": "db", "readers": ["group:finance"]}}},
+            "generation.database.tenant must name the tenant",
+        ),
+        (
+            {"bots": {"enabled": True, "existingSecret": "b", "teams": {"enabled": True, "appId": "a"}}},
+            "bots.teams.allowedTenantIds must name the Azure AD tenants",
+        ),
         ({"monitor": {"autoscaling": {"enabled": True}}}, "monitor.autoscaling needs a shared database"),
         (
             {"bots": {"enabled": True, "existingSecret": "b", "autoscaling": {"enabled": True}}},
@@ -499,6 +507,7 @@ PLAINTEXT_KAFKA_SETTINGS = {
     "DOCUMENTS_TOPIC",
     "INGEST_REQUESTS_TOPIC",
     "SPOOL_DIR",
+    "SPOOL_MAX_BYTES",
 }
 SECURE_KAFKA = {
     "kafka": {
@@ -544,6 +553,20 @@ def test_plaintext_kafka_sets_no_security_settings(rendered: dict[str, list[Any]
         spec = deployment["spec"]["template"]["spec"]
         assert not [e["name"] for e in spec["containers"][0]["env"] if "KAFKA" in e["name"]], name
         assert "kafka-tls" not in volume_names(spec), name
+
+
+def test_the_spool_stops_short_of_its_volumes_size_limit(rendered: dict[str, list[Any]]) -> None:
+    """Kubernetes evicts a pod whose emptyDir outgrows its sizeLimit, spool and all."""
+    manifests = rendered["default"]
+    for deployment in find(manifests, "Deployment"):
+        name = component(deployment)
+        if name not in KAFKA_CLIENTS:
+            continue
+        config = one(manifests, "ConfigMap", f"copilot-{name}-env")["data"]
+        [limit] = [int(v) for k, v in config.items() if k.endswith("_KAFKA__SPOOL_MAX_BYTES")]
+        [volume] = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "spool"]
+        assert volume["emptyDir"]["sizeLimit"] == "1024Mi", name
+        assert limit == 1024 * 1024 * 1024 * 8 // 10, name
 
 
 def test_kafka_over_sasl_ssl_reaches_every_kafka_client(monkeypatch: pytest.MonkeyPatch) -> None:

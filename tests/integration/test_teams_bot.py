@@ -264,6 +264,7 @@ class TeamsStack:
     ) -> dict[str, Any]:
         """A message as Teams sends it; in a channel, ``thread`` is the reply chain (its first message)."""
         channel = conversation_type == "channel"
+        tenant = extra.pop("tenant", "tenant-acme")
         return {
             "type": "message",
             "id": f"act-{uuid.uuid4().hex[:6]}",
@@ -274,7 +275,7 @@ class TeamsStack:
             "conversation": {
                 "id": f"{channel_id};messageid={thread}" if channel else f"a:personal-{sender}",
                 "conversationType": conversation_type,
-                "tenantId": "tenant-acme",
+                "tenantId": tenant,
             },
             "text": f"<at>copilot</at> {text}" if channel else text,
             "entities": [
@@ -286,9 +287,7 @@ class TeamsStack:
             ]
             if channel
             else [],
-            "channelData": {"team": {"id": TEAM}, "tenant": {"id": "tenant-acme"}}
-            if channel
-            else {"tenant": {"id": "tenant-acme"}},
+            "channelData": {"tenant": {"id": tenant}, **({"team": {"id": TEAM}} if channel else {})},
             **extra,
         }
 
@@ -320,6 +319,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Ite
         teams=TeamsSettings(
             enabled=True,
             app_id=APP_ID,
+            allowed_tenant_ids=["tenant-acme"],
             openid_metadata_url=f"{microsoft_url}/v1/.well-known/openidconfiguration",
             token_issuer=CHANNEL_ISSUER,
             update_interval_s=0.0,
@@ -359,6 +359,18 @@ def fresh(stack: TeamsStack) -> None:
 
 def _cards(calls: list[ConnectorCall]) -> list[dict[str, Any]]:
     return [a["content"] for c in calls for a in c.body.get("attachments") or []]
+
+
+def test_a_message_from_an_azure_ad_tenant_not_trusted_is_refused_and_asks_nothing(stack: TeamsStack) -> None:
+    """Its administrators could give any user alice's email, which is all the bot matches users by."""
+    before = stack.failures().get("foreign_tenant", 0)
+    message = stack.message("29:alice", FINANCE_QUESTION, conversation_type="personal", tenant="evil")
+    reply = stack.send(message)
+    assert reply.status_code in (200, 201)
+    told = wait_for(lambda: stack.microsoft.sent(), what="refusal")[-1]
+    assert told.body["text"] == "I only answer people of the organisations I was set up for."
+    assert stack.generation.calls == []
+    assert stack.failures().get("foreign_tenant", 0) == before + 1
 
 
 def test_a_channel_member_without_a_copilot_account_leaves_the_channel_no_document(stack: TeamsStack) -> None:

@@ -60,6 +60,7 @@ kafka.existingSecret; the TLS files are mounted from kafka.tls's Secrets.
 {{ $p }}KAFKA__DOCUMENTS_TOPIC: {{ $k.topics.documents | quote }}
 {{ $p }}KAFKA__INGEST_REQUESTS_TOPIC: {{ $k.topics.ingestRequests | quote }}
 {{ $p }}KAFKA__SPOOL_DIR: "/var/lib/copilot/spool"
+{{ $p }}KAFKA__SPOOL_MAX_BYTES: {{ div (mul $k.spoolSizeMiB 1048576 8) 10 | quote }}
 {{- if ne $protocol "PLAINTEXT" }}
 {{ $p }}KAFKA__SECURITY_PROTOCOL: {{ $protocol | quote }}
 {{- end }}
@@ -144,6 +145,7 @@ kafka.existingSecret; the TLS files are mounted from kafka.tls's Secrets.
 {{ $p }}RAY_TEMP_DIR: "/tmp/ray"
 {{- if $c.database.readers }}
 {{ $p }}DATABASE__READERS: {{ toJson $c.database.readers | quote }}
+{{ $p }}DATABASE__TENANT: {{ $c.database.tenant | quote }}
 {{ $p }}DATABASE__DESCRIPTION: {{ $c.database.description | quote }}
 {{- end }}
 {{- /* Weights come from the model volume or the image: nothing may reach a model hub at start. */}}
@@ -199,6 +201,10 @@ TRANSFORMERS_OFFLINE: "1"
 {{- if $c.teams.enabled }}
 {{ $p }}TEAMS__APP_ID: {{ required "bots.teams.appId is required when bots.teams.enabled" $c.teams.appId | quote }}
 {{ $p }}TEAMS__APP_TENANT_ID: {{ $c.teams.appTenantId | quote }}
+{{- if not (or $c.teams.appTenantId $c.teams.allowedTenantIds) }}
+{{- fail "bots.teams.allowedTenantIds must name the Azure AD tenants whose users may ask (or set bots.teams.appTenantId)" }}
+{{- end }}
+{{ $p }}TEAMS__ALLOWED_TENANT_IDS: {{ toJson $c.teams.allowedTenantIds | quote }}
 {{- end }}
 {{ $p }}FEEDBACK_TOPIC: {{ $c.feedbackTopic | quote }}
 {{ $p }}DATABASE: "/var/lib/copilot/bots/bots.sqlite"
