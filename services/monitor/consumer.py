@@ -4,7 +4,8 @@ Interactions go through the inline detectors; negative or reported feedback beco
 interaction. A whole poll's interactions are stored in one transaction of a few statements, and offsets are
 committed only after that; the store ignores event ids it already has, so a crash or a replay neither loses
 nor duplicates flags. Only then do the newly stored interactions go to the sampled tier and their findings
-to the alerts, so neither ever sees an event that a crash could still take back. A record that cannot be
+to the alerts, so neither ever sees an event that a crash could still take back; if the offset commit fails
+after the store's, the retry hands on what that try stored. A record that cannot be
 decoded goes to the dead-letter topic with the reason. A batch the store refuses for what it holds (a data
 error) is stored again a record at a time, and the record refused on its own is dead-lettered too, so it
 cannot block the others forever; any other store failure (the database down) rewinds the batch and retries
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -39,6 +40,8 @@ tracer = trace.get_tracer("copilot-monitor")
 _RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 # What became of an interaction whose fate the batch's store call decides.
 _PENDING = "pending"
+# Most interactions kept for the sampled tier and the alerts while their batch's offsets are not committed.
+_MAX_UNREPORTED = 10_000
 # Failures that come from what a record holds rather than from the database or broker being away: the same
 # record fails the same way on every retry.
 _REFUSED = (sa.exc.DataError, sa.exc.IntegrityError, ValueError)
@@ -85,6 +88,9 @@ class MonitorConsumer:
         # records for the dead-letter topic with their reasons, sent once the batch is stored.
         self._pending: list[tuple[events_pb2.InteractionEvent, list[Finding]]] = []
         self._rejected: list[tuple[ConsumerRecord, str]] = []
+        # Interactions stored by a try whose offset commit then failed: the retry finds them stored already
+        # (duplicates), yet nothing has handed them to the sampled tier and the alerts.
+        self._unreported: OrderedDict[str, None] = OrderedDict()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="monitor-consumer", daemon=True)
         self.processed = 0
@@ -113,6 +119,11 @@ class MonitorConsumer:
                         "the store refused a batch; storing its %d records one at a time", len(records)
                     )
                     outcomes, stored = self._store_each(records)
+                for (event, _), is_new in zip(self._pending, stored, strict=True):
+                    if is_new:
+                        self._unreported[event.event_id] = None
+                while len(self._unreported) > _MAX_UNREPORTED:
+                    self._unreported.popitem(last=False)
                 for record, reason in self._rejected:
                     self._dead_letters.send(record, reason)
                 self._rejected = []
@@ -179,7 +190,12 @@ class MonitorConsumer:
         )
         for (topic, outcome), n in counts.items():
             self._metrics.event(topic, outcome, n)
-        new = [entry for entry, is_new in zip(self._pending, stored, strict=True) if is_new]
+        # New: stored by this try, or by an earlier try of the same batch whose offset commit failed.
+        new = []
+        for entry in self._pending:
+            if entry[0].event_id in self._unreported:
+                del self._unreported[entry[0].event_id]
+                new.append(entry)
         self._pending = []
         self.processed += sum(n for (_, outcome), n in counts.items() if outcome == "stored")
         flagged = 0

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import CommitFailedError
 from kafka.structs import TopicPartition
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -450,3 +451,52 @@ def test_an_event_the_store_refuses_is_dead_lettered_and_blocks_nothing(
     assert consumed == {(topic, "stored"): 2, (topic, "dead_lettered"): 2}
     assert f"the store refused {topic}/0@1" in caplog.text
     store.close()
+
+
+def test_a_failed_offset_commit_still_hands_the_stored_interactions_on_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The store commits, then Kafka refuses the offset commit (a rebalance): the retried batch finds the
+    interaction stored already, yet its alert and its sampled inspection are still owed, once."""
+    topic, feedback_topic, dlq, group = _topics()
+    ensure_topics(kafka_bootstrap, [topic, feedback_topic, dlq], partitions=1)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer.send(topic, _event(2, "Call me at +1 415 555 0100 or hr-help@acme.example.").SerializeToString())
+    producer.flush()
+    producer.close()
+    store = FlagStore(tmp_path / "monitor.sqlite")
+    alerted: list[str] = []
+    sampled: list[str] = []
+
+    class Sampled:
+        def submit(self, event: events_pb2.InteractionEvent) -> None:
+            sampled.append(event.event_id)
+
+    consumer = MonitorConsumer(
+        kafka_bootstrap,
+        topic,
+        feedback_topic,
+        group,
+        dlq,
+        store,
+        default_detectors(),
+        sampled=Sampled(),  # type: ignore[arg-type]
+        alerts=lambda event, findings: alerted.append(event.event_id),
+    )
+    commit, refused = consumer._consumer.commit, []
+
+    def commit_once_refused(*args: object, **kwargs: object) -> object:
+        if not refused:
+            refused.append(True)
+            raise CommitFailedError("the group rebalanced")
+        return commit(*args, **kwargs)
+
+    consumer._consumer.commit = commit_once_refused  # type: ignore[method-assign]
+    consumer.start()
+    try:
+        assert _wait(lambda: _committed(kafka_bootstrap, group, topic, 1) == 1, 30)
+        assert _wait(lambda: alerted == ["evt-2"] and sampled == ["evt-2"], 5), (alerted, sampled)
+    finally:
+        consumer.stop()
+        store.close()
+    assert refused == [True]
