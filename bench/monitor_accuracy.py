@@ -232,6 +232,22 @@ def score_length() -> Score:
 
 
 _FIGURE = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b")
+# The first negation of a sentence, or failing that the first auxiliary a "not" can follow.
+_NEGATION = re.compile(r"\b(?:not|never) |(?<=\bcan)not\b|n't\b", re.IGNORECASE)
+_AUXILIARY = re.compile(r"\b(?:is|are|was|were|must|may|can|will|should|need)\b(?= \w)", re.IGNORECASE)
+
+
+def turned_around(sentence: str) -> str:
+    """``sentence`` saying the opposite: its first negation taken out ("are not paid" -> "are paid", "cannot"
+    -> "can"), or a "not" put after its first auxiliary ("may work" -> "may not work"); "" if neither
+    applies."""
+    negation = _NEGATION.search(sentence)
+    if negation:
+        return sentence[: negation.start()] + sentence[negation.end() :]
+    auxiliary = _AUXILIARY.search(sentence)
+    if auxiliary:
+        return sentence[: auxiliary.end()] + " not" + sentence[auxiliary.end() :]
+    return ""
 
 
 def _corpus_passages() -> list[tuple[str, str]]:
@@ -250,7 +266,8 @@ def score_ungrounded() -> tuple[Score, Score]:
     on a set built from the sample corpus. Two passages are given, [1] and one of another document as [2];
     each answer is one sentence citing [1]: a sentence of [1] (grounded); a sentence of [2] (ungrounded: a
     wrong citation); a sentence of a third document, not given (ungrounded: no source says it); and a
-    sentence of [1] with one figure changed (ungrounded: the classic wrong number).
+    sentence of [1] with one figure changed (ungrounded: the classic wrong number); and a sentence of [1]
+    saying the opposite, its negation taken out or a "not" put in (ungrounded: a contradiction).
 
     Returns the ungrounded flag (either finding) and, separately, whether a wrong citation is told apart:
     the "cite the wrong source" finding on the sentences of [2] only."""
@@ -283,6 +300,9 @@ def score_ungrounded() -> tuple[Score, Score]:
             changed = str(int(re.sub(r"\D", "", figure.group()) or 0) * 3 + 7)
             altered = original[: figure.start()] + changed + original[figure.end() :]
             cases.append((altered, True, False, "cited passage's sentence, one figure changed"))
+        opposite = turned_around(rng.choice(sentences))
+        if opposite:
+            cases.append((opposite, True, False, "cited passage's sentence, its negation turned around"))
         given = [
             common_pb2.Passage(chunk_id=f"{document}#0", title=document, text=text),
             common_pb2.Passage(chunk_id=f"{other_document}#0", title=other_document, text=other_text),
@@ -409,8 +429,10 @@ sentence verdicts, and the monitor flags the unsupported ones; the set is built 
 Markdown paragraphs, one answer sentence each citing [1], labelled by construction. Each answer is given
 two passages: the one it cites and one of another document as [2]. A sentence of [2] is a wrong citation
 (the monitor should say which source supports it, and flag it low); a sentence of a document not given
-or with a changed figure is a claim no source makes (flagged medium). A small set, and its grounded
-sentences are verbatim: paraphrases, the hard case for the check, are not in it.
+or with a changed figure is a claim no source makes (flagged medium), and so is a sentence of [1] turned
+into its opposite (its first negation taken out, or a "not" put after its first auxiliary; 0 of those 22
+were flagged before the check scored contradictions, same set, 2026-11-30). A small set,
+and its grounded sentences are verbatim: paraphrases, the hard case for the check, are not in it.
 
 {by_source("ungrounded", ungrounded)}
 
