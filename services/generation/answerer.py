@@ -231,13 +231,24 @@ class Answerer:
         parts: list[str] = []
         prompt_tokens = completion_tokens = 0
         params = GenerationParams(max_tokens=self._policy.max_answer_tokens, temperature=0.0)
-        for delta in engine.stream_chat([ChatMessage(m["role"], m["content"]) for m in messages], params):
-            if delta.text:
-                if not parts:
-                    timings.first_token_ms = timings.since_start_ms()
-                parts.append(delta.text)
-                yield AnswerDelta(delta.text)
-            prompt_tokens, completion_tokens = delta.prompt_tokens, delta.completion_tokens
+        try:
+            for delta in engine.stream_chat([ChatMessage(m["role"], m["content"]) for m in messages], params):
+                if delta.text:
+                    if not parts:
+                        timings.first_token_ms = timings.since_start_ms()
+                    parts.append(delta.text)
+                    yield AnswerDelta(delta.text)
+                prompt_tokens, completion_tokens = delta.prompt_tokens, delta.completion_tokens
+        except GeneratorExit:
+            # The caller cancelled (or hung up) mid-answer: what they were sent is still an interaction,
+            # and the monitor must see it, or cancelling after the last token would hide any answer.
+            partial = "".join(parts).strip()
+            self._report(
+                engine, interaction_id, principal, conversation_id, question, partial, given,
+                cited_numbers(partial), False, [], prompt_tokens, completion_tokens, timings,
+                interrupted=True,
+            )  # fmt: skip
+            raise
         answer = "".join(parts).strip()
         refused = not answer or (REFUSAL.lower().rstrip(".") in answer.lower() and not cited_numbers(answer))
         numbers = [] if refused else valid_citations(answer, len(given))
@@ -299,6 +310,7 @@ class Answerer:
         prompt_tokens: int,
         completion_tokens: int,
         timings: _Timings,
+        interrupted: bool = False,
     ) -> None:
         occurred = Timestamp()
         occurred.GetCurrentTime()
@@ -333,5 +345,6 @@ class Answerer:
                     )
                     for s in sentences
                 ],
+                interrupted=interrupted,
             )
         )

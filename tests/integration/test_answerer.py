@@ -245,6 +245,18 @@ def test_bad_questions_and_conversation_ids_are_invalid_input(
     assert setup.events.published == []
 
 
+def test_an_answer_the_caller_cancels_mid_stream_still_reaches_the_monitor(setup: Setup) -> None:
+    """Cancelling after the last token must not keep an answer from the monitor."""
+    pieces = setup.answerer.answer(ALICE, FIRST_QUESTION)
+    first = next(p for p in pieces if isinstance(p, AnswerDelta))
+    pieces.close()  # what gRPC does to the handler's generator when the caller cancels
+
+    (event,) = setup.events.published
+    assert event.interrupted and event.question == FIRST_QUESTION
+    assert event.answer == first.text.strip() and not event.sentences
+    assert list(event.passages), "what the answer was being written from is there to review"
+
+
 def test_a_refusal_needs_no_model_call_and_still_names_the_conversation(setup: Setup) -> None:
     setup.source.passages = [common_pb2.Passage(chunk_id="x", text="Unrelated.", score=0.1)]
 

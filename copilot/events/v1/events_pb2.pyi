@@ -58,7 +58,7 @@ FEEDBACK_RATING_NEGATIVE: FeedbackRating
 FEEDBACK_RATING_REPORTED: FeedbackRating
 
 class InteractionEvent(_message.Message):
-    __slots__ = ("event_id", "occurred_at", "user_id", "groups", "tenant", "conversation_id", "question", "answer", "passages", "cited_sources", "refused", "model", "prompt_tokens", "completion_tokens", "retrieval_ms", "first_token_ms", "total_ms", "sentences", "roles")
+    __slots__ = ("event_id", "occurred_at", "user_id", "groups", "tenant", "conversation_id", "question", "answer", "passages", "cited_sources", "refused", "model", "prompt_tokens", "completion_tokens", "retrieval_ms", "first_token_ms", "total_ms", "sentences", "roles", "interrupted")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class InteractionEvent(_message.Message):
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
     SENTENCES_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     occurred_at: _timestamp_pb2.Timestamp
     user_id: str
@@ -97,7 +98,8 @@ class InteractionEvent(_message.Message):
     total_ms: float
     sentences: _containers.RepeatedCompositeFieldContainer[SentenceSupport]
     roles: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., conversation_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ..., cited_sources: _Optional[_Iterable[int]] = ..., refused: _Optional[bool] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., retrieval_ms: _Optional[float] = ..., first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., sentences: _Optional[_Iterable[_Union[SentenceSupport, _Mapping]]] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
+    interrupted: bool
+    def __init__(self, event_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., conversation_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ..., cited_sources: _Optional[_Iterable[int]] = ..., refused: _Optional[bool] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., retrieval_ms: _Optional[float] = ..., first_token_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., sentences: _Optional[_Iterable[_Union[SentenceSupport, _Mapping]]] = ..., roles: _Optional[_Iterable[str]] = ..., interrupted: _Optional[bool] = ...) -> None: ...
 
 class SentenceSupport(_message.Message):
     __slots__ = ("text", "cited", "support", "verdict", "supported_by")
