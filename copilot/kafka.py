@@ -53,24 +53,87 @@ def group_consumer(
     )
 
 
+#: Above this, a key or the headers are left out of a dead letter that stands in for its record.
+_REFERENCE_KEEPS_BYTES = 16 * 1024
+
+
 class DeadLetters:
-    """Where records a consumer cannot use go, unchanged, with the reason in a header."""
+    """Where records a consumer cannot use go, unchanged, with the reason in a header.
+
+    A record Kafka will not take back as it is (the reason header pushes one near the size limit over it;
+    one with neither key nor value cannot be produced) goes as a reference to where it lies instead:
+    waiting for it would block its partition for good.
+    """
 
     def __init__(self, bootstrap_servers: str, topic: str, **client_options: Any) -> None:
         self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", **client_options)
         self._topic = topic
+        self._in_flight: list[tuple[ConsumerRecord, str, Any]] = []
+        self._lock = threading.Lock()
 
-    def send(self, record: ConsumerRecord, reason: str) -> Any:
-        """Returns the send's future; ``flush`` (or the future) says when the broker has it."""
-        log.warning("dead-lettering %s/%d@%d: %s", record.topic, record.partition, record.offset, reason)
-        headers = [*(record.headers or []), (DEAD_LETTER_REASON_HEADER, reason.encode())]
-        return self._producer.send(self._topic, key=record.key, value=record.value, headers=headers)
+    def deliver(self, record: ConsumerRecord, reason: str, timeout_s: float = 30) -> None:
+        """Sends one dead letter and returns once the broker has it; raises KafkaError if it does not."""
+        self._confirm(record, reason, self._send(record, reason), timeout_s)
+
+    def send(self, record: ConsumerRecord, reason: str) -> None:
+        """Sends a dead letter; ``flush`` says when the broker has it."""
+        future = self._send(record, reason)
+        with self._lock:
+            self._in_flight.append((record, reason, future))
 
     def flush(self, timeout_s: float = 30) -> None:
+        """Returns once the broker has every dead letter ``send`` sent; raises KafkaError if it does not, so
+        the caller does not commit past a record that went nowhere."""
         self._producer.flush(timeout=timeout_s)
+        with self._lock:
+            in_flight, self._in_flight = self._in_flight, []
+        for record, reason, future in in_flight:
+            self._confirm(record, reason, future, timeout_s)
 
     def close(self) -> None:
         self._producer.close(timeout=5)
+
+    def _send(self, record: ConsumerRecord, reason: str) -> Any:
+        log.warning("dead-lettering %s: %s", _coordinates(record), reason)
+        headers = [*(record.headers or []), (DEAD_LETTER_REASON_HEADER, reason.encode())]
+        try:
+            return self._producer.send(self._topic, key=record.key, value=record.value, headers=headers)
+        except (MessageSizeTooLargeError, TypeError, ValueError) as exc:
+            return self._send_reference(record, reason, exc)
+
+    def _confirm(self, record: ConsumerRecord, reason: str, future: Any, timeout_s: float) -> None:
+        try:
+            future.get(timeout=timeout_s)
+        except MessageSizeTooLargeError as exc:  # the broker's limit, below the producer's
+            self._send_reference(record, reason, exc).get(timeout=timeout_s)
+
+    def _send_reference(self, record: ConsumerRecord, reason: str, exc: Exception) -> Any:
+        log.error(
+            "%s cannot be dead-lettered as it is (%s); dead-lettering a reference to it instead. Its value"
+            " (%s bytes) stays only in %s until retention removes it",
+            _coordinates(record),
+            exc,
+            "no" if record.value is None else f"{len(record.value):,}",
+            record.topic,
+        )
+        key = (
+            record.key
+            if isinstance(record.key, bytes) and len(record.key) <= _REFERENCE_KEEPS_BYTES
+            else None
+        )
+        headers = list(record.headers or ())
+        well_formed = all(isinstance(k, str) and isinstance(v, bytes) for k, v in headers)
+        if not well_formed or sum(len(k) + len(v) for k, v in headers) > _REFERENCE_KEEPS_BYTES:
+            headers = []
+        size = "no value" if record.value is None else f"{len(record.value):,} bytes"
+        value = f"not copied: the record at {_coordinates(record)} ({size})".encode()
+        note = f"{reason} [{_coordinates(record)} not copied: {exc}]"
+        headers.append((DEAD_LETTER_REASON_HEADER, note.encode()))
+        return self._producer.send(self._topic, key=key, value=value, headers=headers)
+
+
+def _coordinates(record: ConsumerRecord) -> str:
+    return f"{record.topic}/{record.partition}@{record.offset}"
 
 
 def ensure_topics(

@@ -23,7 +23,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError, MessageSizeTooLargeError
+from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -245,35 +245,13 @@ class IngestRequestConsumer:
     def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
         # Committed right after, so the broker must have the dead letter before we move on.
         try:
-            try:
-                self._dead_letters.send(record, reason).get(timeout=30)
-            except (MessageSizeTooLargeError, TypeError, ValueError) as exc:
-                # Kafka will never take the record as it is (the reason header pushes a record near the
-                # size limit over it; a record with neither key nor value cannot be produced). Waiting
-                # would block the partition for good, so a reference to where it lies goes instead.
-                log.error(
-                    "ingest request %s/%d@%d cannot be dead-lettered as it is (%s); dead-lettering a"
-                    " reference to it instead. Its value (%s bytes) stays only in %s until retention"
-                    " removes it",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    exc,
-                    "no" if record.value is None else f"{len(record.value):,}",
-                    record.topic,
-                )
-                self._dead_letters.send(
-                    _reference(record), f"{reason} [{_coordinates(record)} not copied: {exc}]"
-                ).get(timeout=30)
+            self._dead_letters.deliver(record, reason)
         except KafkaError as exc:
             raise _Retry(f"dead-letter topic unreachable: {exc}") from exc
 
 
 #: A record and the request it holds, or why it holds none.
 _Decoded = tuple[ConsumerRecord, events_pb2.IngestRequestEvent | str]
-
-#: Above this, a key or the headers are left out of a dead letter that stands in for its record.
-_REFERENCE_KEEPS_BYTES = 16 * 1024
 
 
 def _decode(record: ConsumerRecord) -> _Decoded:
@@ -294,23 +272,6 @@ def _first_offsets(records: list[ConsumerRecord]) -> dict[TopicPartition, int]:
         partition = TopicPartition(record.topic, record.partition)
         first[partition] = min(first.get(partition, record.offset), record.offset)
     return first
-
-
-def _coordinates(record: ConsumerRecord) -> str:
-    return f"{record.topic}/{record.partition}@{record.offset}"
-
-
-def _reference(record: ConsumerRecord) -> ConsumerRecord:
-    """A small record standing in for ``record`` in the dead-letter topic: its coordinates for a value,
-    and its key and headers where they are small and well-formed."""
-    key = record.key if isinstance(record.key, bytes) and len(record.key) <= _REFERENCE_KEEPS_BYTES else None
-    headers = list(record.headers or ())
-    well_formed = all(isinstance(k, str) and isinstance(v, bytes) for k, v in headers)
-    if not well_formed or sum(len(k) + len(v) for k, v in headers) > _REFERENCE_KEEPS_BYTES:
-        headers = []
-    size = "no value" if record.value is None else f"{len(record.value):,} bytes"
-    value = f"not copied: the record at {_coordinates(record)} ({size})".encode()
-    return record._replace(key=key, value=value, headers=headers)
 
 
 def _malformed(request: events_pb2.IngestRequestEvent) -> str:

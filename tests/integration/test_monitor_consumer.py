@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, MessageSizeTooLargeError
 from kafka.structs import TopicPartition
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -500,3 +500,34 @@ def test_a_failed_offset_commit_still_hands_the_stored_interactions_on_once(
         consumer.stop()
         store.close()
     assert refused == [True]
+
+
+def test_a_record_too_large_to_dead_letter_goes_as_a_reference_and_blocks_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The dead-letter reason header pushes a record near Kafka's size limit over it; the monitor once
+    retried such a batch forever."""
+    topic, feedback_topic, dlq, group = _topics()
+    ensure_topics(kafka_bootstrap, [topic, feedback_topic, dlq], partitions=1)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    size = 1024 * 1024
+    while True:  # garbage as near the producer's 1 MiB limit as it takes
+        try:
+            producer.send(topic, key=b"big", value=b"\xff" * size).get(timeout=30)
+            break
+        except MessageSizeTooLargeError:
+            size -= 8
+    producer.send(topic, _event(1, "No sources needed.").SerializeToString()).get(timeout=30)
+    producer.close()
+    store = FlagStore(tmp_path / "monitor.sqlite")
+    consumer = MonitorConsumer(kafka_bootstrap, topic, feedback_topic, group, dlq, store, [])
+    consumer.start()
+    try:
+        assert _wait(lambda: _committed(kafka_bootstrap, group, topic, 1) == 2, 60)
+    finally:
+        consumer.stop()
+    assert [i.interaction_id for i in store.list_interactions()] == ["evt-1"]
+    [(value, reason)] = _dead_letters(kafka_bootstrap, dlq, 1)
+    assert f"{topic}/0@0".encode() in value and f"{size:,} bytes".encode() in value
+    assert reason.startswith("undecodable InteractionEvent") and "not copied" in reason
+    store.close()
