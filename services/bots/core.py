@@ -28,7 +28,6 @@ from services.bots.identity import Directory, KeycloakUser, TokenSource
 
 log = logging.getLogger(__name__)
 
-EVERYONE_ONLY: tuple[str, ...] = ("everyone",)
 Scope = Literal["channel", "private"]
 # Where a question's replies go: "dm", a one-to-one chat with the asker; "channel", answers for everyone
 # there but anything about the asker to the asker alone; "private", everything to the asker alone.
