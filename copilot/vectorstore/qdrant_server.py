@@ -168,7 +168,6 @@ class QdrantServerChunkStore(ChunkStore):
             )
         return len(stale)
 
-    @_unavailable_when_unreachable
     def delete_document(self, document_id: str) -> int:
         return self.replace_document(document_id, [])
 

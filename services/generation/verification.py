@@ -38,9 +38,10 @@ chosen on the contradictions and faithful negations in the same file.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -131,7 +132,14 @@ def _stem(word: str) -> str:
 
 def lexical_overlap(sentence: str, passage: str) -> float:
     words = content_words(sentence)
-    return len(words & content_words(passage)) / len(words) if words else 0.0
+    return len(words & _passage_words(passage)) / len(words) if words else 0.0
+
+
+# Each passage is scored against every sentence of the answer (and doubtful ones against every passage):
+# it is read once. Cached on the text, as the monitor does for its passages.
+@functools.lru_cache(maxsize=1024)
+def _passage_words(text: str) -> frozenset[str]:
+    return frozenset(content_words(text))
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,7 @@ class _Use:
     in_negated_clause: bool  # its clause holds an odd number of negations
 
 
-def _word_uses(text: str) -> dict[str, list[_Use]]:
+def _word_uses(text: str) -> Mapping[str, tuple[_Use, ...]]:
     """Each content word of ``text`` (stemmed) with how every use of it stands to negation."""
     clauses: list[list[str]] = [[]]
     for token in _TOKEN.findall(text.lower().replace("\u2019", "'")):
@@ -158,14 +166,17 @@ def _word_uses(text: str) -> dict[str, list[_Use]]:
             elif token not in _STOP_WORDS:
                 uses.setdefault(_stem(token), []).append(_Use(after_negation, odd))
                 after_negation = False
-    return uses
+    return {word: tuple(each) for word, each in uses.items()}
+
+
+_passage_uses = functools.lru_cache(maxsize=1024)(_word_uses)
 
 
 def contradicts(sentence: str, passage: str) -> bool:
     """Whether ``sentence`` negates a word ``passage`` asserts, or the reverse (see the module docstring)."""
-    source = _word_uses(passage)
+    source = _passage_uses(passage)
     for word, (use, *_) in _word_uses(sentence).items():
-        there = source.get(word, [])
+        there = source.get(word, ())
         if there and all(
             u.negated != use.negated and u.in_negated_clause != use.in_negated_clause for u in there
         ):
