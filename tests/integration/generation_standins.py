@@ -4,6 +4,7 @@ are real."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -73,6 +74,28 @@ class Recorded:
     def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
         self.calls.append(list(messages))
         return self._engine.stream_chat(messages, params)
+
+
+class ScriptedEngine:
+    """A model stand-in that writes ``pieces`` in turn, ``pause_s`` apart, whatever it is asked."""
+
+    context_tokens = 4096
+
+    def __init__(self, pieces: Sequence[str], model_name: str = "scripted", pause_s: float = 0.0) -> None:
+        self.model_name = model_name
+        self._pieces = list(pieces)
+        self._pause_s = pause_s
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
+        return [len(t.split()) for t in texts]
+
+    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
+        for n, piece in enumerate(self._pieces, start=1):
+            yield TokenDelta(piece, 10, n, n == len(self._pieces))
+            time.sleep(self._pause_s)
 
 
 def serve_retrieval(retrieval: RecordingRetrieval) -> tuple[grpc.Server, str]:

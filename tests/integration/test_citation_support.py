@@ -2,13 +2,14 @@
 servicer on a real gRPC server with a real signed token, retrieval over gRPC, the real citation check
 (all-MiniLM-L6-v2), and the published event through the monitor's groundedness detector.
 
-One stand-in: the model. No real model can be made to cite the wrong passage on demand, so ``Scripted``
-writes a fixed answer; the models themselves are exercised in test_answerer.py and test_generation_grpc.py.
+One stand-in: the model. No real model can be made to cite the wrong passage on demand, so a
+``ScriptedEngine`` writes a fixed answer; the models themselves are exercised in test_answerer.py and
+test_generation_grpc.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -20,13 +21,14 @@ from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
 from copilot.grpc_client import bearer, open_channel
 from copilot.settings import AuthSettings
 from services.generation.answerer import Answerer, AnswerPolicy
-from services.generation.engine import ChatMessage, EngineCatalog, GenerationParams, TokenDelta
+from services.generation.engine import EngineCatalog
 from services.generation.retrieval_client import GrpcPassageSource
 from services.generation.verification import CitationVerifier
 from services.monitor.detectors import Severity, UngroundedDetector
 from tests.integration.generation_standins import (
     Events,
     RecordingRetrieval,
+    ScriptedEngine,
     serve_generation,
     serve_retrieval,
 )
@@ -56,20 +58,6 @@ ANSWER = (
 )
 
 
-class Scripted:
-    model_name = "scripted"
-    context_tokens = 4096
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
-        return [len(t.split()) for t in texts]
-
-    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
-        yield TokenDelta(ANSWER, 10, 30, True)
-
-
 @dataclass
 class Stack:
     stub: generation_pb2_grpc.GenerationServiceStub
@@ -83,7 +71,7 @@ def stack(auth_settings: AuthSettings) -> Iterator[Stack]:
     events = Events()
     answerer = Answerer(
         GrpcPassageSource(retrieval_target),
-        EngineCatalog({"scripted": Scripted()}, "scripted"),
+        EngineCatalog({"scripted": ScriptedEngine([ANSWER])}, "scripted"),
         events,
         AnswerPolicy(),
         b"test-key",

@@ -8,7 +8,6 @@ that on a shared CPU).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
 
 import grpc
 
@@ -18,11 +17,12 @@ from copilot.generation.v1 import generation_pb2, generation_pb2_grpc
 from copilot.grpc_client import bearer, open_channel
 from copilot.settings import AuthSettings
 from services.generation.answerer import Answerer, AnswerPolicy
-from services.generation.engine import ChatMessage, EngineCatalog, GenerationParams, TokenDelta
+from services.generation.engine import EngineCatalog
 from services.generation.retrieval_client import GrpcPassageSource
 from tests.integration.generation_standins import (
     Events,
     RecordingRetrieval,
+    ScriptedEngine,
     serve_generation,
     serve_retrieval,
 )
@@ -34,22 +34,6 @@ PASSAGE = common_pb2.Passage(
 WORDS = ["The", " travel", " budget", " is", " 412,000", " USD", " [1]."]
 
 
-class SlowWriter:
-    model_name = "slow"
-    context_tokens = 4096
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def count_tokens_many(self, texts: Sequence[str]) -> list[int]:
-        return [len(t.split()) for t in texts]
-
-    def stream_chat(self, messages: Sequence[ChatMessage], params: GenerationParams) -> Iterator[TokenDelta]:
-        for n, word in enumerate(WORDS, start=1):
-            yield TokenDelta(word, 10, n, n == len(WORDS))
-            time.sleep(0.5)
-
-
 def test_a_cancelled_answer_is_published_with_what_was_sent(
     auth_settings: AuthSettings, issuer: DevIssuer
 ) -> None:
@@ -57,7 +41,7 @@ def test_a_cancelled_answer_is_published_with_what_was_sent(
     events = Events()
     answerer = Answerer(
         GrpcPassageSource(retrieval_target),
-        EngineCatalog({"slow": SlowWriter()}, "slow"),
+        EngineCatalog({"slow": ScriptedEngine(WORDS, "slow", pause_s=0.5)}, "slow"),
         events,
         AnswerPolicy(),
         b"test-key",

@@ -10,11 +10,9 @@ test fast.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from copilot.vectorstore.qdrant_server import QdrantServerChunkStore
 from services.ingest.access import Access
 from services.ingest.pipeline import IngestPipeline, Outcome, document_id_for
 from tests.conftest import REPO
+from tests.integration.store_standins import HashEmbedder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 
@@ -39,14 +38,6 @@ V1 = (
     "# Memo\n\n" + "\n\n".join(f"Paragraph {i} about budgets and forecasts. " * 12 for i in range(12))
 ).encode()
 V2 = b"# Memo\n\nNow a single short paragraph."
-
-
-class HashEmbedder:
-    model_id = "sha256-test"
-    dimension = DIM
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return [[b / 255 + 0.01 for b in hashlib.sha256(t.encode()).digest()[:DIM]] for t in texts]
 
 
 class Events:
@@ -93,7 +84,7 @@ def _die_at_the_delete(kind: str, store: ChunkStore) -> None:
 def crash_mid_replace(kind: str, path: str) -> None:
     """The child process: v1 stored, then v2 cut short between its upsert and its delete."""
     store = _open(kind, Path(path))
-    pipeline = IngestPipeline(store, HashEmbedder(), Events())
+    pipeline = IngestPipeline(store, HashEmbedder(DIM), Events())
     assert pipeline.ingest(URI, "memo.md", V1, ACCESS).outcome is Outcome.CREATED
     _die_at_the_delete(kind, store)
     pipeline.ingest(URI, "memo.md", V2, ACCESS)
@@ -135,7 +126,7 @@ def test_retry_after_a_crash_between_upsert_and_delete_leaves_only_the_new_versi
         assert store.document_hashes(document_id) == ("", "")
 
         events = Events()
-        pipeline = IngestPipeline(store, HashEmbedder(), events)
+        pipeline = IngestPipeline(store, HashEmbedder(DIM), events)
         retry = pipeline.ingest(URI, "memo.md", V2, ACCESS)
 
         assert retry.outcome is Outcome.UPDATED and retry.chunk_count == 1
@@ -153,7 +144,7 @@ def test_retry_after_a_crash_between_upsert_and_delete_leaves_only_the_new_versi
 def test_unchanged_documents_stay_unchanged(kind: str, tmp_path: Path) -> None:
     store = _open(kind, tmp_path / "store")
     try:
-        pipeline = IngestPipeline(store, HashEmbedder(), Events())
+        pipeline = IngestPipeline(store, HashEmbedder(DIM), Events())
         first = pipeline.ingest(URI, "memo.md", V1, ACCESS)
         assert first.outcome is Outcome.CREATED and first.chunk_count > 1
         assert pipeline.ingest(URI, "memo.md", V1, ACCESS).outcome is Outcome.UNCHANGED

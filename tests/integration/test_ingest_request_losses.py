@@ -5,14 +5,11 @@ partitions when the first waits out an outage, and a record too large to dead-le
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import MessageSizeTooLargeError
 
 import services.ingest.requests as requests_module
@@ -21,30 +18,7 @@ from copilot.errors import DependencyUnavailable
 from copilot.events.v1 import events_pb2
 from copilot.kafka import DEAD_LETTER_REASON_HEADER, ensure_topics
 from services.ingest.requests import IngestRequestConsumer
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float = 30) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _read(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> list[ConsumerRecord]:
-    """Reads ``count`` records from the start of a one-partition topic, without joining a group."""
-    reader = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    partition = TopicPartition(topic, 0)
-    reader.assign([partition])
-    reader.seek_to_beginning(partition)
-    records: list[ConsumerRecord] = []
-    deadline = time.monotonic() + timeout_s
-    while len(records) < count and time.monotonic() < deadline:
-        for batch in reader.poll(timeout_ms=500).values():
-            records.extend(batch)
-    reader.close()
-    return records
+from tests.integration.kafka_checks import read_from_start, wait_until
 
 
 def _committed(bootstrap: str, group: str, topic: str, partitions: int = 1) -> dict[int, int | None]:
@@ -132,12 +106,12 @@ def test_a_tombstone_is_dead_lettered_and_the_requests_after_it_are_ingested(kaf
     consumer = _consumer(kafka_bootstrap, topic, group, dlq, pipeline)
     consumer.start()
     try:
-        assert _wait(lambda: consumer.handled == 2), "the tombstone and the request after it are handled"
+        assert wait_until(lambda: consumer.handled == 2), "the tombstone and the request after it are handled"
         assert consumer._thread.is_alive()
     finally:
         consumer.stop()
     assert pipeline.applied == ["after the tombstone"]
-    [dead] = _read(kafka_bootstrap, dlq, 1)
+    [dead] = read_from_start(kafka_bootstrap, dlq, 1)
     assert dead.key == b"/docs/memo.md" and dead.value is None
     assert b"without a value" in dict(dead.headers)[DEAD_LETTER_REASON_HEADER]
     assert _committed(kafka_bootstrap, group, topic) == {0: 2}
@@ -175,11 +149,11 @@ def test_an_unexpected_failure_does_not_end_the_consumer(
     consumer._consumer.commit = commit_failing_once  # type: ignore[method-assign]
     consumer.start()
     try:
-        assert _wait(lambda: not commit_failures), "the first commit was tried"
+        assert wait_until(lambda: not commit_failures), "the first commit was tried"
         producer.send(topic, _request("third", uri="/docs/third.md"))
         producer.flush()
         producer.close()
-        assert _wait(lambda: _committed(kafka_bootstrap, group, topic) == {0: 3}), "consumption goes on"
+        assert wait_until(lambda: _committed(kafka_bootstrap, group, topic) == {0: 3}), "consumption goes on"
         assert consumer._thread.is_alive()
     finally:
         consumer.stop()
@@ -187,7 +161,7 @@ def test_an_unexpected_failure_does_not_end_the_consumer(
     # The record whose handling failed is dead-lettered (again, when read again after the failed commit);
     # the others are ingested (again: a no-op for the real pipeline).
     assert set(pipeline.applied) == {"second", "third"}
-    dead = _read(kafka_bootstrap, dlq, 1)
+    dead = read_from_start(kafka_bootstrap, dlq, 1)
     assert dead and all(b"checking broke" in dict(d.headers)[DEAD_LETTER_REASON_HEADER] for d in dead)
     assert {events_pb2.IngestRequestEvent.FromString(d.value).uri for d in dead} == {"/docs/first.md"}
 
@@ -207,8 +181,8 @@ def test_one_documents_requests_in_two_partitions_are_all_ingested_after_an_outa
     consumer = _consumer(kafka_bootstrap, topic, group, dlq, pipeline)
     consumer.start()
     try:
-        assert _wait(lambda: _committed(kafka_bootstrap, group, topic, 2) == {0: 1, 1: 1})
-        assert _wait(lambda: len(set(pipeline.applied)) == 2, timeout_s=10), (
+        assert wait_until(lambda: _committed(kafka_bootstrap, group, topic, 2) == {0: 1, 1: 1})
+        assert wait_until(lambda: len(set(pipeline.applied)) == 2, timeout_s=10), (
             f"both requests are ingested before their offsets are committed, not only {pipeline.applied}"
         )
     finally:
@@ -235,13 +209,13 @@ def test_a_record_too_large_to_dead_letter_goes_as_a_reference_and_does_not_bloc
     consumer = _consumer(kafka_bootstrap, topic, group, dlq, pipeline)
     consumer.start()
     try:
-        assert _wait(lambda: _committed(kafka_bootstrap, group, topic) == {0: 2}), (
+        assert wait_until(lambda: _committed(kafka_bootstrap, group, topic) == {0: 2}), (
             "the large record must not block its partition"
         )
     finally:
         consumer.stop()
     assert pipeline.applied == ["after the big one"]
-    [dead] = _read(kafka_bootstrap, dlq, 1)
+    [dead] = read_from_start(kafka_bootstrap, dlq, 1)
     assert dead.key == b"big"
     assert f"{topic}/0@0".encode() in dead.value and f"{size:,} bytes".encode() in dead.value
     reason = dict(dead.headers)[DEAD_LETTER_REASON_HEADER]

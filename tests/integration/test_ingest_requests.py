@@ -7,12 +7,11 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
 
 from copilot.common.v1 import common_pb2
 from copilot.embedding import MiniLmEmbedder
@@ -22,35 +21,12 @@ from copilot.kafka import DEAD_LETTER_REASON_HEADER, EventPublisher, TopicPublis
 from copilot.vectorstore.edge import EdgeChunkStore
 from services.ingest.pipeline import IngestPipeline
 from services.ingest.requests import IngestRequestConsumer
+from tests.integration.kafka_checks import read_from_start, wait_until
 
 MEMO = b"""# Travel budget
 
 The Q3 2026 travel budget for the finance team is 412,000 USD, approved by the CFO in June.
 """
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float = 60) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _read(bootstrap: str, topic: str, count: int, timeout_s: float = 30) -> list[ConsumerRecord]:
-    """Reads ``count`` records from the start of a one-partition topic, without joining a group."""
-    reader = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    partition = TopicPartition(topic, 0)
-    reader.assign([partition])
-    reader.seek_to_beginning(partition)
-    records: list[ConsumerRecord] = []
-    deadline = time.monotonic() + timeout_s
-    while len(records) < count and time.monotonic() < deadline:
-        for batch in reader.poll(timeout_ms=500).values():
-            records.extend(batch)
-    reader.close()
-    return records
 
 
 def _request(
@@ -96,7 +72,7 @@ def test_requests_are_ingested_refused_or_dead_lettered_and_redelivery_is_a_no_o
 
     consumer = IngestRequestConsumer(kafka_bootstrap, topic, group, dlq, pipeline, 1024 * 1024)
     consumer.start()
-    assert _wait(lambda: consumer.handled == 4), "all four requests should be handled"
+    assert wait_until(lambda: consumer.handled == 4), "all four requests should be handled"
     consumer.stop()
 
     chunks = store.count()
@@ -108,7 +84,7 @@ def test_requests_are_ingested_refused_or_dead_lettered_and_redelivery_is_a_no_o
 
     assert publisher.flush()
     events = []
-    for record in _read(kafka_bootstrap, documents, 3):
+    for record in read_from_start(kafka_bootstrap, documents, 3):
         event = events_pb2.DocumentEvent()
         event.ParseFromString(record.value)
         events.append(event)
@@ -120,7 +96,7 @@ def test_requests_are_ingested_refused_or_dead_lettered_and_redelivery_is_a_no_o
     assert by_uri["/docs/nobody.md"].change == events_pb2.DOCUMENT_CHANGE_FAILED
     assert "no readers" in by_uri["/docs/nobody.md"].reason
 
-    [dead] = _read(kafka_bootstrap, dlq, 1)
+    [dead] = read_from_start(kafka_bootstrap, dlq, 1)
     assert dead.value == b"\xff\xfe not a protobuf"
     assert dict(dead.headers)[DEAD_LETTER_REASON_HEADER].startswith(b"undecodable")
 
@@ -130,7 +106,7 @@ def test_requests_are_ingested_refused_or_dead_lettered_and_redelivery_is_a_no_o
     producer.close()
     restarted = IngestRequestConsumer(kafka_bootstrap, topic, group, dlq, pipeline, 1024 * 1024)
     restarted.start()
-    assert _wait(lambda: restarted.handled == 1), "the redelivered request should be handled"
+    assert wait_until(lambda: restarted.handled == 1), "the redelivered request should be handled"
     restarted.stop()
     offsets = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
     assert offsets.committed(TopicPartition(topic, 0)) == 5, "only the new record was read after restart"
@@ -139,7 +115,7 @@ def test_requests_are_ingested_refused_or_dead_lettered_and_redelivery_is_a_no_o
     assert store.count() == chunks
     assert publisher.flush()
     # An unchanged document publishes no change, so the documents topic holds only the first three events.
-    assert len(_read(kafka_bootstrap, documents, 4, timeout_s=3)) == 3
+    assert len(read_from_start(kafka_bootstrap, documents, 4, timeout_s=3)) == 3
 
     publisher.close()
     store.close()
@@ -251,10 +227,16 @@ def test_documents_run_side_by_side_and_each_documents_requests_keep_their_order
     producer.close()
 
     consumer = IngestRequestConsumer(
-        kafka_bootstrap, topic, group, dlq, pipeline, 1024 * 1024, parallel=4  # type: ignore[arg-type]
+        kafka_bootstrap,
+        topic,
+        group,
+        dlq,
+        pipeline,
+        1024 * 1024,
+        parallel=4,  # type: ignore[arg-type]
     )
     consumer.start()
-    assert _wait(lambda: consumer.handled == len(requests)), "all six requests should be handled"
+    assert wait_until(lambda: consumer.handled == len(requests)), "all six requests should be handled"
     consumer.stop()
 
     assert counting.most_in_flight >= 2, "documents should be embedded side by side"
@@ -294,12 +276,12 @@ def test_a_store_outage_is_waited_out_and_no_request_is_lost(kafka_bootstrap: st
         kafka_bootstrap, topic, group, dlq, pipeline, 1024 * 1024, parallel=4, retry_after_s=0.2
     )
     consumer.start()
-    assert _wait(lambda: store.refused >= 2 * len(subjects)), "writes should be retried while it is down"
+    assert wait_until(lambda: store.refused >= 2 * len(subjects)), "writes should be retried while it is down"
     assert consumer.handled == 0
     offsets = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
     assert not offsets.committed(TopicPartition(topic, 0)), "nothing is committed before it is stored"
     store.down.clear()
-    assert _wait(lambda: consumer.handled == len(subjects)), "every request should be handled once it is back"
+    assert wait_until(lambda: consumer.handled == len(subjects)), "every request is handled once it is back"
     consumer.stop()
 
     assert set(_uris_in(edge, embedder)) == {f"/docs/{subject}.md" for subject in subjects}

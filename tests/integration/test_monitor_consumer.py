@@ -11,10 +11,9 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from services.monitor.flagstore import FlagStore
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.review import ItemFilter, ReviewQueue
 from tests.conftest import REPO, free_port
+from tests.integration.kafka_checks import wait_until
 
 STATELESS = {"pii", "secret", "prompt_injection", "ungrounded", "refusal", "acl_anomaly"}
 
@@ -77,15 +77,6 @@ def _feedback(feedback_id: str, interaction_id: str, rating: int) -> events_pb2.
         comment="wrong",
         channel="slack",  # type: ignore[arg-type]
     )
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float = 30) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _topics() -> tuple[str, str, str, str]:
@@ -156,7 +147,7 @@ def test_consumer_flags_dead_letters_and_never_duplicates(kafka_bootstrap: str, 
         alerts,
     )
     consumer.start()
-    assert _wait(lambda: len(store.list_interactions()) == 2 and consumer.processed == 3), (
+    assert wait_until(lambda: len(store.list_interactions()) == 2 and consumer.processed == 3), (
         "2 events, 1 feedback"
     )
     consumer.stop()
@@ -221,7 +212,9 @@ def test_consumer_flags_dead_letters_and_never_duplicates(kafka_bootstrap: str, 
         kafka_bootstrap, topic, feedback_topic, group, dlq, store, default_detectors()
     )
     restarted.start()
-    assert _wait(lambda: len(store.list_interactions()) == 3), "the new event after restart should be stored"
+    assert wait_until(lambda: len(store.list_interactions()) == 3), (
+        "the new event after restart should be stored"
+    )
     restarted.stop()
     new_flags = store.list_flags(limit=1000)
     assert len([f for f in new_flags if f.interaction_id == "evt-2"]) == len(
@@ -338,7 +331,9 @@ def test_monitor_killed_mid_stream_loses_and_duplicates_nothing(
 
     first = start("first.log")
     try:
-        assert _wait(lambda: _counts(database)[0] >= 100, 60), (tmp_path / "first.log").read_text()[-3000:]
+        assert wait_until(lambda: _counts(database)[0] >= 100, 60), (tmp_path / "first.log").read_text()[
+            -3000:
+        ]
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
@@ -360,7 +355,7 @@ def test_monitor_killed_mid_stream_loses_and_duplicates_nothing(
 
     second = start("second.log")
     try:
-        done = _wait(
+        done = wait_until(
             lambda: (
                 _counts(database)[0] == 1200 and _flags_by_detector(database)["feedback"] == len(negative)
             ),
@@ -371,7 +366,7 @@ def test_monitor_killed_mid_stream_loses_and_duplicates_nothing(
         bearer = {"authorization": f"Bearer {issuer.mint('ops')}"}
         assert httpx.get(f"{page}/healthz").text == "ok"
         assert httpx.get(f"{page}/", headers=bearer).status_code == 200
-        assert _wait(lambda: any(a["detector"] == "secret" for a in alerts), 30), alerts
+        assert wait_until(lambda: any(a["detector"] == "secret" for a in alerts), 30), alerts
         [leak, *_] = [a for a in alerts if a["detector"] == "secret"]
         assert leak["severity"] == "HIGH" and str(leak["review_url"]).startswith(f"{page}/items/")
         item = httpx.get(str(leak["review_url"]), headers=bearer)
@@ -423,11 +418,11 @@ def test_an_event_the_store_refuses_is_dead_lettered_and_blocks_nothing(
     consumer = MonitorConsumer(kafka_bootstrap, topic, feedback_topic, group, dlq, store, [], metrics)
     consumer.start()
     try:
-        assert _wait(lambda: "storing a batch failed; retrying it" in caplog.text, 30)
+        assert wait_until(lambda: "storing a batch failed; retrying it" in caplog.text, 30)
         assert store.list_interactions() == []
         assert _committed(kafka_bootstrap, group, topic, 1) == 0
         lock.rollback()
-        assert _wait(lambda: _committed(kafka_bootstrap, group, topic, 1) == 4), caplog.text[-3000:]
+        assert wait_until(lambda: _committed(kafka_bootstrap, group, topic, 1) == 4), caplog.text[-3000:]
     finally:
         lock.close()
         consumer.stop()
@@ -494,8 +489,8 @@ def test_a_failed_offset_commit_still_hands_the_stored_interactions_on_once(
     consumer._consumer.commit = commit_once_refused  # type: ignore[method-assign]
     consumer.start()
     try:
-        assert _wait(lambda: _committed(kafka_bootstrap, group, topic, 1) == 1, 30)
-        assert _wait(lambda: alerted == ["evt-2"] and sampled == ["evt-2"], 5), (alerted, sampled)
+        assert wait_until(lambda: _committed(kafka_bootstrap, group, topic, 1) == 1, 30)
+        assert wait_until(lambda: alerted == ["evt-2"] and sampled == ["evt-2"], 5), (alerted, sampled)
     finally:
         consumer.stop()
         store.close()
@@ -523,7 +518,7 @@ def test_a_record_too_large_to_dead_letter_goes_as_a_reference_and_blocks_nothin
     consumer = MonitorConsumer(kafka_bootstrap, topic, feedback_topic, group, dlq, store, [])
     consumer.start()
     try:
-        assert _wait(lambda: _committed(kafka_bootstrap, group, topic, 1) == 2, 60)
+        assert wait_until(lambda: _committed(kafka_bootstrap, group, topic, 1) == 2, 60)
     finally:
         consumer.stop()
     assert [i.interaction_id for i in store.list_interactions()] == ["evt-1"]

@@ -4,15 +4,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pydantic import SecretStr
 from qdrant_client import QdrantClient, models
 
-from copilot.auth import ApiKeyVerifier
 from copilot.errors import DependencyUnavailable
-from copilot.grpc_server import GrpcServer
 from copilot.lexical import encode_document, encode_query
-from copilot.settings import ServiceSettings
-from copilot.store.v1 import store_pb2_grpc
 from copilot.vectorstore import (
     ChunkStore,
     DocumentAccess,
@@ -22,7 +17,8 @@ from copilot.vectorstore import (
     point_id_for,
 )
 from copilot.vectorstore.port import CHUNK_COUNT_FIELD, Narrowing, ScoredChunk, uri_ancestors
-from copilot.vectorstore.remote import RemoteChunkStore, StoreServicer
+from copilot.vectorstore.remote import RemoteChunkStore
+from tests.integration.store_standins import serve_store_host
 
 # qdrant-client's local mode accepts payload indexes but warns that it ignores them; the server honours them.
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
@@ -344,13 +340,7 @@ def test_edge_store_rejects_other_dimension(tmp_path: Path) -> None:
 def test_remote_store_carries_hashes_and_access_updates_over_grpc(tmp_path: Path) -> None:
     edge = EdgeChunkStore(tmp_path / "shard", DIM)
     key = "a-store-key-for-this-test-only"
-    server = GrpcServer("store", ServiceSettings(port=0), ApiKeyVerifier(SecretStr(key)))
-    slot = server.add_service(
-        store_pb2_grpc.add_StoreServiceServicer_to_server, "copilot.store.v1.StoreService"
-    )
-    server.start()
-    slot.fill(StoreServicer(edge))
-    server.set_serving(True)
+    server = serve_store_host(edge, key)
     remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
     intruder = RemoteChunkStore(f"127.0.0.1:{server.port}", "not-the-key-of-this-store")
     try:
@@ -512,13 +502,7 @@ def test_adapters_agree_on_lexical_and_narrowed_queries(tmp_path: Path) -> None:
 def test_remote_store_carries_lexical_queries_and_narrowing(tmp_path: Path) -> None:
     edge = EdgeChunkStore(tmp_path / "shard", DIM)
     key = "a-store-key-for-this-test-only"
-    server = GrpcServer("store", ServiceSettings(port=0), ApiKeyVerifier(SecretStr(key)))
-    slot = server.add_service(
-        store_pb2_grpc.add_StoreServiceServicer_to_server, "copilot.store.v1.StoreService"
-    )
-    server.start()
-    slot.fill(StoreServicer(edge))
-    server.set_serving(True)
+    server = serve_store_host(edge, key)
     remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
     try:
         remote.wait_ready(10)

@@ -8,29 +8,24 @@ against a small HTTP server on 127.0.0.1 answering with a chosen status, and the
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from qdrant_client import QdrantClient
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from copilot.auth import ApiKeyVerifier
 from copilot.errors import DependencyUnavailable, InvalidInput
-from copilot.grpc_server import GrpcServer
-from copilot.settings import ServiceSettings
-from copilot.store.v1 import store_pb2_grpc
 from copilot.vectorstore.edge import EdgeChunkStore
 from copilot.vectorstore.port import StoredChunk, point_id_for
 from copilot.vectorstore.qdrant_server import QdrantServerChunkStore
-from copilot.vectorstore.remote import RemoteChunkStore, StoreServicer
+from copilot.vectorstore.remote import RemoteChunkStore
 from services.ingest.access import Access
 from services.ingest.pipeline import IngestPipeline
+from tests.integration.store_standins import HashEmbedder, serve_store_host
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning"),
@@ -89,14 +84,6 @@ def test_every_call_of_a_qdrant_store_whose_server_went_away_is_dependency_unava
         store.close()
 
 
-class HashEmbedder:
-    model_id = "sha256-test"
-    dimension = DIM
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return [[b / 255 + 0.01 for b in hashlib.sha256(t.encode()).digest()[:DIM]] for t in texts]
-
-
 class Events:
     def publish(self, event: object) -> None:
         raise AssertionError("nothing was stored, so nothing may be announced")
@@ -105,7 +92,7 @@ class Events:
 def test_ingest_into_an_unreachable_qdrant_raises_dependency_unavailable_for_a_retry() -> None:
     store = QdrantServerChunkStore(QdrantClient(":memory:"), "chunks", DIM)
     store._client = _client(f"http://127.0.0.1:{_closed_port()}")
-    pipeline = IngestPipeline(store, HashEmbedder(), Events())
+    pipeline = IngestPipeline(store, HashEmbedder(DIM), Events())
     try:
         with pytest.raises(DependencyUnavailable, match="Qdrant at http://127.0.0.1:"):
             pipeline.ingest("/docs/a.md", "a.md", b"# A\n\nhello world.", Access(tenant="acme", public=True))
@@ -189,13 +176,7 @@ def test_store_host_unreachable_is_dependency_unavailable() -> None:
 def test_store_host_refusing_a_request_is_invalid_input_not_an_outage(tmp_path: Path) -> None:
     edge = EdgeChunkStore(tmp_path / "shard", DIM)
     key = "a-store-key-for-this-test-only"
-    server = GrpcServer("store", ServiceSettings(port=0), ApiKeyVerifier(SecretStr(key)))
-    slot = server.add_service(
-        store_pb2_grpc.add_StoreServiceServicer_to_server, "copilot.store.v1.StoreService"
-    )
-    server.start()
-    slot.fill(StoreServicer(edge))
-    server.set_serving(True)
+    server = serve_store_host(edge, key)
     remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
     try:
         remote.wait_ready(10)

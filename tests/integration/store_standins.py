@@ -1,0 +1,40 @@
+"""The store host on loopback, and an embedder stand-in for tests about storage rather than ranking."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from pydantic import SecretStr
+
+from copilot.auth import ApiKeyVerifier
+from copilot.grpc_server import GrpcServer
+from copilot.settings import ServiceSettings
+from copilot.store.v1 import store_pb2_grpc
+from copilot.vectorstore.port import ChunkStore
+from copilot.vectorstore.remote import StoreServicer
+
+
+def serve_store_host(store: ChunkStore, key: str) -> GrpcServer:
+    """The real store host (API-key check, health) over ``store`` on a free port, serving."""
+    server = GrpcServer("store", ServiceSettings(port=0), ApiKeyVerifier(SecretStr(key)))
+    slot = server.add_service(
+        store_pb2_grpc.add_StoreServiceServicer_to_server, "copilot.store.v1.StoreService"
+    )
+    server.start()
+    slot.fill(StoreServicer(store))
+    server.set_serving(True)
+    return server
+
+
+class HashEmbedder:
+    """Vectors from each text's SHA-256: the same text always gets the same vector, and no model loads."""
+
+    model_id = "sha256-test"
+
+    def __init__(self, dimension: int) -> None:
+        self.dimension = dimension
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        digests = [hashlib.sha256(t.encode()).digest()[: self.dimension] for t in texts]
+        return [[b / 255 + 0.01 for b in digest] for digest in digests]
