@@ -40,7 +40,8 @@ from services.monitor.service import MonitorServicer
 from services.monitor.settings import MonitorSettings
 from services.monitor.web.app import ReviewPage, WebServer
 from tests.conftest import free_port
-from tests.integration.test_monitor_consumer import _committed, _dead_letters, _topics, _wait
+from tests.integration.kafka_checks import wait_until
+from tests.integration.test_monitor_consumer import _committed, _dead_letters, _topics
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PII = Finding("pii", Severity.HIGH, "answer contains an IBAN", ("GB** 32",))
@@ -367,7 +368,7 @@ def test_consumer_stores_nul_and_dead_letters_what_it_cannot_store(
     consumer = MonitorConsumer(kafka_bootstrap, topic, feedback_topic, group, dlq, store, [])
     consumer.start()
     try:
-        done = _wait(
+        done = wait_until(
             lambda: (
                 _committed(kafka_bootstrap, group, topic, 1) == 4
                 and _committed(kafka_bootstrap, group, feedback_topic, 1) == 1
