@@ -726,6 +726,8 @@ class PromptInjectionDetector:
 _CITATION = re.compile(r"\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 _LEADING_CITATIONS = re.compile(r"(?:\s*\[\d{1,4}(?:\s*,\s*\d{1,4})*\])+")
+# The end of a sentence: its full stop, then any closing quotes, brackets or emphasis and citation markers.
+_ENDS_SENTENCE = re.compile(r"[.!?][\"'”’)*_]*(?:\s*\[\d{1,4}(?:\s*,\s*\d{1,4})*\])*\s*$")
 # Only words longer than two letters: shorter ones are dropped before the list is consulted.
 _LONG_WORD = re.compile(r"\w{3,}")
 # fmt: off
@@ -759,6 +761,21 @@ def _sentences(text: str) -> list[str]:
     return sentences
 
 
+def _finished(answer: str) -> str:
+    """An interrupted answer up to the end of its last finished sentence. The words after it stop wherever the
+    caller cancelled: half a claim, which no source can be asked to support, and whose citation may not have
+    been written yet."""
+    if _ENDS_SENTENCE.search(answer):
+        return answer
+    breaks = list(_SENTENCE_BREAK.finditer(answer))
+    if not breaks:
+        return ""
+    end = breaks[-1].start()
+    # Citations written after the full stop ("... grew. [2] Then") belong to the sentence before them.
+    leading = _LEADING_CITATIONS.match(answer, end)
+    return answer[: leading.end()] if leading else answer[:end]
+
+
 def _cited_numbers(text: str) -> list[int]:
     return [int(number) for match in _CITATION.finditer(text) for number in match.group(1).split(",")]
 
@@ -784,7 +801,7 @@ class UngroundedDetector:
     """Answers that do not rest on their sources: no citation, a citation to a source the model never saw
     (invented), or a cited sentence its sources do not support. Generation's own sentence checks (embedding
     similarity and word overlap) decide the last when the event carries them; otherwise a cheap lexical
-    proxy does."""
+    proxy does. An answer the caller cut off is judged up to its last finished sentence (``_finished``)."""
 
     name = "ungrounded"
     tier = Tier.INLINE
@@ -794,7 +811,7 @@ class UngroundedDetector:
         self.min_support = min_support
 
     def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
-        answer = event.answer
+        answer = _finished(event.answer) if event.interrupted else event.answer
         if event.refused or not answer.strip():
             return []
         cited = _cited_numbers(answer)
@@ -823,7 +840,9 @@ class UngroundedDetector:
             return findings
 
         if event.sentences:
-            return self._from_generation_checks(event)
+            # Generation's last sentence is the unfinished one when the answer lost its tail above.
+            judged = event.sentences if answer == event.answer else event.sentences[:-1]
+            return self._from_generation_checks(event, judged)
         findings = []
         for sentence in sentences:
             numbers = set(_cited_numbers(sentence))
@@ -841,14 +860,16 @@ class UngroundedDetector:
                 )
         return findings
 
-    def _from_generation_checks(self, event: events_pb2.InteractionEvent) -> list[Finding]:
+    def _from_generation_checks(
+        self, event: events_pb2.InteractionEvent, sentences: Sequence[events_pb2.SentenceSupport]
+    ) -> list[Finding]:
         """Generation scored each sentence against its cited passages, a better judge than the lexical
         fallback above; the monitor turns its verdicts into flags."""
-        unsupported = [s for s in event.sentences if s.verdict == events_pb2.SUPPORT_VERDICT_UNSUPPORTED]
+        unsupported = [s for s in sentences if s.verdict == events_pb2.SUPPORT_VERDICT_UNSUPPORTED]
         # Supported by a source they do not cite: a citation error, not an invented claim.
         miscited = [s for s in unsupported if s.supported_by]
         invented = [s for s in unsupported if not s.supported_by]
-        uncited = [s for s in event.sentences if s.verdict == events_pb2.SUPPORT_VERDICT_UNCITED]
+        uncited = [s for s in sentences if s.verdict == events_pb2.SUPPORT_VERDICT_UNCITED]
         findings = []
         if invented:
             reason = f"{len(invented)} sentence(s) not supported by the sources they cite"
@@ -1015,7 +1036,8 @@ class LatencyDetector:
 class LengthDetector:
     """Answers far longer or shorter than the model's recent ones: a runaway generation repeating itself, a
     truncated stream, or a prompt change nobody announced. Lengths are skewed, so the baseline is the median
-    and MAD of log word counts; refusals and empty answers are left to the refusal detector."""
+    and MAD of log word counts; refusals and empty answers are left to the refusal detector. An answer the
+    caller cut off is left out too: its length says when they cancelled, not what the model wrote."""
 
     name = "length"
     tier = Tier.INLINE
@@ -1028,7 +1050,7 @@ class LengthDetector:
         self._baseline = _RobustBaseline(window=window, min_samples=min_samples)
 
     def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
-        if event.refused or not event.answer.strip():
+        if event.refused or event.interrupted or not event.answer.strip():
             return []
         words = len(event.answer.split())
         value = math.log(words)

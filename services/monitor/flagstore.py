@@ -83,6 +83,8 @@ class StoredInteraction:
     refused: bool
     flag_count: int
     occurred_at: datetime
+    # The caller cancelled mid-stream; the answer is what had been sent.
+    interrupted: bool = False
 
 
 def _flag_id(event_id: str, detector: str, index: int) -> str:
@@ -134,6 +136,7 @@ def _interaction_row(event: events_pb2.InteractionEvent, now: int) -> dict[str, 
         "occurred_at_us": _occurred_us(event, now),
         "recorded_at_us": now,
         "event": event.SerializeToString(),
+        "interrupted": event.interrupted,
     }
 
 
@@ -198,6 +201,7 @@ def _review_items(event: events_pb2.InteractionEvent, flag_rows: Sequence[dict[s
             interaction_id=event.event_id,
             user_id=event.user_id,
             tenant=event.tenant,
+            interrupted=event.interrupted,
         )
         for flag in flag_rows
     ]
@@ -565,6 +569,7 @@ class FlagStore:
                     interactions.c.answer,
                     interactions.c.refused,
                     interactions.c.occurred_at_us,
+                    interactions.c.interrupted,
                     flag_count.label("flag_count"),
                 )
                 .order_by(interactions.c.occurred_at_us.desc(), interactions.c.seq.desc())
@@ -579,6 +584,7 @@ class FlagStore:
                 refused=bool(row.refused),
                 flag_count=int(row.flag_count),
                 occurred_at=from_us(row.occurred_at_us),
+                interrupted=bool(row.interrupted),
             )
             for row in rows
         ]

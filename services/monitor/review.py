@@ -137,6 +137,8 @@ class ReviewItem:
     passages: tuple[common_pb2.Passage, ...]
     # Where the flag's evidence sits in the question, answer and passages.
     spans: tuple[Span, ...]
+    # The caller cancelled mid-stream: the answer is cut off where the stream stopped.
+    interrupted: bool
     labels_required: int
     assignees: tuple[str, ...]
     labels: tuple[Label, ...]
@@ -168,6 +170,7 @@ class NewItem:
     batch: str = ""
     criteria: str = ""
     labels_required: int | None = None
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ class ItemFilter:
     batch: str = ""
     assignee: str = ""
     overdue_only: bool = False
+    interrupted_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -329,6 +333,7 @@ def open_items(conn: sa.Connection, items: Iterable[NewItem], policy: ReviewPoli
                 "answer": item.answer,
                 "passages": passages_json[id(item.passages)],
                 "spans": [span.to_json() for span in item.spans],
+                "interrupted": item.interrupted,
                 "labels_required": required,
                 "created_at_us": at_us,
                 "due_at_us": at_us + int(_due(policy, item.severity) / timedelta(microseconds=1)),
@@ -393,6 +398,8 @@ class ReviewQueue:
         if filters.overdue_only:
             conditions.append(review_items.c.state != State.RESOLVED.value)
             conditions.append(review_items.c.due_at_us < now)
+        if filters.interrupted_only:
+            conditions.append(review_items.c.interrupted)
         where = sa.and_(sa.true(), *conditions)
         with self._store.reading() as conn:
             total = conn.execute(
@@ -667,6 +674,7 @@ class ReviewQueue:
             answer=row.answer,
             passages=_passages_from_json(row.passages),
             spans=tuple(Span.from_json(span) for span in row.spans or ()),
+            interrupted=bool(row.interrupted),
             labels_required=row.labels_required,
             assignees=tuple(assignees),
             labels=tuple(labels),

@@ -34,6 +34,8 @@ interactions = sa.Table(
     sa.Column("occurred_at_us", Micros, nullable=False),
     sa.Column("recorded_at_us", Micros, nullable=False),
     sa.Column("event", sa.LargeBinary, nullable=False),
+    # The caller cancelled mid-stream (InteractionEvent.interrupted): the answer is cut off.
+    sa.Column("interrupted", sa.Boolean, nullable=False, server_default=sa.false()),
     sqlite_autoincrement=True,
 )
 sa.Index("interactions_newest", interactions.c.occurred_at_us.desc(), interactions.c.seq.desc())
@@ -99,6 +101,8 @@ review_items = sa.Table(
     sa.Column("passages", sa.Text, nullable=False),
     # The flag's evidence spans, as in flags.spans; empty for evaluation tasks.
     sa.Column("spans", sa.JSON, nullable=False, server_default=EMPTY_JSON_LIST),
+    # As in interactions.interrupted, so the queue can show and filter cut-off answers without a join.
+    sa.Column("interrupted", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("labels_required", sa.Integer, nullable=False),
     sa.Column("created_at_us", Micros, nullable=False),
     sa.Column("due_at_us", Micros, nullable=False),

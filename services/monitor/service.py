@@ -90,6 +90,7 @@ def review_item_proto(item: review.ReviewItem) -> monitor_pb2.ReviewItem:
         overdue=item.overdue,
         user_id=item.user_id,
         spans=_spans(item.spans),
+        interrupted=item.interrupted,
     )
     if item.resolved_at is not None:
         message.resolved_at.CopyFrom(_ts(item.resolved_at))
@@ -170,6 +171,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                     refused=i.refused,
                     flag_count=i.flag_count,
                     occurred_at=_ts(i.occurred_at),
+                    interrupted=i.interrupted,
                 )
                 for i in items
             ]
@@ -187,6 +189,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             batch=request.batch,
             assignee=request.assignee,
             overdue_only=request.overdue_only,
+            interrupted_only=request.interrupted_only,
         )
         items, total = self._queue.list_items(filters, limit)
         return monitor_pb2.ListReviewItemsResponse(items=[review_item_proto(i) for i in items], total=total)

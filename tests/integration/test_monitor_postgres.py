@@ -1,7 +1,8 @@
 """The flag store and review queue on a real PostgreSQL server (Debian's postgresql-15) started by the test,
 through SQLAlchemy and psycopg 3: migrations, idempotent writes, feedback, the queue, concurrent writers, and
 text holding NUL (which PostgreSQL refuses) through the store, the gRPC service, the review page and the
-consumer on the real broker."""
+consumer on the real broker; answers the caller cut off, through all of them and the migration that added the
+mark."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ from services.monitor.web.app import ReviewPage, WebServer
 from tests.conftest import free_port
 from tests.integration.kafka_checks import wait_until
 from tests.integration.test_monitor_consumer import _committed, _dead_letters, _topics
+from tests.integration.test_monitor_interrupted import check_interrupted_answers
+from tests.unit.test_flagstore import check_answers_cut_off_before_the_upgrade_are_marked
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PII = Finding("pii", Severity.HIGH, "answer contains an IBAN", ("GB** 32",))
@@ -116,7 +119,7 @@ def test_migrations_match_the_schema_and_a_restart_keeps_data(database: str) -> 
     reopened.close()
     engine = sa.create_engine(database)
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0005"
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     engine.dispose()
 
@@ -384,3 +387,13 @@ def test_consumer_stores_nul_and_dead_letters_what_it_cannot_store(
     [(value, reason)] = _dead_letters(kafka_bootstrap, dlq, 1)
     assert value == refused.SerializeToString() and "Timestamp is not valid" in reason
     store.close()
+
+
+def test_an_interrupted_answer_is_shown_and_judged_as_cut_off_on_postgres(
+    database: str, kafka_bootstrap: str, auth_settings: AuthSettings, issuer: DevIssuer
+) -> None:
+    check_interrupted_answers(database, kafka_bootstrap, auth_settings, issuer)
+
+
+def test_answers_cut_off_before_the_upgrade_are_marked_on_postgres(database: str) -> None:
+    check_answers_cut_off_before_the_upgrade_are_marked(database)

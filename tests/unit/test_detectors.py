@@ -941,3 +941,89 @@ def test_sampled_runner_stop_without_start_returns_at_once() -> None:
     runner = SampledRunner([Recording(sample_rate=1.0)], lambda e, f: None, capacity=1)
     runner.submit(event())
     runner.stop(timeout_s=0.1)
+
+
+# --- answers the caller cut off ---
+
+
+def _interrupted(answer: str) -> events_pb2.InteractionEvent:
+    cut = event(answer=answer)
+    cut.interrupted = True
+    return cut
+
+
+@pytest.mark.parametrize(
+    ("answer", "finished_reasons"),
+    [
+        # Cut off mid-claim: as a finished answer the unsupported half sentence is flagged.
+        (
+            "Economy airfare applies to flights under six hours [1]. Staff get free unicorn rides [2] and",
+            ["sentence poorly supported by its citation"],
+        ),
+        # Cut off before the first citation was written.
+        ("You may fly business", ["answer cites no source"]),
+        # The last finished sentence keeps the citation written after its full stop.
+        ("Economy airfare applies to flights under six hours. [1] Hotels are fr", []),
+    ],
+)
+def test_the_unfinished_last_sentence_of_an_interrupted_answer_is_not_judged(
+    answer: str, finished_reasons: list[str]
+) -> None:
+    assert [f.reason for f in UngroundedDetector().inspect(event(answer=answer))] == finished_reasons
+    assert UngroundedDetector().inspect(_interrupted(answer)) == []
+
+
+def test_an_interrupted_answer_is_judged_up_to_its_last_finished_sentence() -> None:
+    cut = _interrupted("Staff get free unicorn rides [2]. Economy airfare appl")
+    [finding] = UngroundedDetector().inspect(cut)
+    assert (finding.reason, finding.evidence) == (
+        "sentence poorly supported by its citation",
+        ("Staff get free unicorn rides [2].",),
+    )
+    # Cut off right after a full stop, every sentence is finished and judged.
+    [finding] = UngroundedDetector().inspect(_interrupted("Staff get free unicorn rides [2]."))
+    assert finding.evidence == ("Staff get free unicorn rides [2].",)
+
+
+def test_generations_verdict_on_the_unfinished_last_sentence_is_dropped() -> None:
+    answer = "Economy airfare applies to flights under six hours [1]. Hotels are free [2] on"
+    unsupported = ["1 sentence(s) not supported by the sources they cite"]
+    for interrupted, expected in ((False, unsupported), (True, [])):
+        e = event(answer=answer)
+        e.interrupted = interrupted
+        e.sentences.add(
+            text="Economy airfare applies to flights under six hours [1].",
+            cited=[1],
+            support=0.9,
+            verdict=events_pb2.SUPPORT_VERDICT_SUPPORTED,
+        )
+        e.sentences.add(
+            text="Hotels are free [2] on",
+            cited=[2],
+            support=0.2,
+            verdict=events_pb2.SUPPORT_VERDICT_UNSUPPORTED,
+        )
+        assert [f.reason for f in UngroundedDetector().inspect(e)] == expected
+
+
+def test_a_leak_in_the_unfinished_sentence_of_an_interrupted_answer_is_still_flagged() -> None:
+    cut = _interrupted(
+        "Economy airfare applies [1]. Log in with AKIAIOSFODNN7EXAMPLE and mail jane.doe@acme-corp.com or"
+    )
+    findings = run_detectors(default_detectors(), cut)
+    assert {(f.detector, f.severity) for f in findings} == {
+        ("secret", Severity.HIGH),
+        ("pii", Severity.MEDIUM),
+    }
+    [secret] = [f for f in findings if f.detector == "secret"]
+    assert secret.evidence == ("AKIA****MPLE",)
+
+
+def test_length_leaves_interrupted_answers_out_of_its_baseline_and_flags() -> None:
+    detector = LengthDetector(window=200, min_samples=30)
+    for _ in range(40):
+        assert detector.inspect(_interrupted(_words(3))) == []
+    assert detector.inspect(event(answer=_words(50))) == [], "forty cut-off answers are no baseline"
+    for _ in range(40):
+        detector.inspect(event(answer=_words(50)))
+    assert detector.inspect(_interrupted(_words(3))) == []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -17,12 +18,12 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from copilot.events.v1 import events_pb2
 from services.monitor.detectors import Finding, Severity, Span
-from services.monitor.flagstore import FlagStore, migrate
+from services.monitor.flagstore import FlagStore, _alembic_config, database_url, migrate
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.review import ItemFilter, ReviewPolicy, ReviewQueue
 from services.monitor.schema import metadata
 
-HEAD = "0004"
+HEAD = "0005"
 
 PII = Finding("pii", Severity.HIGH, "answer contains an IBAN", ("GB** **** **** **** **54 32",))
 PII_EMAIL = Finding("pii", Severity.MEDIUM, "answer contains an email address", ("jane@acme-corp.com",))
@@ -387,3 +388,53 @@ def test_a_baseline_saved_inside_a_batch_commits_with_it(store: FlagStore) -> No
     with store.batch():
         store.save_baseline("retrieval_decay", {"size": 1}, b"")
     assert store.load_baseline("retrieval_decay") == ({"size": 1}, b"")
+
+
+def _cut_off(event_id: str, second: int) -> events_pb2.InteractionEvent:
+    cut = event(event_id, second)
+    cut.interrupted = True
+    return cut
+
+
+def test_a_cut_off_answer_is_interrupted_on_its_interaction_and_every_review_item(store: FlagStore) -> None:
+    store.record(_cut_off("cut", 0), [PII])
+    store.record(event("whole", 1), [PII])
+    # Flags that come later take the mark from the stored event (feedback) or the event itself (sampled tier).
+    store.record_feedback(feedback("fb1", "cut", events_pb2.FEEDBACK_RATING_REPORTED, "wrong"))
+    store.add_findings(_cut_off("cut", 0), [Finding("toxicity_model", Severity.MEDIUM, "toxic answer", ())])
+    assert {i.interaction_id: i.interrupted for i in store.list_interactions()} == {
+        "cut": True,
+        "whole": False,
+    }
+    queue = ReviewQueue(store)
+    cut_items, total = queue.list_items(ItemFilter(interrupted_only=True))
+    assert total == 3 and all(item.interrupted for item in cut_items)
+    assert sorted(item.detector for item in cut_items) == ["feedback", "pii", "toxicity_model"]
+    [whole] = [item for item in queue.list_items(ItemFilter())[0] if item.interaction_id == "whole"]
+    assert whole.interrupted is False and queue.get(whole.item_id).interrupted is False
+
+
+def check_answers_cut_off_before_the_upgrade_are_marked(target: Path | str) -> None:
+    """Generation published ``interrupted`` before the monitor kept it: upgrading a database of the revision
+    before reads the mark from each stored raw event. Shared with the PostgreSQL tests."""
+    store = FlagStore(target)
+    store.record(_cut_off("cut", 0), [PII])
+    store.record(event("whole", 1), [PII])
+    store.close()
+    engine = sa.create_engine(database_url(target))
+    with engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), "0004")
+        assert "interrupted" not in {c["name"] for c in sa.inspect(conn).get_columns("interactions")}
+    engine.dispose()
+    upgraded = FlagStore(target)
+    assert {i.interaction_id: i.interrupted for i in upgraded.list_interactions()} == {
+        "cut": True,
+        "whole": False,
+    }
+    [item], _ = ReviewQueue(upgraded).list_items(ItemFilter(interrupted_only=True))
+    assert (item.interaction_id, item.interrupted) == ("cut", True)
+    upgraded.close()
+
+
+def test_answers_cut_off_before_the_upgrade_are_marked(tmp_path: Path) -> None:
+    check_answers_cut_off_before_the_upgrade_are_marked(tmp_path / "monitor.db")

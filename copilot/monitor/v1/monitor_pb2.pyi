@@ -131,7 +131,7 @@ class ListInteractionsResponse(_message.Message):
     def __init__(self, interactions: _Optional[_Iterable[_Union[InteractionSummary, _Mapping]]] = ...) -> None: ...
 
 class InteractionSummary(_message.Message):
-    __slots__ = ("interaction_id", "user_id", "question", "answer", "refused", "flag_count", "occurred_at")
+    __slots__ = ("interaction_id", "user_id", "question", "answer", "refused", "flag_count", "occurred_at", "interrupted")
     INTERACTION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class InteractionSummary(_message.Message):
     REFUSED_FIELD_NUMBER: _ClassVar[int]
     FLAG_COUNT_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
     interaction_id: str
     user_id: str
     question: str
@@ -146,10 +147,11 @@ class InteractionSummary(_message.Message):
     refused: bool
     flag_count: int
     occurred_at: _timestamp_pb2.Timestamp
-    def __init__(self, interaction_id: _Optional[str] = ..., user_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., refused: _Optional[bool] = ..., flag_count: _Optional[int] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    interrupted: bool
+    def __init__(self, interaction_id: _Optional[str] = ..., user_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., refused: _Optional[bool] = ..., flag_count: _Optional[int] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interrupted: _Optional[bool] = ...) -> None: ...
 
 class ReviewItem(_message.Message):
-    __slots__ = ("item_id", "kind", "state", "final_verdict", "detector", "severity", "reason", "evidence", "interaction_id", "batch", "criteria", "question", "answer", "passages", "assignees", "labels_required", "labels", "comments", "created_at", "due_at", "overdue", "resolved_at", "user_id", "spans")
+    __slots__ = ("item_id", "kind", "state", "final_verdict", "detector", "severity", "reason", "evidence", "interaction_id", "batch", "criteria", "question", "answer", "passages", "assignees", "labels_required", "labels", "comments", "created_at", "due_at", "overdue", "resolved_at", "user_id", "spans", "interrupted")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +176,7 @@ class ReviewItem(_message.Message):
     RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     SPANS_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     kind: ReviewItemKind
     state: ReviewState
@@ -198,7 +201,8 @@ class ReviewItem(_message.Message):
     resolved_at: _timestamp_pb2.Timestamp
     user_id: str
     spans: _containers.RepeatedCompositeFieldContainer[EvidenceSpan]
-    def __init__(self, item_id: _Optional[str] = ..., kind: _Optional[_Union[ReviewItemKind, str]] = ..., state: _Optional[_Union[ReviewState, str]] = ..., final_verdict: _Optional[_Union[ReviewVerdict, str]] = ..., detector: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Iterable[str]] = ..., interaction_id: _Optional[str] = ..., batch: _Optional[str] = ..., criteria: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ..., assignees: _Optional[_Iterable[str]] = ..., labels_required: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[ReviewLabel, _Mapping]]] = ..., comments: _Optional[_Iterable[_Union[ReviewComment, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overdue: _Optional[bool] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[EvidenceSpan, _Mapping]]] = ...) -> None: ...
+    interrupted: bool
+    def __init__(self, item_id: _Optional[str] = ..., kind: _Optional[_Union[ReviewItemKind, str]] = ..., state: _Optional[_Union[ReviewState, str]] = ..., final_verdict: _Optional[_Union[ReviewVerdict, str]] = ..., detector: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Iterable[str]] = ..., interaction_id: _Optional[str] = ..., batch: _Optional[str] = ..., criteria: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ..., assignees: _Optional[_Iterable[str]] = ..., labels_required: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[ReviewLabel, _Mapping]]] = ..., comments: _Optional[_Iterable[_Union[ReviewComment, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overdue: _Optional[bool] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[EvidenceSpan, _Mapping]]] = ..., interrupted: _Optional[bool] = ...) -> None: ...
 
 class ReviewLabel(_message.Message):
     __slots__ = ("reviewer", "verdict", "comment", "labeled_at", "adjudication")
@@ -225,20 +229,22 @@ class ReviewComment(_message.Message):
     def __init__(self, author: _Optional[str] = ..., text: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListReviewItemsRequest(_message.Message):
-    __slots__ = ("state", "detector", "batch", "assignee", "limit", "overdue_only")
+    __slots__ = ("state", "detector", "batch", "assignee", "limit", "overdue_only", "interrupted_only")
     STATE_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     ASSIGNEE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     OVERDUE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTED_ONLY_FIELD_NUMBER: _ClassVar[int]
     state: ReviewState
     detector: str
     batch: str
     assignee: str
     limit: int
     overdue_only: bool
-    def __init__(self, state: _Optional[_Union[ReviewState, str]] = ..., detector: _Optional[str] = ..., batch: _Optional[str] = ..., assignee: _Optional[str] = ..., limit: _Optional[int] = ..., overdue_only: _Optional[bool] = ...) -> None: ...
+    interrupted_only: bool
+    def __init__(self, state: _Optional[_Union[ReviewState, str]] = ..., detector: _Optional[str] = ..., batch: _Optional[str] = ..., assignee: _Optional[str] = ..., limit: _Optional[int] = ..., overdue_only: _Optional[bool] = ..., interrupted_only: _Optional[bool] = ...) -> None: ...
 
 class ListReviewItemsResponse(_message.Message):
     __slots__ = ("items", "total")

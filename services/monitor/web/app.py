@@ -221,6 +221,7 @@ class ReviewPage:
             batch=params.get("batch", ""),
             assignee=principal.username if params.get("assignee") == "me" else params.get("assignee", ""),
             overdue_only=params.get("overdue") == "1",
+            interrupted_only=params.get("interrupted") == "1",
         )
         items, total = await run_in_threadpool(self._queue.list_items, filters, 200)
         return self._render(
