@@ -36,7 +36,6 @@ from qdrant_edge import SparseVector as EdgeSparseVector
 
 from copilot.lexical import SparseVector
 from copilot.vectorstore.port import (
-    CHUNK_COUNT_FIELD,
     DENSE_VECTOR,
     DOCUMENT_ACCESS_FIELDS,
     GRANTS_FIELD,
@@ -44,19 +43,22 @@ from copilot.vectorstore.port import (
     LEXICAL_VECTOR,
     NO_NARROWING,
     RANGE_FIELDS,
+    UNANNOUNCED_FIELD,
+    VERSION_FIELDS,
     ChunkStore,
     Condition,
     DocumentAccess,
     Narrowing,
     ScoredChunk,
     StoredChunk,
+    StoredVersion,
     access_payload,
     document_access_from_payload,
     hashes_from_payload,
     missing_grants,
     new_point_ids,
     query_conditions,
-    settled_hashes,
+    settled_version,
     with_grants,
     without_grants,
 )
@@ -65,8 +67,6 @@ if TYPE_CHECKING:
     from qdrant_edge import PointId
 
 _SCROLL_PAGE = 256
-# What document_hashes reads from one chunk of a document.
-_HASH_FIELDS = ["content_hash", "access_hash", CHUNK_COUNT_FIELD]
 
 
 class EdgeChunkStore(ChunkStore):
@@ -123,12 +123,12 @@ class EdgeChunkStore(ChunkStore):
     def delete_document(self, document_id: str) -> int:
         return self.replace_document(document_id, [])
 
-    def document_hashes(self, document_id: str) -> tuple[str, str] | None:
+    def stored_version(self, document_id: str) -> StoredVersion | None:
         selected = _document_filter(document_id)
         # Under the lock no replace runs between the read and the two counts.
         with self._lock:
             records, _ = self._shard.scroll(
-                ScrollRequest(limit=1, filter=selected, with_payload=_HASH_FIELDS)
+                ScrollRequest(limit=1, filter=selected, with_payload=VERSION_FIELDS)
             )
             if not records:
                 return None
@@ -137,7 +137,7 @@ class EdgeChunkStore(ChunkStore):
             stored = self._shard.count(CountRequest(exact=True, filter=selected))
             same = _document_filter(document_id, content_hash=content_hash, access_hash=access_hash)
             agreeing = self._shard.count(CountRequest(exact=True, filter=same))
-        return settled_hashes(payload, stored, agreeing)
+        return settled_version(payload, stored, agreeing)
 
     def document_access(self, document_id: str) -> DocumentAccess | None:
         with self._lock:
@@ -156,9 +156,12 @@ class EdgeChunkStore(ChunkStore):
         classification: str,
         access_hash: str,
         fingerprint: str,
+        unannounced: str = "",
     ) -> int:
         selected = _document_filter(document_id)
         payload = access_payload(tenant, acl, classification, access_hash, fingerprint)
+        if unannounced:
+            payload[UNANNOUNCED_FIELD] = unannounced
         # Under the lock no replace can add or remove points between the count and the update.
         with self._lock:
             touched = self._shard.count(CountRequest(exact=True, filter=selected))
@@ -166,6 +169,12 @@ class EdgeChunkStore(ChunkStore):
                 self._shard.update(UpdateOperation.set_payload_by_filter(selected, payload))
                 self._shard.flush()
             return touched
+
+    def mark_announced(self, document_id: str, unannounced: str) -> None:
+        pending = _document_filter(document_id, **{UNANNOUNCED_FIELD: unannounced})
+        with self._lock:
+            # Not flushed: a crash that loses this only announces the change once more.
+            self._shard.update(UpdateOperation.delete_payload_by_filter(pending, [UNANNOUNCED_FIELD]))
 
     def query(
         self,

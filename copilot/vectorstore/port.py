@@ -150,6 +150,27 @@ class DocumentAccess:
 #: The payload keys ``DocumentAccess`` is read from.
 DOCUMENT_ACCESS_FIELDS = ["tenant", "acl", "classification", "title", "uri"]
 
+#: Payload key of a change written but not yet announced: ingest writes it with the chunks (or the new
+#: access fields) and removes it once the change's event is published, so a retry after a failed publish
+#: finds it and publishes then. Its value is ingest's business; stores hand it back and remove it.
+UNANNOUNCED_FIELD = "unannounced"
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """What ``stored_version`` reads of a document in one go."""
+
+    content_hash: str
+    access_hash: str
+    #: How many points the document has.
+    chunk_count: int
+    #: The ``UNANNOUNCED_FIELD`` of one of its points, "" when it has none.
+    unannounced: str = ""
+
+    @property
+    def hashes(self) -> tuple[str, str]:
+        return self.content_hash, self.access_hash
+
 
 class ChunkStore(Protocol):
     def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
@@ -164,8 +185,9 @@ class ChunkStore(Protocol):
         """Remove every point of the document; returns how many were removed."""
         ...
 
-    def document_hashes(self, document_id: str) -> tuple[str, str] | None:
-        """The stored version's ``(content_hash, access_hash)``, or None if the document has no points.
+    def stored_version(self, document_id: str) -> StoredVersion | None:
+        """The stored version's hashes, number of points and change not yet announced, or None if the
+        document has no points: what ingest decides on.
 
         A hash missing from the payload reads as "" so that chunks stored before the hashes existed match
         no new hash and are re-ingested in full. So do both hashes when the stored points are not one
@@ -186,12 +208,19 @@ class ChunkStore(Protocol):
         classification: str,
         access_hash: str,
         fingerprint: str,
+        unannounced: str = "",
     ) -> int:
         """Overwrites the access fields on every point of the document; returns how many it touched.
 
         Vectors and text stay as they are, so a changed access list needs no re-embedding. The change is
-        visible to the next query.
+        visible to the next query. ``unannounced``, when given, is written as ``UNANNOUNCED_FIELD`` in the
+        same update, so no crash can leave the new access without it.
         """
+        ...
+
+    def mark_announced(self, document_id: str, unannounced: str) -> None:
+        """Removes ``UNANNOUNCED_FIELD`` from the document's points that hold ``unannounced``; a newer
+        change written meanwhile keeps its own."""
         ...
 
     def query(
@@ -272,11 +301,23 @@ def hashes_from_payload(payload: dict[str, Any] | None) -> tuple[str, str]:
 
 #: Payload key with the number of chunks of the document's version, written by ingest on every chunk.
 CHUNK_COUNT_FIELD = "chunk_count"
+#: What ``stored_version`` reads from one chunk of a document.
+VERSION_FIELDS = ["content_hash", "access_hash", CHUNK_COUNT_FIELD, UNANNOUNCED_FIELD]
+
+
+def settled_version(payload: dict[str, Any] | None, stored: int, agreeing: int) -> StoredVersion:
+    """``stored_version`` from one chunk's payload (read with ``VERSION_FIELDS``) and the counts
+    ``settled_hashes`` takes."""
+    content_hash, access_hash = settled_hashes(payload, stored, agreeing)
+    unannounced = (payload or {}).get(UNANNOUNCED_FIELD)
+    return StoredVersion(
+        content_hash, access_hash, stored, unannounced if isinstance(unannounced, str) else ""
+    )
 
 
 def settled_hashes(payload: dict[str, Any] | None, stored: int, agreeing: int) -> tuple[str, str]:
-    """``document_hashes`` from one chunk's ``payload`` and two counts of the document's points: all of
-    them (``stored``) and those carrying that chunk's two hashes (``agreeing``).
+    """The hashes ``stored_version`` reports, from one chunk's ``payload`` and two counts of the document's
+    points: all of them (``stored``) and those carrying that chunk's two hashes (``agreeing``).
 
     The hashes stand only if every point carries them and, where chunks record it, their number is the
     version's chunk count; otherwise ("", ""), which matches no new hash, so ingest replaces the document

@@ -15,7 +15,6 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from copilot.errors import DependencyUnavailable
 from copilot.lexical import SparseVector
 from copilot.vectorstore.port import (
-    CHUNK_COUNT_FIELD,
     DENSE_VECTOR,
     DOCUMENT_ACCESS_FIELDS,
     GRANTS_FIELD,
@@ -23,26 +22,27 @@ from copilot.vectorstore.port import (
     LEXICAL_VECTOR,
     NO_NARROWING,
     RANGE_FIELDS,
+    UNANNOUNCED_FIELD,
+    VERSION_FIELDS,
     ChunkStore,
     Condition,
     DocumentAccess,
     Narrowing,
     ScoredChunk,
     StoredChunk,
+    StoredVersion,
     access_payload,
     document_access_from_payload,
     hashes_from_payload,
     missing_grants,
     new_point_ids,
     query_conditions,
-    settled_hashes,
+    settled_version,
     with_grants,
     without_grants,
 )
 
 _SCROLL_PAGE = 256
-# What document_hashes reads from one chunk of a document.
-_HASH_FIELDS = ["content_hash", "access_hash", CHUNK_COUNT_FIELD]
 
 #: The server could not be reached, or did not answer in time: the request may never have arrived.
 _TRANSPORT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
@@ -172,12 +172,12 @@ class QdrantServerChunkStore(ChunkStore):
         return self.replace_document(document_id, [])
 
     @_unavailable_when_unreachable
-    def document_hashes(self, document_id: str) -> tuple[str, str] | None:
+    def stored_version(self, document_id: str) -> StoredVersion | None:
         records, _ = self._client.scroll(
             self._collection,
             scroll_filter=_document_filter(document_id),
             limit=1,
-            with_payload=_HASH_FIELDS,
+            with_payload=VERSION_FIELDS,
             with_vectors=False,
         )
         if not records:
@@ -191,7 +191,7 @@ class QdrantServerChunkStore(ChunkStore):
         ).count
         same = _document_filter(document_id, content_hash=content_hash, access_hash=access_hash)
         agreeing = self._client.count(self._collection, count_filter=same, exact=True).count
-        return settled_hashes(payload, stored, agreeing)
+        return settled_version(payload, stored, agreeing)
 
     @_unavailable_when_unreachable
     def document_access(self, document_id: str) -> DocumentAccess | None:
@@ -213,19 +213,33 @@ class QdrantServerChunkStore(ChunkStore):
         classification: str,
         access_hash: str,
         fingerprint: str,
+        unannounced: str = "",
     ) -> int:
         selected = _document_filter(document_id)
+        payload = access_payload(tenant, acl, classification, access_hash, fingerprint)
+        if unannounced:
+            payload[UNANNOUNCED_FIELD] = unannounced
         # The server offers no count of what a set-payload touched; a replace running in between could
         # make this count differ from it, which only the number reported would show.
         touched = self._client.count(self._collection, count_filter=selected, exact=True).count
         if touched:
             self._client.set_payload(
                 self._collection,
-                payload=access_payload(tenant, acl, classification, access_hash, fingerprint),
+                payload=payload,
                 points=models.FilterSelector(filter=selected),
                 wait=True,
             )
         return touched
+
+    @_unavailable_when_unreachable
+    def mark_announced(self, document_id: str, unannounced: str) -> None:
+        pending = _document_filter(document_id, **{UNANNOUNCED_FIELD: unannounced})
+        self._client.delete_payload(
+            self._collection,
+            keys=[UNANNOUNCED_FIELD],
+            points=models.FilterSelector(filter=pending),
+            wait=True,
+        )
 
     @_unavailable_when_unreachable
     def query(

@@ -22,6 +22,7 @@ from copilot.vectorstore.port import (
     Narrowing,
     ScoredChunk,
     StoredChunk,
+    StoredVersion,
     query_conditions,
 )
 
@@ -86,12 +87,16 @@ class RemoteChunkStore:
         assert isinstance(response, store_pb2.DeleteDocumentResponse)
         return response.deleted
 
-    def document_hashes(self, document_id: str) -> tuple[str, str] | None:
+    def stored_version(self, document_id: str) -> StoredVersion | None:
         response = self._call(
             "GetDocumentHashes", store_pb2.GetDocumentHashesRequest(document_id=document_id)
         )
         assert isinstance(response, store_pb2.GetDocumentHashesResponse)
-        return (response.content_hash, response.access_hash) if response.stored else None
+        if not response.stored:
+            return None
+        return StoredVersion(
+            response.content_hash, response.access_hash, response.chunk_count, response.unannounced
+        )
 
     def document_access(self, document_id: str) -> DocumentAccess | None:
         response = self._call(
@@ -116,6 +121,7 @@ class RemoteChunkStore:
         classification: str,
         access_hash: str,
         fingerprint: str,
+        unannounced: str = "",
     ) -> int:
         request = store_pb2.UpdateAccessRequest(
             document_id=document_id,
@@ -124,10 +130,15 @@ class RemoteChunkStore:
             classification=classification,
             access_hash=access_hash,
             fingerprint=fingerprint,
+            unannounced=unannounced,
         )
         response = self._call("UpdateAccess", request)
         assert isinstance(response, store_pb2.UpdateAccessResponse)
         return response.updated
+
+    def mark_announced(self, document_id: str, unannounced: str) -> None:
+        request = store_pb2.MarkAnnouncedRequest(document_id=document_id, unannounced=unannounced)
+        self._call("MarkAnnounced", request)
 
     def query(
         self,
@@ -211,12 +222,15 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     def GetDocumentHashes(  # noqa: N802
         self, request: store_pb2.GetDocumentHashesRequest, context: object
     ) -> store_pb2.GetDocumentHashesResponse:
-        hashes = self._store.document_hashes(request.document_id)
-        if hashes is None:
+        version = self._store.stored_version(request.document_id)
+        if version is None:
             return store_pb2.GetDocumentHashesResponse(stored=False)
-        content_hash, access_hash = hashes
         return store_pb2.GetDocumentHashesResponse(
-            stored=True, content_hash=content_hash, access_hash=access_hash
+            stored=True,
+            content_hash=version.content_hash,
+            access_hash=version.access_hash,
+            chunk_count=version.chunk_count,
+            unannounced=version.unannounced,
         )
 
     def GetDocumentAccess(  # noqa: N802
@@ -244,8 +258,15 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             request.classification,
             request.access_hash,
             request.fingerprint,
+            request.unannounced,
         )
         return store_pb2.UpdateAccessResponse(updated=updated)
+
+    def MarkAnnounced(  # noqa: N802
+        self, request: store_pb2.MarkAnnouncedRequest, context: object
+    ) -> store_pb2.MarkAnnouncedResponse:
+        self._store.mark_announced(request.document_id, request.unannounced)
+        return store_pb2.MarkAnnouncedResponse()
 
     def Query(self, request: store_pb2.QueryRequest, context: object) -> store_pb2.QueryResponse:  # noqa: N802
         if request.limit <= 0:

@@ -22,6 +22,7 @@ from copilot.lexical import encode_document
 from copilot.logs import log_fields
 from copilot.vectorstore.port import (
     CHUNK_COUNT_FIELD,
+    UNANNOUNCED_FIELD,
     ChunkStore,
     StoredChunk,
     access_payload,
@@ -67,6 +68,30 @@ class IngestResult:
 
 class DocumentEvents(Protocol):
     def publish(self, event: events_pb2.DocumentEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A change written to the store and still to be announced. Its chunks carry ``mark()`` as their
+    ``UNANNOUNCED_FIELD`` until the event is published, so that a retry after a failed publish (a full
+    spool) finds the change and announces it then, under the same event id for consumers to deduplicate.
+    The chunk count is not in the mark: the store counts the document's points anyway."""
+
+    kind: events_pb2.DocumentChange
+    event_id: str
+    title: str
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.CREATED if self.kind == events_pb2.DOCUMENT_CHANGE_INGESTED else Outcome.UPDATED
+
+    def mark(self) -> str:
+        return json.dumps([events_pb2.DocumentChange.Name(self.kind), self.event_id, self.title])
+
+    @classmethod
+    def from_mark(cls, mark: str) -> _Change:
+        kind, event_id, title = json.loads(mark)
+        return cls(events_pb2.DocumentChange.Value(kind), event_id, title)
 
 
 def document_id_for(tenant: str, uri: str) -> str:
@@ -139,29 +164,55 @@ class IngestPipeline:
         fingerprint = hashlib.sha256(f"{content_hash}:{access_hash}".encode()).hexdigest()
         # Both hashes read as "" unless every stored chunk is of one whole version: a replace that died
         # between writing the new chunks and removing the old ones is then run again, not skipped.
-        stored = self._store.document_hashes(document_id)
-        if stored == (content_hash, access_hash):
-            return IngestResult(document_id, Outcome.UNCHANGED, -1, "")
+        stored = self._store.stored_version(document_id)
+        unannounced = _Change.from_mark(stored.unannounced) if stored and stored.unannounced else None
+        if stored is not None and stored.hashes == (content_hash, access_hash):
+            if unannounced is None:
+                return IngestResult(document_id, Outcome.UNCHANGED, -1, "")
+            # An earlier attempt stored this very version, then could not publish its event.
+            self._announce(document_id, uri, access, unannounced, stored.chunk_count)
+            log.info(
+                "announced the earlier change of %s",
+                uri,
+                extra=log_fields(
+                    document_id=document_id, chunks=stored.chunk_count, outcome=unannounced.outcome.value
+                ),
+            )
+            return IngestResult(document_id, unannounced.outcome, stored.chunk_count, unannounced.title)
+        # Consumers never heard of a document whose first version went unannounced: to them this
+        # change creates it.
+        created = stored is None or (
+            unannounced is not None and unannounced.kind == events_pb2.DOCUMENT_CHANGE_INGESTED
+        )
+        kind = events_pb2.DOCUMENT_CHANGE_INGESTED if created else events_pb2.DOCUMENT_CHANGE_UPDATED
         acl = access.principals()
-        if stored is not None and stored[0] == content_hash:
+        if stored is not None and stored.content_hash == content_hash:
+            change = _Change(kind, str(uuid.uuid4()), "")
             updated = self._store.update_access(
-                document_id, access.tenant, acl, access.classification, access_hash, fingerprint
+                document_id,
+                access.tenant,
+                acl,
+                access.classification,
+                access_hash,
+                fingerprint,
+                change.mark(),
             )
             # Zero means the document was deleted since the hashes were read: ingest it afresh below.
             if updated:
-                self._emit(document_id, uri, events_pb2.DOCUMENT_CHANGE_UPDATED, updated, access)
+                self._announce(document_id, uri, access, change, updated)
                 log.info(
                     "updated access of %s",
                     uri,
-                    extra=log_fields(document_id=document_id, chunks=updated, outcome=Outcome.UPDATED.value),
+                    extra=log_fields(document_id=document_id, chunks=updated, outcome=change.outcome.value),
                 )
-                return IngestResult(document_id, Outcome.UPDATED, updated, "")
+                return IngestResult(document_id, change.outcome, updated, "")
         doc = parse(filename, content, self._limits)
         chunks = chunk(doc, self._chunk_tokens, self._overlap_tokens)
         searchable = [searchable_text(doc.title, c.heading_path, c.text) for c in chunks]
         vectors = self._embedder.embed(searchable) if chunks else []
         modified_at = time.time()
         ancestors = uri_ancestors(uri)
+        change = _Change(kind, str(uuid.uuid4()), doc.title)
         points = []
         for c, vector, text in zip(chunks, vectors, searchable, strict=True):
             reasons = suspicion(c.text)
@@ -185,27 +236,26 @@ class IngestPipeline:
                 "suspicion": reasons,
                 "hidden_text_dropped": doc.hidden_text_dropped,
                 **access_payload(access.tenant, acl, access.classification, access_hash, fingerprint),
+                UNANNOUNCED_FIELD: change.mark(),
             }
             points.append(
                 StoredChunk(point_id_for(document_id, c.index), list(vector), payload, encode_document(text))
             )
         removed = self._store.replace_document(document_id, points)
-        outcome = Outcome.CREATED if stored is None else Outcome.UPDATED
-        change = events_pb2.DOCUMENT_CHANGE_INGESTED if stored is None else events_pb2.DOCUMENT_CHANGE_UPDATED
-        self._emit(document_id, uri, change, len(points), access)
+        self._announce(document_id, uri, access, change, len(points))
         log.info(
             "ingested %s",
             uri,
             extra=log_fields(
                 document_id=document_id,
                 chunks=len(points),
-                outcome=outcome.value,
+                outcome=change.outcome.value,
                 stale_removed=removed,
                 suspicious_chunks=sum(1 for p in points if p.payload["suspicious"]),
                 hidden_text_dropped=doc.hidden_text_dropped,
             ),
         )
-        return IngestResult(document_id, outcome, len(points), doc.title)
+        return IngestResult(document_id, change.outcome, len(points), doc.title)
 
     def refuse(self, uri: str, access: Access, reason: str) -> str:
         """Reports a request refused before parsing (say, one with no readers) as a failed change."""
@@ -220,6 +270,13 @@ class IngestPipeline:
         self._emit(document_id, uri, events_pb2.DOCUMENT_CHANGE_DELETED, 0, None)
         return document_id, deleted
 
+    def _announce(
+        self, document_id: str, uri: str, access: Access, change: _Change, chunk_count: int
+    ) -> None:
+        self._emit(document_id, uri, change.kind, chunk_count, access, event_id=change.event_id)
+        # Only after the publish: a failure in between announces the change twice, never not at all.
+        self._store.mark_announced(document_id, change.mark())
+
     def _emit(
         self,
         document_id: str,
@@ -228,12 +285,13 @@ class IngestPipeline:
         chunk_count: int,
         access: Access | None,
         reason: str = "",
+        event_id: str = "",
     ) -> None:
         occurred = Timestamp()
         occurred.GetCurrentTime()
         self._events.publish(
             events_pb2.DocumentEvent(
-                event_id=str(uuid.uuid4()),
+                event_id=event_id or str(uuid.uuid4()),
                 occurred_at=occurred,
                 document_id=document_id,
                 uri=uri,

@@ -10,14 +10,16 @@ partition, as are the later records of its document (from any partition): a part
 position never passes a record that was not handled. A record that cannot be read (no value, not an
 ``IngestRequestEvent``) is dead-lettered, one too large to dead-letter as it is goes there as a reference
 to where it lies, and nothing unexpected ends the consumer's thread: it logs, reads the records in hand
-again after a pause, and carries on.
+again after a pause, and carries on. Should the thread end all the same (a ``BaseException``, such as a
+native extension's panic), it says so once at error level and calls ``on_death``, which the server uses
+to turn its health NOT_SERVING.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -57,8 +59,10 @@ class IngestRequestConsumer:
         parallel: int = 1,
         retry_after_s: float = 5.0,
         kafka_options: Mapping[str, Any] | None = None,
+        on_death: Callable[[], None] = lambda: None,
     ) -> None:
-        """``kafka_options``: the connection's security, from ``KafkaSettings.client_options``."""
+        """``kafka_options``: the connection's security, from ``KafkaSettings.client_options``.
+        ``on_death`` is called if the consumer's thread ends without ``stop``."""
         if parallel < 1:
             raise ValueError(f"parallel must be at least 1, not {parallel}")
         options = dict(kafka_options or {})
@@ -70,7 +74,10 @@ class IngestRequestConsumer:
         self._max_bytes = max_document_bytes
         self._retry_after_s = retry_after_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ingest-request-consumer", daemon=True)
+        self._on_death = on_death
+        self._thread = threading.Thread(
+            target=self._run_or_report, name="ingest-request-consumer", daemon=True
+        )
         self.handled = 0
 
     def start(self) -> None:
@@ -84,8 +91,15 @@ class IngestRequestConsumer:
         self._consumer.close()
         self._dead_letters.close()
 
+    def _run_or_report(self) -> None:
+        try:
+            self._run()
+        except BaseException:
+            log.exception("ingest request consumer thread died; ingest requests are no longer read")
+            self._on_death()
+
     def _run(self) -> None:
-        # Nothing may end this thread: the service would go on reporting healthy while no request is read.
+        # Nothing may end this thread: no request would be read again until the service restarts.
         while not self._stop.is_set():
             records: list[ConsumerRecord] = []
             try:

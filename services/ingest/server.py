@@ -46,22 +46,11 @@ def main() -> None:
         settings.parse_limits(),
     )
     slot.fill(IngestServicer(pipeline, settings.ingest_role, settings.max_document_bytes))
-    consumer: IngestRequestConsumer | None = None
-    if settings.consume_requests:
-        topics = [settings.kafka.ingest_requests_topic, settings.dead_letter_topic]
-        ensure_topics(settings.kafka.bootstrap_servers, topics, **kafka_options)
-        consumer = IngestRequestConsumer(
-            settings.kafka.bootstrap_servers,
-            settings.kafka.ingest_requests_topic,
-            settings.requests_group,
-            settings.dead_letter_topic,
-            pipeline,
-            settings.max_document_bytes,
-            parallel=settings.parallel_requests,
-            kafka_options=kafka_options,
-        )
-        consumer.start()
+    consumer = request_consumer(settings, pipeline, server) if settings.consume_requests else None
     server.set_serving(True)
+    # Only now: a consumer that died at once must leave health NOT_SERVING, not be overruled by the above.
+    if consumer is not None:
+        consumer.start()
 
     def close() -> None:
         # Before the publisher and the store: the request in hand still writes chunks and events.
@@ -71,6 +60,28 @@ def main() -> None:
         store.close()
 
     server.run_until_signal(on_stop=close)
+
+
+def request_consumer(
+    settings: IngestSettings, pipeline: IngestPipeline, server: GrpcServer
+) -> IngestRequestConsumer:
+    """The consumer of ingest requests from Kafka, not yet started. Should its thread die, requests would
+    pile up unread while the gRPC API still works, so health turns NOT_SERVING and the orchestrator
+    restarts the service."""
+    kafka_options = settings.kafka.client_options()
+    topics = [settings.kafka.ingest_requests_topic, settings.dead_letter_topic]
+    ensure_topics(settings.kafka.bootstrap_servers, topics, **kafka_options)
+    return IngestRequestConsumer(
+        settings.kafka.bootstrap_servers,
+        settings.kafka.ingest_requests_topic,
+        settings.requests_group,
+        settings.dead_letter_topic,
+        pipeline,
+        settings.max_document_bytes,
+        parallel=settings.parallel_requests,
+        kafka_options=kafka_options,
+        on_death=lambda: server.set_serving(False),
+    )
 
 
 if __name__ == "__main__":

@@ -38,3 +38,9 @@ class HashEmbedder:
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         digests = [hashlib.sha256(t.encode()).digest()[: self.dimension] for t in texts]
         return [[b / 255 + 0.01 for b in digest] for digest in digests]
+
+
+def document_hashes(store: ChunkStore, document_id: str) -> tuple[str, str] | None:
+    """The stored version's (content_hash, access_hash), or None if the document has no points."""
+    version = store.stored_version(document_id)
+    return version.hashes if version is not None else None

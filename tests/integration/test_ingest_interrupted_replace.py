@@ -26,7 +26,7 @@ from copilot.vectorstore.qdrant_server import QdrantServerChunkStore
 from services.ingest.access import Access
 from services.ingest.pipeline import IngestPipeline, Outcome, document_id_for
 from tests.conftest import REPO
-from tests.integration.store_standins import HashEmbedder
+from tests.integration.store_standins import HashEmbedder, document_hashes
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 
@@ -123,7 +123,7 @@ def test_retry_after_a_crash_between_upsert_and_delete_leaves_only_the_new_versi
         left = _chunks_of(store, document_id)
         versions = {c["content_hash"] for c in left}
         assert len(versions) == 2 and len(left) > 1, "the crash should leave chunks of both versions"
-        assert store.document_hashes(document_id) == ("", "")
+        assert document_hashes(store, document_id) == ("", "")
 
         events = Events()
         pipeline = IngestPipeline(store, HashEmbedder(DIM), events)

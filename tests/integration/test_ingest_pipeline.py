@@ -16,6 +16,7 @@ from services.ingest.access import Access, access_for, is_sidecar
 from services.ingest.errors import IngestError
 from services.ingest.pipeline import IngestPipeline, Outcome
 from tests.conftest import SAMPLE_CORPUS
+from tests.integration.store_standins import document_hashes
 
 
 class CollectedEvents:
@@ -132,14 +133,14 @@ def test_access_change_rewrites_acls_without_parsing_or_embedding(
         assert first.outcome is Outcome.CREATED and first.chunk_count > 2
         embedded = counting.texts
         assert embedded == first.chunk_count
-        content_hash, finance_hash = store.document_hashes(first.document_id) or ("", "")
+        content_hash, finance_hash = document_hashes(store, first.document_id) or ("", "")
 
         changed = ingest.ingest("/docs/memo.md", "memo.md", MEMO.encode(), LEGAL)
 
         assert changed.outcome is Outcome.UPDATED and changed.chunk_count == first.chunk_count
         assert counting.texts == embedded, "an access-only change must not embed anything"
         assert store.count() == first.chunk_count
-        hashes = store.document_hashes(first.document_id)
+        hashes = document_hashes(store, first.document_id)
         assert hashes is not None and hashes[0] == content_hash and hashes[1] != finance_hash
         [vector] = embedder.embed(["budgets and forecasts"])
         assert store.query(vector, "acme", ["group:finance"], 10) == []

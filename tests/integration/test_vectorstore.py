@@ -16,9 +16,16 @@ from copilot.vectorstore import (
     StoredChunk,
     point_id_for,
 )
-from copilot.vectorstore.port import CHUNK_COUNT_FIELD, Narrowing, ScoredChunk, uri_ancestors
+from copilot.vectorstore.port import (
+    CHUNK_COUNT_FIELD,
+    UNANNOUNCED_FIELD,
+    Narrowing,
+    ScoredChunk,
+    StoredVersion,
+    uri_ancestors,
+)
 from copilot.vectorstore.remote import RemoteChunkStore
-from tests.integration.store_standins import serve_store_host
+from tests.integration.store_standins import document_hashes, serve_store_host
 
 # qdrant-client's local mode accepts payload indexes but warns that it ignores them; the server honours them.
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
@@ -97,11 +104,21 @@ def test_adapters_answer_queries_identically(tmp_path: Path) -> None:
             assert s.update_access("finance-q3", "acme", ["group:legal"], "confidential", "a2", "v1:a2") == 4
             # A replace cut short after its upsert: two chunks of a new version over an old one of five.
             s.replace_document("cut", _cut_replace("cut", ["group:hr"]))
+            # Changes not yet announced: one still marked, one announced, one that a newer change's
+            # announcement (another mark) leaves marked.
+            s.update_access("alice-notes", "acme", ["user:alice"], "internal", "a1", "v1:a1", "mark-1")
+            s.update_access("globex-policy", "globex", ["everyone"], "internal", "a1", "v1:a1", "mark-2")
+            s.mark_announced("globex-policy", "mark-2")
+            s.mark_announced("alice-notes", "mark-0")
         assert edge.count() == server.count() == 18
         for document_id in [*(d[0] for d in CORPUS), "cut", "missing"]:
-            assert edge.document_hashes(document_id) == server.document_hashes(document_id), document_id
-        assert edge.document_hashes("cut") == ("", "")
-        assert edge.document_hashes("finance-q3") == server.document_hashes("finance-q3") == ("v1", "a2")
+            assert document_hashes(edge, document_id) == document_hashes(server, document_id), document_id
+            assert edge.stored_version(document_id) == server.stored_version(document_id), document_id
+        assert edge.stored_version("alice-notes") == StoredVersion("v1", "a1", 3, "mark-1")
+        assert edge.stored_version("globex-policy") == StoredVersion("v1", "a1", 4, "")
+        assert edge.stored_version("cut") == StoredVersion("", "", 5, "")
+        assert document_hashes(edge, "cut") == ("", "")
+        assert document_hashes(edge, "finance-q3") == document_hashes(server, "finance-q3") == ("v1", "a2")
         assert edge.document_access("finance-q3") == server.document_access("finance-q3")
 
         principal_sets = [
@@ -163,13 +180,13 @@ def test_replace_document_removes_stale_chunks(store: ChunkStore) -> None:
     store.replace_document("doc", make_chunks(rng, "doc", "acme", ["everyone"], 5))
     assert store.replace_document("doc", make_chunks(rng, "doc", "acme", ["everyone"], 3, "v2")) == 2
     assert store.count() == 3
-    assert store.document_hashes("doc") == ("v2", "a1")
+    assert document_hashes(store, "doc") == ("v2", "a1")
     hits = store.query([1.0] * DIM, "acme", ["everyone"], limit=10)
     assert sorted(h.payload["chunk_index"] for h in hits) == [0, 1, 2]
     assert {h.payload["content_hash"] for h in hits} == {"v2"}
     # Same ids again: everything is overwritten in place, nothing is stale.
     assert store.replace_document("doc", make_chunks(rng, "doc", "acme", ["everyone"], 3, "v3")) == 0
-    assert store.document_hashes("doc") == ("v3", "a1")
+    assert document_hashes(store, "doc") == ("v3", "a1")
 
 
 def _cut_replace(document_id: str, acl: list[str]) -> list[StoredChunk]:
@@ -183,29 +200,29 @@ def _cut_replace(document_id: str, acl: list[str]) -> list[StoredChunk]:
 def test_document_hashes_stand_only_for_one_whole_version(store: ChunkStore) -> None:
     rng = np.random.default_rng(6)
     store.replace_document("doc", make_chunks(rng, "doc", "acme", ["everyone"], 5, "v1"))
-    assert store.document_hashes("doc") == ("v1", "a1")
+    assert document_hashes(store, "doc") == ("v1", "a1")
     # Whichever chunk is read, neither version's hashes may pass: a retry of v2 must run the replace again.
     store.replace_document("doc", _cut_replace("doc", ["everyone"]))
-    assert store.document_hashes("doc") == ("", "")
+    assert document_hashes(store, "doc") == ("", "")
     # Only part of a version written: every stored chunk has its hashes, but fewer than its chunk count.
     v3 = make_chunks(rng, "doc", "acme", ["everyone"], 4, "v3")
     store.replace_document("doc", v3[:3])
-    assert store.document_hashes("doc") == ("", "")
+    assert document_hashes(store, "doc") == ("", "")
     # One version, but chunks with two access lists.
     other_access = [StoredChunk(c.point_id, c.vector, {**c.payload, "access_hash": "a2"}) for c in v3[2:]]
     store.replace_document("doc", v3[:2] + other_access)
-    assert store.document_hashes("doc") == ("", "")
+    assert document_hashes(store, "doc") == ("", "")
     store.replace_document("doc", v3)
-    assert store.document_hashes("doc") == ("v3", "a1")
+    assert document_hashes(store, "doc") == ("v3", "a1")
     # Chunks stored before the count existed stand on their hashes alone.
     for c in v3:
         del c.payload[CHUNK_COUNT_FIELD]
     store.replace_document("doc", v3)
-    assert store.document_hashes("doc") == ("v3", "a1")
+    assert document_hashes(store, "doc") == ("v3", "a1")
     store.replace_document(
         "doc", v3[:3] + [StoredChunk(v3[3].point_id, v3[3].vector, {**v3[3].payload, "content_hash": "v1"})]
     )
-    assert store.document_hashes("doc") == ("", "")
+    assert document_hashes(store, "doc") == ("", "")
 
 
 def test_replace_with_no_chunks_deletes(store: ChunkStore) -> None:
@@ -225,17 +242,17 @@ def test_delete_document(store: ChunkStore) -> None:
     load_corpus(store)
     assert store.delete_document("finance-q3") == 4
     assert store.count() == 15
-    assert store.document_hashes("finance-q3") is None
+    assert document_hashes(store, "finance-q3") is None
     assert store.query([1.0] * DIM, "acme", ["group:finance"], limit=10) == []
     assert store.delete_document("finance-q3") == 0
 
 
 def test_document_hashes(store: ChunkStore) -> None:
-    assert store.document_hashes("nope") is None
+    assert document_hashes(store, "nope") is None
     store.replace_document(
         "doc", make_chunks(np.random.default_rng(4), "doc", "acme", ["everyone"], 2, "abc")
     )
-    assert store.document_hashes("doc") == ("abc", "a1")
+    assert document_hashes(store, "doc") == ("abc", "a1")
 
 
 def test_document_access(store: ChunkStore) -> None:
@@ -256,12 +273,33 @@ def test_document_access(store: ChunkStore) -> None:
     assert store.document_access("board-minutes") is None
 
 
+def test_an_unannounced_change_is_read_with_the_hashes_until_announced(store: ChunkStore) -> None:
+    chunks = make_chunks(np.random.default_rng(8), "doc", "acme", ["everyone"], 3)
+    marked = [StoredChunk(c.point_id, c.vector, {**c.payload, UNANNOUNCED_FIELD: "m1"}) for c in chunks]
+    store.replace_document("doc", marked)
+    assert store.stored_version("doc") == StoredVersion("v1", "a1", 3, "m1")
+    # Announcing another change, one this write replaced, leaves this one's mark.
+    store.mark_announced("doc", "m0")
+    assert store.stored_version("doc") == StoredVersion("v1", "a1", 3, "m1")
+    store.mark_announced("doc", "m1")
+    assert store.stored_version("doc") == StoredVersion("v1", "a1", 3, "")
+    # The mark is gone from the payload, not emptied.
+    assert all(UNANNOUNCED_FIELD not in h.payload for h in store.query([1.0] * DIM, "acme", ["everyone"], 10))
+    # An access change writes its mark with the access fields; none given, none written.
+    assert store.update_access("doc", "acme", ["group:hr"], "internal", "a2", "v1:a2", "m2") == 3
+    assert store.stored_version("doc") == StoredVersion("v1", "a2", 3, "m2")
+    store.mark_announced("doc", "m2")
+    assert store.update_access("doc", "acme", ["group:hr"], "internal", "a3", "v1:a3") == 3
+    assert store.stored_version("doc") == StoredVersion("v1", "a3", 3, "")
+    assert store.stored_version("missing") is None
+
+
 def test_chunks_stored_without_hashes_read_as_empty_hashes(store: ChunkStore) -> None:
     [legacy] = make_chunks(np.random.default_rng(4), "old", "acme", ["everyone"], 1)
     for key in ("content_hash", "access_hash"):
         del legacy.payload[key]
     store.replace_document("old", [legacy])
-    assert store.document_hashes("old") == ("", "")
+    assert document_hashes(store, "old") == ("", "")
 
 
 def test_update_access_rewrites_access_in_place(store: ChunkStore) -> None:
@@ -274,7 +312,7 @@ def test_update_access_rewrites_access_in_place(store: ChunkStore) -> None:
     assert store.update_access("finance-q3", "acme", ["group:legal"], "confidential", "a2", "v1:a2") == 4
 
     assert store.count() == 19
-    assert store.document_hashes("finance-q3") == ("v1", "a2")
+    assert document_hashes(store, "finance-q3") == ("v1", "a2")
     assert store.query(finance[0].vector, "acme", ["group:finance"], limit=10) == []
     hits = store.query(finance[0].vector, "acme", ["group:legal"], limit=10)
     assert [h.point_id for h in hits][0] == finance[0].point_id
@@ -316,7 +354,7 @@ def test_edge_store_survives_reopen(tmp_path: Path) -> None:
     reopened = EdgeChunkStore(tmp_path / "shard", DIM)
     try:
         assert reopened.count() == 19
-        assert reopened.document_hashes("alice-notes") == ("v1", "a1")
+        assert document_hashes(reopened, "alice-notes") == ("v1", "a1")
         assert len(reopened.query([1.0] * DIM, "acme", ["user:alice"], limit=10)) == 3
     finally:
         reopened.close()
@@ -347,13 +385,13 @@ def test_remote_store_carries_hashes_and_access_updates_over_grpc(tmp_path: Path
         remote.wait_ready(10)
         with pytest.raises(DependencyUnavailable, match="wrong API key"):
             intruder.query([1.0] * DIM, "acme", ["everyone"], limit=1)
-        assert remote.document_hashes("finance-q3") is None
+        assert document_hashes(remote, "finance-q3") is None
         load_corpus(remote)
-        assert remote.document_hashes("finance-q3") == ("v1", "a1")
+        assert document_hashes(remote, "finance-q3") == ("v1", "a1")
 
         assert remote.update_access("finance-q3", "acme", ["group:legal"], "confidential", "a2", "v1:a2") == 4
 
-        assert remote.document_hashes("finance-q3") == ("v1", "a2")
+        assert document_hashes(remote, "finance-q3") == ("v1", "a2")
         assert remote.document_access("finance-q3") == DocumentAccess(
             "acme", ("group:legal",), "confidential", "Finance Q3", "file:///finance-q3"
         )
@@ -363,6 +401,12 @@ def test_remote_store_carries_hashes_and_access_updates_over_grpc(tmp_path: Path
         assert {h.payload["document_id"] for h in legal} == {"finance-q3"}
         assert {h.payload["classification"] for h in legal} == {"confidential"}
         assert remote.update_access("missing", "acme", ["everyone"], "internal", "a", "f") == 0
+
+        assert remote.update_access("alice-notes", "acme", ["user:alice"], "internal", "a1", "f", "m") == 3
+        assert remote.stored_version("alice-notes") == StoredVersion("v1", "a1", 3, "m")
+        remote.mark_announced("alice-notes", "m")
+        assert remote.stored_version("alice-notes") == StoredVersion("v1", "a1", 3, "")
+        assert remote.stored_version("missing") is None
     finally:
         remote.close()
         intruder.close()

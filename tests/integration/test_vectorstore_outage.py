@@ -65,9 +65,10 @@ def test_every_call_of_a_qdrant_store_whose_server_went_away_is_dependency_unava
     calls = {
         "replace_document": lambda: store.replace_document("doc", [chunk]),
         "delete_document": lambda: store.delete_document("doc"),
-        "document_hashes": lambda: store.document_hashes("doc"),
         "document_access": lambda: store.document_access("doc"),
+        "stored_version": lambda: store.stored_version("doc"),
         "update_access": lambda: store.update_access("doc", "acme", ["everyone"], "internal", "a", "f"),
+        "mark_announced": lambda: store.mark_announced("doc", "mark"),
         "query": lambda: store.query([1.0] * DIM, "acme", ["everyone"], 5),
         "count": store.count,
     }
@@ -166,7 +167,7 @@ def test_store_host_unreachable_is_dependency_unavailable() -> None:
     remote = RemoteChunkStore(f"127.0.0.1:{port}", "a-store-key", timeout_s=2)
     try:
         with pytest.raises(DependencyUnavailable, match=f"127.0.0.1:{port}"):
-            remote.document_hashes("doc")
+            remote.stored_version("doc")
         with pytest.raises(DependencyUnavailable, match=f"127.0.0.1:{port}"):
             remote.replace_document("doc", [])
     finally:

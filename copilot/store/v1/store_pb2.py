@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63opilot/store/v1/store.proto\x12\x10\x63opilot.store.v1\"v\n\x0bStoredChunk\x12\x10\n\x08point_id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12/\n\x07lexical\x18\x04 \x01(\x0b\x32\x1e.copilot.store.v1.SparseVector\"/\n\x0cSparseVector\x12\x0f\n\x07indices\x18\x01 \x03(\r\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\\\n\x16ReplaceDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12-\n\x06\x63hunks\x18\x02 \x03(\x0b\x32\x1d.copilot.store.v1.StoredChunk\"0\n\x17ReplaceDocumentResponse\x12\x15\n\rremoved_stale\x18\x01 \x01(\x05\",\n\x15\x44\x65leteDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\")\n\x16\x44\x65leteDocumentResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\"/\n\x18GetDocumentHashesRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\"V\n\x19GetDocumentHashesResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63\x63\x65ss_hash\x18\x03 \x01(\t\"/\n\x18GetDocumentAccessRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\"|\n\x19GetDocumentAccessResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0b\n\x03\x61\x63l\x18\x03 \x03(\t\x12\x16\n\x0e\x63lassification\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\x0b\n\x03uri\x18\x06 \x01(\t\"\x89\x01\n\x13UpdateAccessRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0b\n\x03\x61\x63l\x18\x03 \x03(\t\x12\x16\n\x0e\x63lassification\x18\x04 \x01(\t\x12\x13\n\x0b\x61\x63\x63\x65ss_hash\x18\x05 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\t\"\'\n\x14UpdateAccessResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x05\"\xd7\x02\n\x0cQueryRequest\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x12\n\nprincipals\x18\x03 \x03(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12/\n\x07lexical\x18\x05 \x01(\x0b\x32\x1e.copilot.store.v1.SparseVector\x12.\n\x08\x61udience\x18\x06 \x03(\x0b\x32\x1c.copilot.store.v1.Principals\x12\x14\n\x0curi_prefixes\x18\x07 \x03(\t\x12\x16\n\x0e\x64ocument_types\x18\x08 \x03(\t\x12\x1b\n\x0emodified_after\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0fmodified_before\x18\n \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bwith_vector\x18\x0b \x01(\x08\x42\x11\n\x0f_modified_afterB\x12\n\x10_modified_before\"\x1d\n\nPrincipals\x12\x0f\n\x07\x65ntries\x18\x01 \x03(\t\">\n\rQueryResponse\x12-\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x1d.copilot.store.v1.ScoredChunk\"T\n\x0bScoredChunk\x12\x10\n\x08point_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x0e\n\x06vector\x18\x04 \x03(\x02\"\x14\n\x12\x43ountChunksRequest\"$\n\x13\x43ountChunksResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x32\xbc\x05\n\x0cStoreService\x12\x66\n\x0fReplaceDocument\x12(.copilot.store.v1.ReplaceDocumentRequest\x1a).copilot.store.v1.ReplaceDocumentResponse\x12\x63\n\x0e\x44\x65leteDocument\x12\'.copilot.store.v1.DeleteDocumentRequest\x1a(.copilot.store.v1.DeleteDocumentResponse\x12l\n\x11GetDocumentHashes\x12*.copilot.store.v1.GetDocumentHashesRequest\x1a+.copilot.store.v1.GetDocumentHashesResponse\x12l\n\x11GetDocumentAccess\x12*.copilot.store.v1.GetDocumentAccessRequest\x1a+.copilot.store.v1.GetDocumentAccessResponse\x12]\n\x0cUpdateAccess\x12%.copilot.store.v1.UpdateAccessRequest\x1a&.copilot.store.v1.UpdateAccessResponse\x12H\n\x05Query\x12\x1e.copilot.store.v1.QueryRequest\x1a\x1f.copilot.store.v1.QueryResponse\x12Z\n\x0b\x43ountChunks\x12$.copilot.store.v1.CountChunksRequest\x1a%.copilot.store.v1.CountChunksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63opilot/store/v1/store.proto\x12\x10\x63opilot.store.v1\"v\n\x0bStoredChunk\x12\x10\n\x08point_id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12/\n\x07lexical\x18\x04 \x01(\x0b\x32\x1e.copilot.store.v1.SparseVector\"/\n\x0cSparseVector\x12\x0f\n\x07indices\x18\x01 \x03(\r\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\\\n\x16ReplaceDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12-\n\x06\x63hunks\x18\x02 \x03(\x0b\x32\x1d.copilot.store.v1.StoredChunk\"0\n\x17ReplaceDocumentResponse\x12\x15\n\rremoved_stale\x18\x01 \x01(\x05\",\n\x15\x44\x65leteDocumentRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\")\n\x16\x44\x65leteDocumentResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\"/\n\x18GetDocumentHashesRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\"\x80\x01\n\x19GetDocumentHashesResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63\x63\x65ss_hash\x18\x03 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x04 \x01(\x05\x12\x13\n\x0bunannounced\x18\x05 \x01(\t\"/\n\x18GetDocumentAccessRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\"|\n\x19GetDocumentAccessResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0b\n\x03\x61\x63l\x18\x03 \x03(\t\x12\x16\n\x0e\x63lassification\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\x0b\n\x03uri\x18\x06 \x01(\t\"\x9e\x01\n\x13UpdateAccessRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0b\n\x03\x61\x63l\x18\x03 \x03(\t\x12\x16\n\x0e\x63lassification\x18\x04 \x01(\t\x12\x13\n\x0b\x61\x63\x63\x65ss_hash\x18\x05 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\t\x12\x13\n\x0bunannounced\x18\x07 \x01(\t\"\'\n\x14UpdateAccessResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x05\"@\n\x14MarkAnnouncedRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x13\n\x0bunannounced\x18\x02 \x01(\t\"\x17\n\x15MarkAnnouncedResponse\"\xd7\x02\n\x0cQueryRequest\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x12\n\nprincipals\x18\x03 \x03(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12/\n\x07lexical\x18\x05 \x01(\x0b\x32\x1e.copilot.store.v1.SparseVector\x12.\n\x08\x61udience\x18\x06 \x03(\x0b\x32\x1c.copilot.store.v1.Principals\x12\x14\n\x0curi_prefixes\x18\x07 \x03(\t\x12\x16\n\x0e\x64ocument_types\x18\x08 \x03(\t\x12\x1b\n\x0emodified_after\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0fmodified_before\x18\n \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bwith_vector\x18\x0b \x01(\x08\x42\x11\n\x0f_modified_afterB\x12\n\x10_modified_before\"\x1d\n\nPrincipals\x12\x0f\n\x07\x65ntries\x18\x01 \x03(\t\">\n\rQueryResponse\x12-\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x1d.copilot.store.v1.ScoredChunk\"T\n\x0bScoredChunk\x12\x10\n\x08point_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x0e\n\x06vector\x18\x04 \x03(\x02\"\x14\n\x12\x43ountChunksRequest\"$\n\x13\x43ountChunksResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x32\x9e\x06\n\x0cStoreService\x12\x66\n\x0fReplaceDocument\x12(.copilot.store.v1.ReplaceDocumentRequest\x1a).copilot.store.v1.ReplaceDocumentResponse\x12\x63\n\x0e\x44\x65leteDocument\x12\'.copilot.store.v1.DeleteDocumentRequest\x1a(.copilot.store.v1.DeleteDocumentResponse\x12l\n\x11GetDocumentHashes\x12*.copilot.store.v1.GetDocumentHashesRequest\x1a+.copilot.store.v1.GetDocumentHashesResponse\x12l\n\x11GetDocumentAccess\x12*.copilot.store.v1.GetDocumentAccessRequest\x1a+.copilot.store.v1.GetDocumentAccessResponse\x12]\n\x0cUpdateAccess\x12%.copilot.store.v1.UpdateAccessRequest\x1a&.copilot.store.v1.UpdateAccessResponse\x12`\n\rMarkAnnounced\x12&.copilot.store.v1.MarkAnnouncedRequest\x1a\'.copilot.store.v1.MarkAnnouncedResponse\x12H\n\x05Query\x12\x1e.copilot.store.v1.QueryRequest\x1a\x1f.copilot.store.v1.QueryResponse\x12Z\n\x0b\x43ountChunks\x12$.copilot.store.v1.CountChunksRequest\x1a%.copilot.store.v1.CountChunksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,28 +45,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEDOCUMENTRESPONSE']._serialized_end=450
   _globals['_GETDOCUMENTHASHESREQUEST']._serialized_start=452
   _globals['_GETDOCUMENTHASHESREQUEST']._serialized_end=499
-  _globals['_GETDOCUMENTHASHESRESPONSE']._serialized_start=501
-  _globals['_GETDOCUMENTHASHESRESPONSE']._serialized_end=587
-  _globals['_GETDOCUMENTACCESSREQUEST']._serialized_start=589
-  _globals['_GETDOCUMENTACCESSREQUEST']._serialized_end=636
-  _globals['_GETDOCUMENTACCESSRESPONSE']._serialized_start=638
-  _globals['_GETDOCUMENTACCESSRESPONSE']._serialized_end=762
-  _globals['_UPDATEACCESSREQUEST']._serialized_start=765
-  _globals['_UPDATEACCESSREQUEST']._serialized_end=902
-  _globals['_UPDATEACCESSRESPONSE']._serialized_start=904
-  _globals['_UPDATEACCESSRESPONSE']._serialized_end=943
-  _globals['_QUERYREQUEST']._serialized_start=946
-  _globals['_QUERYREQUEST']._serialized_end=1289
-  _globals['_PRINCIPALS']._serialized_start=1291
-  _globals['_PRINCIPALS']._serialized_end=1320
-  _globals['_QUERYRESPONSE']._serialized_start=1322
-  _globals['_QUERYRESPONSE']._serialized_end=1384
-  _globals['_SCOREDCHUNK']._serialized_start=1386
-  _globals['_SCOREDCHUNK']._serialized_end=1470
-  _globals['_COUNTCHUNKSREQUEST']._serialized_start=1472
-  _globals['_COUNTCHUNKSREQUEST']._serialized_end=1492
-  _globals['_COUNTCHUNKSRESPONSE']._serialized_start=1494
-  _globals['_COUNTCHUNKSRESPONSE']._serialized_end=1530
-  _globals['_STORESERVICE']._serialized_start=1533
-  _globals['_STORESERVICE']._serialized_end=2233
+  _globals['_GETDOCUMENTHASHESRESPONSE']._serialized_start=502
+  _globals['_GETDOCUMENTHASHESRESPONSE']._serialized_end=630
+  _globals['_GETDOCUMENTACCESSREQUEST']._serialized_start=632
+  _globals['_GETDOCUMENTACCESSREQUEST']._serialized_end=679
+  _globals['_GETDOCUMENTACCESSRESPONSE']._serialized_start=681
+  _globals['_GETDOCUMENTACCESSRESPONSE']._serialized_end=805
+  _globals['_UPDATEACCESSREQUEST']._serialized_start=808
+  _globals['_UPDATEACCESSREQUEST']._serialized_end=966
+  _globals['_UPDATEACCESSRESPONSE']._serialized_start=968
+  _globals['_UPDATEACCESSRESPONSE']._serialized_end=1007
+  _globals['_MARKANNOUNCEDREQUEST']._serialized_start=1009
+  _globals['_MARKANNOUNCEDREQUEST']._serialized_end=1073
+  _globals['_MARKANNOUNCEDRESPONSE']._serialized_start=1075
+  _globals['_MARKANNOUNCEDRESPONSE']._serialized_end=1098
+  _globals['_QUERYREQUEST']._serialized_start=1101
+  _globals['_QUERYREQUEST']._serialized_end=1444
+  _globals['_PRINCIPALS']._serialized_start=1446
+  _globals['_PRINCIPALS']._serialized_end=1475
+  _globals['_QUERYRESPONSE']._serialized_start=1477
+  _globals['_QUERYRESPONSE']._serialized_end=1539
+  _globals['_SCOREDCHUNK']._serialized_start=1541
+  _globals['_SCOREDCHUNK']._serialized_end=1625
+  _globals['_COUNTCHUNKSREQUEST']._serialized_start=1627
+  _globals['_COUNTCHUNKSREQUEST']._serialized_end=1647
+  _globals['_COUNTCHUNKSRESPONSE']._serialized_start=1649
+  _globals['_COUNTCHUNKSRESPONSE']._serialized_end=1685
+  _globals['_STORESERVICE']._serialized_start=1688
+  _globals['_STORESERVICE']._serialized_end=2486
 # @@protoc_insertion_point(module_scope)

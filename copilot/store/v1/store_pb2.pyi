@@ -59,14 +59,18 @@ class GetDocumentHashesRequest(_message.Message):
     def __init__(self, document_id: _Optional[str] = ...) -> None: ...
 
 class GetDocumentHashesResponse(_message.Message):
-    __slots__ = ("stored", "content_hash", "access_hash")
+    __slots__ = ("stored", "content_hash", "access_hash", "chunk_count", "unannounced")
     STORED_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     ACCESS_HASH_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNANNOUNCED_FIELD_NUMBER: _ClassVar[int]
     stored: bool
     content_hash: str
     access_hash: str
-    def __init__(self, stored: _Optional[bool] = ..., content_hash: _Optional[str] = ..., access_hash: _Optional[str] = ...) -> None: ...
+    chunk_count: int
+    unannounced: str
+    def __init__(self, stored: _Optional[bool] = ..., content_hash: _Optional[str] = ..., access_hash: _Optional[str] = ..., chunk_count: _Optional[int] = ..., unannounced: _Optional[str] = ...) -> None: ...
 
 class GetDocumentAccessRequest(_message.Message):
     __slots__ = ("document_id",)
@@ -91,26 +95,40 @@ class GetDocumentAccessResponse(_message.Message):
     def __init__(self, stored: _Optional[bool] = ..., tenant: _Optional[str] = ..., acl: _Optional[_Iterable[str]] = ..., classification: _Optional[str] = ..., title: _Optional[str] = ..., uri: _Optional[str] = ...) -> None: ...
 
 class UpdateAccessRequest(_message.Message):
-    __slots__ = ("document_id", "tenant", "acl", "classification", "access_hash", "fingerprint")
+    __slots__ = ("document_id", "tenant", "acl", "classification", "access_hash", "fingerprint", "unannounced")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ACL_FIELD_NUMBER: _ClassVar[int]
     CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
     ACCESS_HASH_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    UNANNOUNCED_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     tenant: str
     acl: _containers.RepeatedScalarFieldContainer[str]
     classification: str
     access_hash: str
     fingerprint: str
-    def __init__(self, document_id: _Optional[str] = ..., tenant: _Optional[str] = ..., acl: _Optional[_Iterable[str]] = ..., classification: _Optional[str] = ..., access_hash: _Optional[str] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+    unannounced: str
+    def __init__(self, document_id: _Optional[str] = ..., tenant: _Optional[str] = ..., acl: _Optional[_Iterable[str]] = ..., classification: _Optional[str] = ..., access_hash: _Optional[str] = ..., fingerprint: _Optional[str] = ..., unannounced: _Optional[str] = ...) -> None: ...
 
 class UpdateAccessResponse(_message.Message):
     __slots__ = ("updated",)
     UPDATED_FIELD_NUMBER: _ClassVar[int]
     updated: int
     def __init__(self, updated: _Optional[int] = ...) -> None: ...
+
+class MarkAnnouncedRequest(_message.Message):
+    __slots__ = ("document_id", "unannounced")
+    DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    UNANNOUNCED_FIELD_NUMBER: _ClassVar[int]
+    document_id: str
+    unannounced: str
+    def __init__(self, document_id: _Optional[str] = ..., unannounced: _Optional[str] = ...) -> None: ...
+
+class MarkAnnouncedResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("vector", "tenant", "principals", "limit", "lexical", "audience", "uri_prefixes", "document_types", "modified_after", "modified_before", "with_vector")

@@ -60,6 +60,11 @@ class StoreServiceStub:
                 request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessRequest.SerializeToString,
                 response_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessResponse.FromString,
                 _registered_method=True)
+        self.MarkAnnounced = channel.unary_unary(
+                '/copilot.store.v1.StoreService/MarkAnnounced',
+                request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.MarkAnnouncedRequest.SerializeToString,
+                response_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.MarkAnnouncedResponse.FromString,
+                _registered_method=True)
         self.Query = channel.unary_unary(
                 '/copilot.store.v1.StoreService/Query',
                 request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.QueryRequest.SerializeToString,
@@ -112,6 +117,13 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MarkAnnounced(self, request, context):
+        """Removes a change's not-yet-announced mark from a document's chunks once its event is published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Query(self, request, context):
         """Nearest chunks whose access list intersects the given principals.
         """
@@ -153,6 +165,11 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.UpdateAccess,
                     request_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessRequest.FromString,
                     response_serializer=copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessResponse.SerializeToString,
+            ),
+            'MarkAnnounced': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkAnnounced,
+                    request_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.MarkAnnouncedRequest.FromString,
+                    response_serializer=copilot_dot_store_dot_v1_dot_store__pb2.MarkAnnouncedResponse.SerializeToString,
             ),
             'Query': grpc.unary_unary_rpc_method_handler(
                     servicer.Query,
@@ -301,6 +318,33 @@ class StoreService:
             '/copilot.store.v1.StoreService/UpdateAccess',
             copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessRequest.SerializeToString,
             copilot_dot_store_dot_v1_dot_store__pb2.UpdateAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkAnnounced(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.store.v1.StoreService/MarkAnnounced',
+            copilot_dot_store_dot_v1_dot_store__pb2.MarkAnnouncedRequest.SerializeToString,
+            copilot_dot_store_dot_v1_dot_store__pb2.MarkAnnouncedResponse.FromString,
             options,
             channel_credentials,
             insecure,
