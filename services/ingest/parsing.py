@@ -120,6 +120,8 @@ class _Draft:
     page: int
     lines: list[str] = field(default_factory=list)
     has_body: bool = False
+    # A table's rows are separate paragraphs, so that chunks break between rows.
+    line_separator: str = "\n"
 
 
 def _assemble(
@@ -139,7 +141,7 @@ def _assemble(
             pending = lines
             continue
         pending = []
-        text = "\n".join(line for line in lines if line.strip()).strip()
+        text = draft.line_separator.join(line for line in lines if line.strip()).strip()
         if not text:
             continue
         if parts:
@@ -351,12 +353,68 @@ def _hidden_text_chars(root: Tag) -> int:
     return total
 
 
+#: The depth a table's caption takes in a heading path: below every heading (h1-h6 are 1-6).
+_CAPTION_LEVEL = 7
+
+
+@dataclass(frozen=True)
+class _End:
+    """Marks where a block element's content ends in the walk."""
+
+    tag: Tag
+
+
+#: How far up a heading's scope is looked for; a heading wrapped deeper than this names the rest of the page.
+_MAX_HEADING_WRAPPERS = 6
+
+
+def _has_text(node: PageElement) -> bool:
+    # Walked by hand, stopping at the first word: bs4's stripped_strings reads the whole subtree first.
+    pending = [node]
+    while pending:
+        element = pending.pop()
+        if isinstance(element, Tag):
+            if element.name not in _DROPPED_TAGS:
+                pending.extend(reversed(element.contents))
+        elif (
+            isinstance(element, NavigableString)
+            and not isinstance(element, PreformattedString)
+            and element.strip()
+        ):
+            return True
+    return False
+
+
+def _heading_scope(heading: Tag) -> Tag | None:
+    """The smallest element holding the heading and something after it: the heading names what follows
+    up to that element's end. A DocBook note's "Note" heading so ends with the note, while a section's
+    heading (wrapped alone in title divs) runs to the end of its section."""
+    node: Tag = heading
+    for _ in range(_MAX_HEADING_WRAPPERS):
+        if node.parent is None:
+            break
+        if any(_has_text(sibling) for sibling in node.next_siblings):
+            return node.parent
+        node = node.parent
+    return None
+
+
+def _caption(table: Tag) -> str:
+    caption = table.find("caption")
+    if isinstance(caption, Tag):
+        return _collapse("".join(_visible_strings(caption)))
+    # DocBook writes its table titles outside the table, and their text again in this attribute.
+    return _collapse(str(table.get("summary", "")))
+
+
 class _HtmlWalker:
     def __init__(self) -> None:
         self.drafts: list[_Draft] = [_Draft((), 0)]
         self.first_h1: str | None = None
         self._inline: list[str] = []
         self._stack: list[tuple[int, str]] = []
+        # Where the heading path goes back to when an element ends, by the element's id().
+        self._restore_depth: dict[int, int] = {}
 
     def _add_line(self, line: str) -> None:
         if line.strip():
@@ -367,20 +425,31 @@ class _HtmlWalker:
         self._add_line(_collapse("".join(self._inline)))
         self._inline.clear()
 
+    def _enter(self, scope: Tag | None, level: int, name: str) -> tuple[str, ...]:
+        if scope is not None:
+            self._restore_depth.setdefault(id(scope), len(self._stack))
+        return _push_heading(self._stack, level, name)
+
+    def _leave(self, tag: Tag) -> None:
+        self._flush()
+        depth = self._restore_depth.pop(id(tag), None)
+        if depth is not None and depth < len(self._stack):
+            del self._stack[depth:]
+            self.drafts.append(_Draft(tuple(name for _, name in self._stack), 0))
+
     def walk(self, root: Tag) -> None:
-        # None marks the end of a block element, where its last line ends.
-        pending: list[PageElement | None] = list(reversed(root.contents))
+        pending: list[PageElement | _End] = list(reversed(root.contents))
         while pending:
             node = pending.pop()
-            if node is None:
-                self._flush()
+            if isinstance(node, _End):
+                self._leave(node.tag)
             elif isinstance(node, Tag):
                 if not _is_hidden(node) and not _is_navigation(node):
                     pending.extend(self._visit(node))
             elif isinstance(node, NavigableString) and not isinstance(node, PreformattedString):
                 self._inline.append(str(node))
 
-    def _visit(self, tag: Tag) -> list[PageElement | None]:
+    def _visit(self, tag: Tag) -> list[PageElement | _End]:
         """Handles ``tag`` and returns what is left to walk under it, last first."""
         name = tag.name
         if name in _HEADING_TAGS:
@@ -389,9 +458,18 @@ class _HtmlWalker:
             if heading:
                 if name == "h1" and self.first_h1 is None:
                     self.first_h1 = heading
-                path = _push_heading(self._stack, _HEADING_TAGS[name], heading)
+                path = self._enter(_heading_scope(tag), _HEADING_TAGS[name], heading)
                 self.drafts.append(_Draft(path, 0, [heading]))
             return []
+        if name == "table":
+            self._flush()
+            # A table is its own section, named by its caption, so that the chunks of a long one each say
+            # what the rows are (and a reader's citation says which table).
+            caption = _caption(tag)
+            if caption:
+                path = self._enter(tag, _CAPTION_LEVEL, caption)
+                self.drafts.append(_Draft(path, 0, line_separator="\n\n"))
+            return [_End(tag), *reversed(tag.contents)]
         if name == "tr":
             self._flush()
             cells = [
@@ -407,7 +485,7 @@ class _HtmlWalker:
             return []
         if name in _BLOCK_TAGS:
             self._flush()
-            return [None, *reversed(tag.contents)]
+            return [_End(tag), *reversed(tag.contents)]
         return list(reversed(tag.contents))
 
     def finish(self) -> list[_Draft]:

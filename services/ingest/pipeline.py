@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 # 2: chunks carry the injection-hygiene and hidden-text fields.
 # 3: BM25 term vectors, title and headings in what is embedded, uri_ancestors and modified_at for filters.
 # 4: lxml for HTML, merged DOCX cells read once: malformed files may extract differently.
-PIPELINE_VERSION = "4"
+# 5: HTML tables with a caption are their own sections, cut between rows; a heading ends with its element.
+PIPELINE_VERSION = "5"
 
 
 #: Longest document uri accepted: it travels in every chunk's payload and every DocumentEvent, and Kafka

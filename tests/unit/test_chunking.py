@@ -113,3 +113,26 @@ def test_sample_corpus_chunks_are_well_formed(path: Path, max_tokens: int, overl
     for s in doc.sections:
         section_chars = range(s.char_start, s.char_start + len(s.text))
         assert all(i in covered for i in section_chars if not doc.text[i].isspace())
+
+
+def test_a_long_captioned_html_table_is_chunked_between_rows() -> None:
+    rows = "".join(
+        f"<tr><td>func_{n} ( value text ) → text</td><td>Returns value {n} after the rule. It is stable.</td>"
+        "<td>No</td></tr>"
+        for n in range(40)
+    )
+    page = f"<h1>Functions</h1><p>Intro.</p><table summary='Text Functions'>{rows}</table>".encode()
+    doc = parse("functions.html", page)
+
+    chunks = chunk(doc, 60, 10)
+
+    assert_well_formed(doc, chunks, 60)
+    table = [c for c in chunks if c.heading_path == ("Functions", "Text Functions")]
+    assert len(table) > 3
+    row_texts = [
+        f"func_{n} ( value text ) → text\tReturns value {n} after the rule. It is stable.\tNo"
+        for n in range(40)
+    ]
+    for c in table:
+        # Whole rows only: the sentence splitter used to cut them at their inner full stops.
+        assert set(c.text.split("\n\n")) <= set(row_texts)

@@ -281,9 +281,83 @@ def test_html_nested_deeper_than_the_recursion_limit_is_walked() -> None:
 
     doc = parse("deep.html", page.encode())
 
-    assert doc.text == "Deep\nAt the bottom.\nAfter."
-    assert doc.sections[0].heading_path == ("Deep",)
+    # The heading names its own element only: "After." follows every div.
+    assert doc.text == "Deep\nAt the bottom.\n\nAfter."
+    assert [s.heading_path for s in doc.sections] == [("Deep",), ()]
     assert doc.hidden_text_dropped == len("secret")
+
+
+# DocBook's layout (the PostgreSQL manual's): section titles wrapped alone in title divs, notes headed "Note".
+DOCBOOK_PAGE = b"""<div class="sect1"><div class="titlepage"><div><div><h2>9.21. Aggregate Functions</h2>
+</div></div></div><p>Aggregates compute one result from many rows.</p>
+<div class="note"><h3>Note</h3><p>bool_and is every.</p></div>
+<p>After the note.</p></div>
+<h2>9.22. Window Functions</h2><p>Window functions look at other rows.</p>"""
+
+
+def test_html_heading_names_what_follows_up_to_the_end_of_its_element() -> None:
+    doc = parse("functions.html", DOCBOOK_PAGE)
+
+    assert [(s.heading_path, s.text) for s in doc.sections] == [
+        (
+            ("9.21. Aggregate Functions",),
+            "9.21. Aggregate Functions\nAggregates compute one result from many rows.",
+        ),
+        (("9.21. Aggregate Functions", "Note"), "Note\nbool_and is every."),
+        # Text after the note is not part of it, as it was when headings only ended at the next heading.
+        (("9.21. Aggregate Functions",), "After the note."),
+        (("9.22. Window Functions",), "9.22. Window Functions\nWindow functions look at other rows."),
+    ]
+    assert_sections_are_slices(doc)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        b"<table><caption>Table 9.58. General-Purpose Aggregate Functions</caption>%b</table>",
+        # DocBook puts the title outside the table and repeats it here.
+        b'<table summary="Table 9.58. General-Purpose Aggregate Functions">%b</table>',
+    ],
+)
+def test_html_table_with_a_caption_is_its_own_section_with_a_paragraph_per_row(table: bytes) -> None:
+    rows = b"<tr><th>Function</th><th>Description</th></tr>"
+    rows += b"<tr><td>count</td><td>Counts rows.</td></tr>"
+    rows += b"<tr><td>string_agg</td><td>Concatenates values.</td></tr>"
+    page = b"<h1>Aggregates</h1><p>Before.</p>" + table % rows + b"<p>After.</p>"
+
+    doc = parse("functions-aggregate.html", page)
+
+    caption = "Table 9.58. General-Purpose Aggregate Functions"
+    texts = [(s.heading_path, s.text) for s in doc.sections]
+    assert texts[0] == (("Aggregates",), "Aggregates\nBefore.")
+    assert texts[1][0] == ("Aggregates", caption)
+    # Rows are paragraphs, so that a long table is chunked between rows, never inside one.
+    assert texts[1][1].endswith(
+        "Function\tDescription\n\ncount\tCounts rows.\n\nstring_agg\tConcatenates values."
+    )
+    assert texts[2] == (("Aggregates",), "After.")
+    assert_sections_are_slices(doc)
+
+
+def test_html_table_without_a_caption_stays_in_its_section_as_lines() -> None:
+    doc = parse(
+        "hotels.html",
+        b"<h1>Hotels</h1><table><tr><td>London</td><td>400</td></tr><tr><td>Paris</td>"
+        b"<td>300</td></tr></table><p>Book early.</p>",
+    )
+
+    assert [(s.heading_path, s.text) for s in doc.sections] == [
+        (("Hotels",), "Hotels\nLondon\t400\nParis\t300\nBook early.")
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_html_headings_each_nested_in_the_last_parse_in_linear_time() -> None:
+    # Each heading's scope is looked for among what follows it; here that is every heading below it.
+    depth = 20_000
+    page = "<div><h2>Level</h2>" * depth + "Bottom." + "</div>" * depth
+
+    assert parse("nested.html", page.encode()).text.endswith("Bottom.")
 
 
 @pytest.mark.timeout(60)
