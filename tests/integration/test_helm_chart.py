@@ -8,7 +8,6 @@ values. The helm test pod's health check runs for real against a gRPC health ser
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -33,13 +32,7 @@ from services.ingest.settings import IngestSettings
 from services.monitor.settings import MonitorSettings
 from services.retrieval.search import Mode
 from services.retrieval.settings import RetrievalSettings
-
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("helm_check", ROOT / "helm" / "check.py")
-assert _spec is not None and _spec.loader is not None
-check = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = check  # dataclasses look their module up here
-_spec.loader.exec_module(check)
+from tests.integration.chart import ROOT, check
 
 COMPONENTS = ("ingest", "retrieval", "generation", "monitor", "bots")
 PROFILES = ["default", *(p.name for p in sorted(check.EXAMPLES.glob("*.yaml")))]

@@ -140,6 +140,24 @@ imagePullSecrets:
 {{- if has .name (list "ingest" "generation" "monitor" "bots") }}true{{ end -}}
 {{- end -}}
 
+{{/* Non-empty for the components that publish events through the spooling EventPublisher: (dict "root" $ "name" "ingest").
+The monitor consumes only; retrieval has no Kafka client. */}}
+{{- define "copilot.publishesEvents" -}}
+{{- if has .name (list "ingest" "generation" "bots") }}true{{ end -}}
+{{- end -}}
+
+{{/* Non-empty when the component's event spool is on a claim of its own (kafka.spoolPersistence): it then runs as
+a StatefulSet whose volumeClaimTemplates give each ordinal its claim. (dict "root" $ "name" "ingest") */}}
+{{- define "copilot.persistentSpool" -}}
+{{- if and .root.Values.kafka.spoolPersistence.enabled (include "copilot.publishesEvents" .) }}true{{ end -}}
+{{- end -}}
+
+{{/* The headless Service governing a component's StatefulSet (its serviceName). It has no metrics port, so the
+ServiceMonitor, which selects Services by component, scrapes each pod once, through the component's Service. */}}
+{{- define "copilot.headlessServiceName" -}}
+{{- printf "%s-headless" (include "copilot.componentName" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{/* Non-empty for the components that embed text with all-MiniLM-L6-v2: (dict "root" $ "name" "ingest"). */}}
 {{- define "copilot.embeds" -}}
 {{- if has .name (list "ingest" "retrieval" "generation" "monitor") }}true{{ end -}}
