@@ -602,7 +602,9 @@ def cmd_review(args: argparse.Namespace, settings: LauncherSettings) -> int:
         if item.overdue:
             due += " [red]overdue[/red]"
         severity = SEVERITY.get(item.severity, "-")
-        table.add_row(due, state, item.detector, severity, item.question[:60], item.item_id)
+        # The answer under review is only what was sent before the caller cancelled.
+        item_id = item.item_id + (" [yellow]interrupted[/yellow]" if item.interrupted else "")
+        table.add_row(due, state, item.detector, severity, item.question[:60], item_id)
     console.print(table)
     console.print(f"{len(listed.items)} of {listed.total} items")
     return 0
@@ -623,6 +625,7 @@ def _regression_case(case: monitor_pb2.RegressionCase) -> dict[str, Any]:
         "criteria": case.criteria,
         "reason": case.reason,
         "resolved_at": case.resolved_at.ToJsonString(),
+        "interrupted": case.interrupted,
     }
 
 

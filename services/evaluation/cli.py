@@ -5,7 +5,6 @@ regressed beyond its threshold, 2 on bad input or an unreachable service."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,7 +108,7 @@ def _run(args: argparse.Namespace, launcher: LauncherSettings, settings: EvalSet
     from services.evaluation.gate import check_rule_names
     from services.evaluation.golden import EvalInputError, load_golden
     from services.evaluation.redteam import load_probes
-    from services.evaluation.report import load_report
+    from services.evaluation.report import golden_summary, load_report
     from services.evaluation.variants import load_config
 
     if args.human_sample < 0 or args.human_labels < 0:
@@ -145,12 +144,7 @@ def _run(args: argparse.Namespace, launcher: LauncherSettings, settings: EvalSet
     notes: list[str] = []
     if items:
         runs, notes = _run_golden(args, api, items, config, chosen, settings, err)
-        golden_info = {
-            "path": str(golden_path),
-            "sha256": hashlib.sha256(golden_path.read_bytes()).hexdigest(),
-            "questions": len(items),
-            "tags": list(args.tag),
-        }
+        golden_info = golden_summary(golden_path, items, args.tag)
     report = _new_report(config, runs, golden_info, notes)
     if probes:
         _run_redteam(args, api, probes, chosen, settings, report, err)
@@ -194,7 +188,7 @@ def _run_golden(
 ) -> tuple[list[VariantRun], list[str]]:
     from services.evaluation.runner import AnswerCache, make_similarity
 
-    needs_similarity = any(i.reference_answer for i in items)
+    needs_similarity = any(i.scores_answer_text for i in items)
     similarity = make_similarity(settings.embedding_cache_dir) if needs_similarity else None
     cache = AnswerCache()
     runs: list[VariantRun] = []
@@ -342,13 +336,14 @@ def _import(
     from services.evaluation.client import resolve_endpoints
     from services.evaluation.golden import (
         EvalInputError,
+        ReviewCase,
         append_jsonl,
-        check_case,
         golden_from_cases,
         load_golden,
         read_jsonl,
     )
     from services.evaluation.redteam import PROBE_FAMILIES, load_probes, probes_from_cases
+    from services.evaluation.shape import validated
 
     def cases(source: str, detectors: Sequence[str]) -> list[dict[str, Any]]:
         if source == _MONITOR:
@@ -357,7 +352,7 @@ def _import(
         read: list[dict[str, Any]] = []
         for number, raw in read_jsonl(Path(source)):
             try:
-                check_case(raw)
+                validated(ReviewCase, raw)
             except ValueError as exc:
                 raise EvalInputError(f"{source}:{number}: {exc}") from exc
             read.append(raw)

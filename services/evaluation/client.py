@@ -293,6 +293,7 @@ class CopilotApi:
         return [_as_dict(a) for a in reply.agreements]
 
     def export_adjudicated(self, user: str, detector: str = "", batch: str = "") -> list[dict[str, Any]]:
+        """The resolved review items as regression cases, each saying whether its answer was cut off."""
         reply = self._monitor_call(
             "ExportAdjudicated", monitor_pb2.ExportAdjudicatedRequest(detector=detector, batch=batch), user
         )

@@ -7,6 +7,7 @@
 forbidden sources are paths matched against the end of a passage's uri ("finance/" matches a folder);
 an expected source may carry a relevance grade: {"doc": "...", "grade": 2}. ``must_refuse`` marks a
 question the copilot must decline, because the asker may not read the answer or no document covers it.
+``interrupted`` marks a reference answer that is only the beginning of an answer the caller cut off.
 """
 
 from __future__ import annotations
@@ -14,33 +15,83 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+
+from services.evaluation.shape import validated
 
 
 class EvalInputError(ValueError):
     """A golden set, probe suite, variants file or report that cannot be used; says where and why."""
 
 
-@dataclass(frozen=True)
+# A path, tag or name: a string with something in it.
+Name = Annotated[StrictStr, StringConstraints(min_length=1)]
+# An id or a question: the spaces around it do not count.
+Stripped = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
+_GRADED = '{"doc": path, "grade": n}'
+
+
+@dataclass(frozen=True, config=ConfigDict(json_schema_extra={"must_be": f"a path or {_GRADED}"}))
 class ExpectedSource:
-    doc: str
-    grade: int = 1
+    doc: Name
+    grade: Annotated[StrictInt, Field(ge=1)] = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_path(cls, data: Any) -> Any:
+        # A plain path is a source of grade 1.
+        return {"doc": data} if isinstance(data, str) else data
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class GoldenItem:
-    id: str
-    question: str
-    user: str = ""
-    role: str = ""
-    expected_sources: tuple[ExpectedSource, ...] = ()
-    reference_answer: str = ""
-    must_refuse: bool = False
-    forbidden_sources: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    notes: str = ""
+    id: Stripped
+    question: Stripped
+    user: StrictStr = ""
+    role: StrictStr = ""
+    # A list even for one path: a lone string would otherwise be read one character at a time.
+    expected_sources: Annotated[
+        tuple[ExpectedSource, ...], Field(json_schema_extra={"must_be": f"a list of paths or {_GRADED}"})
+    ] = ()
+    reference_answer: Annotated[StrictStr, StringConstraints(strip_whitespace=True)] = ""
+    must_refuse: StrictBool = False
+    forbidden_sources: tuple[Name, ...] = ()
+    tags: tuple[Name, ...] = ()
+    notes: StrictStr = ""
+    # The reference answer is the beginning of an answer the caller cut off (ReviewItem.interrupted): a
+    # whole answer would be scored down against it, so it is not compared with answers.
+    interrupted: StrictBool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GoldenItem:
+        if not (self.user or self.role):
+            raise ValueError("give the asking user (user) or a role to pick one (role)")
+        if self.must_refuse and self.expected_sources:
+            raise ValueError(
+                "a question that must be refused expects no sources; put the documents the asker may not "
+                "see in forbidden_sources"
+            )
+        return self
+
+    @property
+    def scores_answer_text(self) -> bool:
+        """Whether answers are compared with the reference answer (similarity, token F1)."""
+        return bool(self.reference_answer) and not self.interrupted
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "question": self.question}
@@ -62,10 +113,9 @@ class GoldenItem:
             out["tags"] = list(self.tags)
         if self.notes:
             out["notes"] = self.notes
+        if self.interrupted:
+            out["interrupted"] = True
         return out
-
-
-_FIELDS = {f for f in GoldenItem.__dataclass_fields__}
 
 
 def source_matches(uri: str, ref: str) -> bool:
@@ -96,75 +146,8 @@ def read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         yield number, raw
 
 
-def json_kind(value: Any) -> str:
-    """What a JSON value is, for messages: "an object", "a list", "a string", "a number"..."""
-    if value is None:
-        return "null"
-    names = {bool: "a boolean", dict: "an object", list: "a list", str: "a string", int: "a number"}
-    return names.get(type(value), "a number" if isinstance(value, float) else type(value).__name__)
-
-
-def _strings(value: Any, what: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"{what} must be a list of non-empty strings")
-    return tuple(value)
-
-
 def parse_item(raw: Mapping[str, Any]) -> GoldenItem:
-    unknown = sorted(set(raw) - _FIELDS)
-    if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
-    item_id, question = raw.get("id"), raw.get("question")
-    if not isinstance(item_id, str) or not item_id.strip():
-        raise ValueError("id must be a non-empty string")
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("question must be a non-empty string")
-    user, role = raw.get("user", ""), raw.get("role", "")
-    if not isinstance(user, str) or not isinstance(role, str) or not (user or role):
-        raise ValueError("give the asking user (user) or a role to pick one (role)")
-    expected: list[ExpectedSource] = []
-    entries = raw.get("expected_sources", [])
-    if not isinstance(entries, list):  # a lone path would otherwise be read one character at a time
-        raise ValueError(
-            'expected_sources must be a list of paths or {"doc": path, "grade": n}, '
-            f"not {json_kind(entries)}"
-        )
-    for entry in entries:
-        if isinstance(entry, str) and entry:
-            expected.append(ExpectedSource(entry))
-        elif isinstance(entry, dict) and isinstance(entry.get("doc"), str) and entry["doc"]:
-            grade = entry.get("grade", 1)
-            if not isinstance(grade, int) or isinstance(grade, bool) or grade < 1:
-                raise ValueError(f"grade of {entry['doc']!r} must be a positive integer")
-            expected.append(ExpectedSource(entry["doc"], grade))
-        else:
-            raise ValueError('expected_sources entries are paths or {"doc": path, "grade": n}')
-    must_refuse = raw.get("must_refuse", False)
-    if not isinstance(must_refuse, bool):
-        raise ValueError("must_refuse must be true or false")
-    if must_refuse and expected:
-        raise ValueError(
-            "a question that must be refused expects no sources; put the documents the asker may not "
-            "see in forbidden_sources"
-        )
-    reference = raw.get("reference_answer", "")
-    if not isinstance(reference, str):
-        raise ValueError("reference_answer must be a string")
-    notes = raw.get("notes", "")
-    if not isinstance(notes, str):
-        raise ValueError("notes must be a string")
-    return GoldenItem(
-        id=item_id.strip(),
-        question=question.strip(),
-        user=user,
-        role=role,
-        expected_sources=tuple(expected),
-        reference_answer=reference.strip(),
-        must_refuse=must_refuse,
-        forbidden_sources=_strings(raw.get("forbidden_sources", []), "forbidden_sources"),
-        tags=_strings(raw.get("tags", []), "tags"),
-        notes=notes,
-    )
+    return validated(GoldenItem, raw)
 
 
 def load_golden(path: Path, tags: Sequence[str] = ()) -> list[GoldenItem]:
@@ -205,50 +188,62 @@ MUST_REFUSE_DETECTORS = frozenset({"acl_anomaly", "secret"})
 RED_TEAM_DETECTORS = frozenset({"prompt_injection"})
 
 
-def snake_keys(record: Mapping[str, Any]) -> dict[str, Any]:
-    """ExportAdjudicated as JSON may use proto names (item_id) or JSON names (itemId); take both."""
-    return {_CAMEL.sub("_", k).lower(): v for k, v in record.items()}
+def _empty_if_null(value: Any) -> Any:
+    return "" if value is None else value
 
 
-def _verdict(value: Any) -> str:
-    name = str(value or "")
-    return name.removeprefix("REVIEW_VERDICT_").lower()
+def _empty_list_if_null(value: Any) -> Any:
+    return [] if value is None else value
 
 
-def _only_group(passages: Sequence[Mapping[str, Any]]) -> str:
+# An export may leave a text or a list out as null.
+CaseText = Annotated[StrictStr, BeforeValidator(_empty_if_null)]
+
+
+class _Exported(BaseModel):
+    """Read from a line of `copilot review export`, or from ExportAdjudicated as JSON, which may use proto
+    names (item_id) or JSON names (itemId). Fields the evaluation does not read are let through."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _proto_names(cls, data: Any) -> Any:
+        return {_CAMEL.sub("_", k).lower(): v for k, v in data.items()} if isinstance(data, dict) else data
+
+
+class CasePassage(_Exported):
+    uri: CaseText = ""
+    access_reason: CaseText = ""
+
+
+class ReviewCase(_Exported):
+    """An adjudicated review item, as ``golden_from_cases`` and ``probes_from_cases`` read it."""
+
+    item_id: CaseText = ""
+    question: CaseText = ""
+    answer: CaseText = ""
+    detector: CaseText = ""
+    final_verdict: CaseText = ""
+    reason: CaseText = ""
+    reviewer_notes: Annotated[list[StrictStr], BeforeValidator(_empty_list_if_null)] = []
+    passages: Annotated[list[CasePassage], BeforeValidator(_empty_list_if_null)] = []
+    # The caller cut the answer off while it streamed (ReviewItem.interrupted): ``answer`` is only its
+    # beginning.
+    interrupted: StrictBool = False
+
+    @field_validator("final_verdict")
+    @classmethod
+    def _verdict(cls, value: str) -> str:
+        # "REVIEW_VERDICT_GOOD" from the monitor, "good" in an export file.
+        return value.upper().removeprefix("REVIEW_VERDICT_").lower()
+
+
+def _only_group(passages: Sequence[CasePassage]) -> str:
     groups = {
-        str(p.get("access_reason") or p.get("accessReason") or "").removeprefix("group:")
-        for p in passages
-        if str(p.get("access_reason") or p.get("accessReason") or "").startswith("group:")
+        p.access_reason.removeprefix("group:") for p in passages if p.access_reason.startswith("group:")
     }
     return next(iter(groups)) if len(groups) == 1 else ""
-
-
-_CASE_STRINGS = ("item_id", "question", "answer", "detector", "final_verdict", "reason")
-
-
-def check_case(raw: Mapping[str, Any]) -> None:
-    """A ``ValueError`` naming the field of an exported review case (a line of `copilot review export`)
-    that ``golden_from_cases`` and ``probes_from_cases`` could not read as what it should be."""
-    case = snake_keys(raw)
-    for key in _CASE_STRINGS:
-        if case.get(key) is not None and not isinstance(case[key], str):
-            raise ValueError(f"{key} must be a string, not {json_kind(case[key])}")
-    notes = case.get("reviewer_notes")
-    if notes is not None and (not isinstance(notes, list) or not all(isinstance(n, str) for n in notes)):
-        raise ValueError(f"reviewer_notes must be a list of strings, not {json_kind(notes)}")
-    passages = case.get("passages")
-    if passages is None:
-        return
-    if not isinstance(passages, list):
-        raise ValueError(f"passages must be a list of objects, not {json_kind(passages)}")
-    for n, passage in enumerate(passages):
-        if not isinstance(passage, dict):
-            raise ValueError(f"passages[{n}] must be an object, not {json_kind(passage)}")
-        fields = snake_keys(passage)
-        for key in ("uri", "access_reason"):
-            if fields.get(key) is not None and not isinstance(fields[key], str):
-                raise ValueError(f"passages[{n}].{key} must be a string, not {json_kind(fields[key])}")
 
 
 def golden_from_cases(
@@ -257,7 +252,8 @@ def golden_from_cases(
     """Golden items from adjudicated review items (monitor ExportAdjudicated, or ``copilot review export``).
 
     An answer humans found fine (an evaluation sample judged good, or a flag judged a false positive)
-    becomes the reference answer, and the documents it drew on the expected sources. A confirmed flag of a
+    becomes the reference answer, and the documents it drew on the expected sources; an answer the caller
+    cut off stays marked ``interrupted``, so it is never scored as a whole answer. A confirmed flag of a
     detector in MUST_REFUSE_DETECTORS, or a refusal flag judged a false positive (declining was right),
     makes the question one that must be refused; prompt-injection flags are left to the red-team
     suite. The asker is unknown
@@ -266,28 +262,23 @@ def golden_from_cases(
     taken = set(existing_ids)
     items: list[GoldenItem] = []
     for raw in cases:
-        case = snake_keys(raw)
-        question = str(case.get("question") or "").strip()
-        item_id = f"monitor-{case.get('item_id') or len(taken)}"
+        case = validated(ReviewCase, raw)
+        question = case.question.strip()
+        item_id = f"monitor-{case.item_id or len(taken)}"
         if not question or item_id in taken:
             continue
         taken.add(item_id)
-        verdict, detector = _verdict(case.get("final_verdict")), str(case.get("detector") or "")
+        verdict, detector = case.final_verdict, case.detector
         if detector in RED_TEAM_DETECTORS:
             continue
-        passages = [snake_keys(p) for p in case.get("passages") or []]
         # A refusal flag judged a false positive means declining was right: no document should answer it.
         must_refuse = (detector == "refusal" and verdict == "false_positive") or (
             verdict == "true_positive" and detector in MUST_REFUSE_DETECTORS
         )
         fine = verdict in ("good", "false_positive") and not must_refuse
-        role = _only_group(passages)
-        expected = (
-            tuple(dict.fromkeys(ExpectedSource(str(p["uri"])) for p in passages if p.get("uri")))
-            if fine
-            else ()
-        )
-        notes = "; ".join(str(n) for n in case.get("reviewer_notes") or [])
+        role = _only_group(case.passages)
+        expected = tuple(dict.fromkeys(ExpectedSource(p.uri) for p in case.passages if p.uri)) if fine else ()
+        reference = case.answer.strip() if fine else ""
         items.append(
             GoldenItem(
                 id=item_id,
@@ -295,10 +286,11 @@ def golden_from_cases(
                 user="" if role else default_user,
                 role=role,
                 expected_sources=expected,
-                reference_answer=str(case.get("answer") or "").strip() if fine else "",
+                reference_answer=reference,
                 must_refuse=must_refuse,
                 tags=("monitor", detector or "evaluation", verdict or "unknown"),
-                notes=notes,
+                notes="; ".join(case.reviewer_notes),
+                interrupted=case.interrupted and bool(reference),
             )
         )
     return items

@@ -23,14 +23,25 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pydantic.dataclasses
+from pydantic import ConfigDict, StrictBool, StrictStr, field_validator, model_validator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from copilot.common.v1 import common_pb2
 from services.evaluation.client import CopilotApi
-from services.evaluation.golden import EvalInputError, read_jsonl, snake_keys, source_matches
+from services.evaluation.golden import (
+    CasePassage,
+    EvalInputError,
+    Name,
+    ReviewCase,
+    Stripped,
+    read_jsonl,
+    source_matches,
+)
 from services.evaluation.runner import passage_ref
 from services.evaluation.scoring import PassageRef
+from services.evaluation.shape import validated
 from services.evaluation.variants import Variant
 
 FAMILIES = ("rbac_leak", "prompt_injection", "indirect_injection", "pii_extraction")
@@ -38,26 +49,62 @@ _SEARCH_DEPTH = 10
 _THOUSANDS = re.compile(r"(?<=\d)[,\u202f ](?=\d{3}\b)")
 
 
-@dataclass(frozen=True)
+_PLANT = '{"file": path, "groups": [...], "users": [...], "public": true or false}'
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(json_schema_extra={"must_be": _PLANT}))
 class Plant:
-    file: str
-    groups: tuple[str, ...] = ()
-    users: tuple[str, ...] = ()
-    public: bool = False
+    file: Name
+    groups: tuple[Name, ...] = ()
+    users: tuple[Name, ...] = ()
+    public: StrictBool = False
+
+    @model_validator(mode="after")
+    def _readers(self) -> Plant:
+        if not (self.groups or self.users or self.public):
+            raise ValueError(f"plant {self.file}: name its readers (groups, users or public)")
+        return self
 
 
-@dataclass(frozen=True)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class Probe:
-    id: str
-    family: str
-    user: str
-    question: str
-    forbidden_sources: tuple[str, ...] = ()
-    forbidden_strings: tuple[str, ...] = ()
-    forbidden_patterns: tuple[str, ...] = ()
+    id: Stripped
+    family: Stripped
+    user: Stripped
+    question: Stripped
+    forbidden_sources: tuple[Name, ...] = ()
+    forbidden_strings: tuple[Name, ...] = ()
+    forbidden_patterns: tuple[Name, ...] = ()
     plant: Plant | None = None
-    tags: tuple[str, ...] = ()
-    notes: str = ""
+    tags: tuple[Name, ...] = ()
+    notes: StrictStr = ""
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, family: str) -> str:
+        # Pass rates and gate rules (redteam:<family>) go by family: a misspelt one would be a family of
+        # its own.
+        if family not in FAMILIES:
+            raise ValueError(f"family {family!r} is not one of {', '.join(FAMILIES)}")
+        return family
+
+    @field_validator("forbidden_patterns")
+    @classmethod
+    def _regular_expressions(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"forbidden pattern {pattern!r} is not a regular expression: {exc}") from exc
+        return patterns
+
+    @model_validator(mode="after")
+    def _judged(self) -> Probe:
+        if not (self.forbidden_sources or self.forbidden_strings or self.forbidden_patterns):
+            raise ValueError(
+                "a probe needs forbidden_sources, forbidden_strings or forbidden_patterns to judge by"
+            )
+        return self
 
     def to_json(self) -> dict[str, Any]:
         out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if v}
@@ -68,57 +115,8 @@ class Probe:
         return out
 
 
-def _tuple(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    value = raw.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"{key} must be a list of non-empty strings")
-    return tuple(value)
-
-
 def parse_probe(raw: Mapping[str, Any]) -> Probe:
-    known = set(Probe.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    for key in ("id", "family", "user", "question"):
-        if not isinstance(raw.get(key), str) or not raw[key].strip():
-            raise ValueError(f"{key} must be a non-empty string")
-    # Pass rates and gate rules (redteam:<family>) go by family: a misspelt one would be a family of its own.
-    if raw["family"].strip() not in FAMILIES:
-        raise ValueError(f"family {raw['family']!r} is not one of {', '.join(FAMILIES)}")
-    patterns = _tuple(raw, "forbidden_patterns")
-    for pattern in patterns:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"forbidden pattern {pattern!r} is not a regular expression: {exc}") from exc
-    plant = None
-    if "plant" in raw:
-        spec = raw["plant"]
-        if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
-            raise ValueError('plant must be {"file": path, "groups": [...], "users": [...], "public": bool}')
-        plant = Plant(
-            spec["file"], _tuple(spec, "groups"), _tuple(spec, "users"), bool(spec.get("public", False))
-        )
-        if not (plant.groups or plant.users or plant.public):
-            raise ValueError(f"plant {plant.file}: name its readers (groups, users or public)")
-    forbidden = (_tuple(raw, "forbidden_sources"), _tuple(raw, "forbidden_strings"), patterns)
-    if not any(forbidden):
-        raise ValueError(
-            "a probe needs forbidden_sources, forbidden_strings or forbidden_patterns to judge by"
-        )
-    return Probe(
-        id=raw["id"].strip(),
-        family=raw["family"].strip(),
-        user=raw["user"].strip(),
-        question=raw["question"].strip(),
-        forbidden_sources=forbidden[0],
-        forbidden_strings=forbidden[1],
-        forbidden_patterns=patterns,
-        plant=plant,
-        tags=_tuple(raw, "tags"),
-        notes=str(raw.get("notes", "")),
-    )
+    return validated(Probe, raw)
 
 
 def load_probes(path: Path, tags: Sequence[str] = ()) -> list[Probe]:
@@ -282,15 +280,14 @@ def pass_rates(results: Sequence[ProbeResult]) -> dict[str, dict[str, float]]:
 PROBE_FAMILIES = {"prompt_injection": "prompt_injection", "acl_anomaly": "rbac_leak", "pii": "pii_extraction"}
 
 
-def _restricted_sources(passages: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+def _restricted_sources(passages: Sequence[CasePassage]) -> dict[str, str]:
     """uri -> grant of the passages granted neither to everyone nor to a user by name: where an
     acl_anomaly flag lies (the detector flags a group grant the caller does not hold, or no grant)."""
     restricted: dict[str, str] = {}
-    for raw in passages:
-        passage = snake_keys(raw)
-        reason = str(passage.get("access_reason") or "")
-        if passage.get("uri") and reason != "everyone" and not reason.startswith("user:"):
-            restricted.setdefault(str(passage["uri"]), reason or "nothing")
+    for passage in passages:
+        reason = passage.access_reason
+        if passage.uri and reason != "everyone" and not reason.startswith("user:"):
+            restricted.setdefault(passage.uri, reason or "nothing")
     return restricted
 
 
@@ -313,16 +310,15 @@ def probes_from_cases(cases: Sequence[Mapping[str, Any]], suite: Sequence[Probe]
     taken = {p.id for p in suite}
     found: list[Probe] = []
     for raw in cases:
-        case = snake_keys(raw)
-        verdict = str(case.get("final_verdict") or "").upper().removeprefix("REVIEW_VERDICT_")
-        question = str(case.get("question") or "").strip()
-        family = PROBE_FAMILIES.get(str(case.get("detector") or ""))
-        if family is None or verdict != "TRUE_POSITIVE" or not question:
+        case = validated(ReviewCase, raw)
+        question = case.question.strip()
+        family = PROBE_FAMILIES.get(case.detector)
+        if family is None or case.final_verdict != "true_positive" or not question:
             continue
-        probe_id = f"monitor-{case.get('item_id') or len(taken)}"
+        probe_id = f"monitor-{case.item_id or len(taken)}"
         if _folded(question) in asked or probe_id in taken:
             continue
-        notes = "; ".join(str(n) for n in case.get("reviewer_notes") or []) or str(case.get("reason") or "")
+        notes = "; ".join(case.reviewer_notes) or case.reason
         strings: tuple[str, ...] = ()
         forbidden_patterns: tuple[str, ...] = ()
         sources: tuple[str, ...] = ()
@@ -341,7 +337,7 @@ def probes_from_cases(cases: Sequence[Mapping[str, Any]], suite: Sequence[Probe]
                 )
             forbidden_patterns = patterns
         else:
-            restricted = _restricted_sources(case.get("passages") or [])
+            restricted = _restricted_sources(case.passages)
             if not restricted:
                 continue
             sources = tuple(restricted)

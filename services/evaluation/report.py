@@ -3,15 +3,18 @@ Markdown and as a self-contained HTML page with plots."""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from services.evaluation.golden import EvalInputError, json_kind
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+
+from services.evaluation.golden import EvalInputError, GoldenItem
 from services.evaluation.metrics import paired_bootstrap
 from services.evaluation.runner import VariantRun
 from services.evaluation.scoring import (
@@ -22,6 +25,7 @@ from services.evaluation.scoring import (
     quality_metrics,
     summarize_by_role,
 )
+from services.evaluation.shape import validated
 from services.evaluation.variants import EvalConfig
 
 SCHEMA = "copilot.eval.report/v1"
@@ -82,6 +86,18 @@ def best_variant(variants: Mapping[str, Any], select_by: str, fallback: str) -> 
     return max(scored, key=lambda nv: sign * nv[1])[0]
 
 
+def golden_summary(path: Path, items: Sequence[GoldenItem], tags: Sequence[str]) -> dict[str, Any]:
+    """The golden set's part of the report: which file and questions, and how many reference answers were
+    cut off by the caller (answers to those questions are not compared with them)."""
+    return {
+        "path": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "questions": len(items),
+        "tags": list(tags),
+        "interrupted_references": sum(1 for i in items if i.reference_answer and i.interrupted),
+    }
+
+
 def build_report(
     config: EvalConfig, runs: Sequence[VariantRun], golden: Mapping[str, Any], notes: Sequence[str] = ()
 ) -> dict[str, Any]:
@@ -130,141 +146,140 @@ def load_report(path: Path, *, rendered: bool = False) -> dict[str, Any]:
         raise EvalInputError(f"{path}: not a JSON report: not UTF-8 text") from exc
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         raise EvalInputError(f"{path}: not a `copilot eval` report (schema {SCHEMA})")
-    # A red-team-only run has no variants; its report still gates (redteam:<family>) and re-renders.
-    if not isinstance(report.get("variants"), dict) or not isinstance(report.get("best_variant"), str):
-        raise EvalInputError(f"{path}: a `copilot eval` report without its variants and best_variant")
     missing = [k for k in ("created_at", "config", "golden_set") if rendered and k not in report]
     if missing:
         raise EvalInputError(f"{path}: the report has no {', '.join(missing)}; it cannot be rendered again")
     try:
-        _check_figures(report)
-        if rendered:
-            _check_rendered(report)
-    except _Shape as exc:
+        validated(RenderedReport if rendered else BaselineReport, report)
+    except ValueError as exc:
         raise EvalInputError(f"{path}: {exc}") from exc
     return report
 
 
-class _Shape(ValueError):
-    """A field of a report that is not what `copilot eval` writes there; the message names the field."""
+# The shape of a report, as far as it is read. Fields a later version adds are let through.
+# A number: a whole one too, but not a string or true/false.
+Number = StrictFloat
 
 
-_KINDS: dict[str, tuple[type, ...]] = {
-    "an object": (dict,),
-    "a list": (list,),
-    "a string": (str,),
-    "a number": (int, float),
-    "true or false": (bool,),
-}
+class _Summary(BaseModel):
+    values: dict[str, Number | None] = {}
 
 
-def _field(value: Any, where: str, kind: str, *, optional: bool = False) -> Any:
-    """``value`` if it is of ``kind`` (a key of _KINDS); else ``_Shape`` naming ``where``."""
-    if value is None and optional:
-        return value
-    if value is None:
-        raise _Shape(f"{where} is missing; it must be {kind}")
-    wrong_bool = isinstance(value, bool) and kind == "a number"
-    if wrong_bool or not isinstance(value, _KINDS[kind]):
-        raise _Shape(f"{where} must be {kind}, not {json_kind(value)}")
-    return value
+class _VariantFigures(BaseModel):
+    overall: _Summary
+    roles: Mapping[str, _Summary]
 
 
-def _figures(summary: Any, where: str) -> None:
-    values = _field(_field(summary, where, "an object").get("values", {}), f"{where}.values", "an object")
-    for metric, value in values.items():
-        _field(value, f"{where}.values.{metric}", "a number", optional=True)
+class _PassRate(BaseModel):
+    pass_rate: Number
 
 
-def _check_figures(report: Mapping[str, Any]) -> None:
-    """What the gate reads of any report (``scope_values``), a --baseline included."""
-    for name, variant in report["variants"].items():
-        where = f"variants.{name}"
-        _field(variant, where, "an object")
-        _figures(variant.get("overall"), f"{where}.overall")
-        for role, summary in _field(variant.get("roles"), f"{where}.roles", "an object").items():
-            _figures(summary, f"{where}.roles.{role}")
-    redteam = _field(report.get("redteam"), "redteam", "an object", optional=True) or {}
-    rates = _field(redteam.get("pass_rates", {}), "redteam.pass_rates", "an object")
-    for family, rate in rates.items():
-        where = f"redteam.pass_rates.{family}"
-        _field(_field(rate, where, "an object").get("pass_rate"), f"{where}.pass_rate", "a number")
-    human = _field(report.get("human"), "human", "an object", optional=True) or {}
-    overall = _field(human.get("overall"), "human.overall", "an object", optional=True) or {}
-    _field(overall.get("good_rate"), "human.overall.good_rate", "a number", optional=True)
+class _RedTeamFigures(BaseModel):
+    pass_rates: Mapping[str, _PassRate] = {}
 
 
-# What ItemResult.from_json needs of each question's record, as it writes them.
-_ITEM_FIELDS = {
-    "id": "a string",
-    "user": "a string",
-    "role": "a string",
-    "question": "a string",
-    "must_refuse": "true or false",
-    "refused": "true or false",
-    "answer": "a string",
-    "retrieved": "a list",
-    "cited": "a list",
-    "metrics": "an object",
-    "latency_ms": "a number",
-    "first_token_ms": "a number",
-    "search_ms": "a number",
-}
+class _HumanTally(BaseModel):
+    good_rate: Number | None = None
 
 
-def _check_rendered(report: Mapping[str, Any]) -> None:
+class _HumanFigures(BaseModel):
+    overall: _HumanTally | None = None
+
+
+class BaselineReport(BaseModel):
+    """What the gate reads of any report (``scope_values``), a --baseline included. A red-team-only run
+    has no variants; its report still gates (redteam:<family>) and renders."""
+
+    variants: Mapping[str, _VariantFigures]
+    best_variant: StrictStr
+    redteam: _RedTeamFigures | None = None
+    human: _HumanFigures | None = None
+
+
+class _Item(BaseModel):
+    """What ItemResult.from_json needs of each question's record, as it writes them."""
+
+    id: StrictStr
+    user: StrictStr
+    role: StrictStr
+    question: StrictStr
+    must_refuse: StrictBool
+    refused: StrictBool
+    answer: StrictStr
+    retrieved: list[StrictStr]
+    cited: list[StrictStr]
+    metrics: dict[str, Number | None]
+    latency_ms: Number
+    first_token_ms: Number
+    search_ms: Number
+
+
+class _Variant(_VariantFigures):
+    items: list[_Item]
+
+
+class _Bootstrap(BaseModel):
+    confidence: Number
+    resamples: Number
+    seed: Number
+
+
+class _Config(BaseModel):
+    retrieval_k: Annotated[list[StrictInt], Field(min_length=1)]
+    select_by: StrictStr
+    baseline: StrictStr
+    bootstrap: _Bootstrap | None = None
+
+
+class _Comparison(BaseModel):
+    candidate: StrictStr
+    scope: StrictStr
+    metric: StrictStr
+    direction: StrictStr
+    n: Number
+    diff: Number
+    ci_low: Number | None = None
+    ci_high: Number | None = None
+
+
+class _RenderedPassRate(_PassRate):
+    probes: Number
+    passed: Number
+
+
+class _ProbeRecord(BaseModel):
+    id: StrictStr
+    family: StrictStr
+    user: StrictStr
+    passed: StrictBool
+    failures: list[StrictStr]
+
+
+class _RedTeam(_RedTeamFigures):
+    pass_rates: Mapping[str, _RenderedPassRate] = {}
+    probes: list[_ProbeRecord]
+
+
+class RenderedReport(BaselineReport):
     """What rendering the report card again (--from-report) reads besides the figures."""
-    _field(report["created_at"], "created_at", "a string")
-    _field(report["golden_set"], "golden_set", "an object")
-    config = _field(report["config"], "config", "an object")
-    k = _field(config.get("retrieval_k"), "config.retrieval_k", "a list")
-    if not k or not all(type(n) is int for n in k):
-        raise _Shape("config.retrieval_k must be a list of whole numbers, at least one")
-    for key in ("select_by", "baseline"):
-        _field(config.get(key), f"config.{key}", "a string")
-    notes = _field(report.get("notes", []), "notes", "a list")
-    for n, note in enumerate(notes):
-        _field(note, f"notes[{n}]", "a string")
-    variants = report["variants"]
-    if variants and report["best_variant"] not in variants:
-        raise _Shape(
-            f"best_variant {report['best_variant']!r} is not one of the variants: {', '.join(variants)}"
-        )
-    for name, variant in variants.items():
-        items = _field(variant.get("items"), f"variants.{name}.items", "a list")
-        for n, item in enumerate(items):
-            where = f"variants.{name}.items[{n}]"
-            _field(item, where, "an object")
-            for key, kind in _ITEM_FIELDS.items():
-                _field(item.get(key), f"{where}.{key}", kind)
-    comparisons = _field(report.get("comparisons", []), "comparisons", "a list")
-    if comparisons:
-        bootstrap = _field(config.get("bootstrap"), "config.bootstrap", "an object")
-        for key in ("confidence", "resamples", "seed"):
-            _field(bootstrap.get(key), f"config.bootstrap.{key}", "a number")
-    for n, row in enumerate(comparisons):
-        where = f"comparisons[{n}]"
-        _field(row, where, "an object")
-        for key in ("candidate", "scope", "metric", "direction"):
-            _field(row.get(key), f"{where}.{key}", "a string")
-        for key in ("n", "diff"):
-            _field(row.get(key), f"{where}.{key}", "a number")
-        for key in ("ci_low", "ci_high"):
-            _field(row.get(key), f"{where}.{key}", "a number", optional=True)
-    redteam = report.get("redteam") or {}
-    for family, rate in redteam.get("pass_rates", {}).items():
-        for key in ("probes", "passed"):
-            _field(rate.get(key), f"redteam.pass_rates.{family}.{key}", "a number")
-    if redteam:
-        for n, probe in enumerate(_field(redteam.get("probes"), "redteam.probes", "a list")):
-            where = f"redteam.probes[{n}]"
-            _field(probe, where, "an object")
-            _field(probe.get("passed"), f"{where}.passed", "true or false")
-            for key in ("id", "family", "user"):
-                _field(probe.get(key), f"{where}.{key}", "a string")
-            failures = _field(probe.get("failures"), f"{where}.failures", "a list")
-            for m, failure in enumerate(failures):
-                _field(failure, f"{where}.failures[{m}]", "a string")
+
+    created_at: StrictStr
+    golden_set: dict[str, Any]
+    config: _Config
+    notes: list[StrictStr] = []
+    comparisons: list[_Comparison] = []
+    variants: Mapping[str, _Variant]
+    redteam: _RedTeam | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RenderedReport:
+        if self.variants and self.best_variant not in self.variants:
+            raise ValueError(
+                f"best_variant {self.best_variant!r} is not one of the variants: {', '.join(self.variants)}"
+            )
+        if self.comparisons and self.config.bootstrap is None:
+            raise ValueError("config.bootstrap is missing; it must be an object")
+        return self
 
 
 def scope_values(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:
@@ -332,6 +347,14 @@ def blocks(report: Mapping[str, Any], with_figures: bool) -> list[Block]:
     else:
         summary = f"{report['created_at']} · red-team probes only"
     out: list[Block] = [("p", summary)]
+    if golden.get("interrupted_references"):
+        out.append(
+            (
+                "p",
+                f"{golden['interrupted_references']} of the questions have a reference answer the caller "
+                "cut off (interrupted): answers to them are not scored for answer similarity or token F1.",
+            )
+        )
     out.extend(("p", note) for note in report.get("notes", []))
 
     gate = report.get("gate")

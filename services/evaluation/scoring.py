@@ -157,7 +157,7 @@ def score_item(
     similarity: Callable[[str, str], float] | None = None,
 ) -> ItemResult:
     """Every metric of one question; None where it does not apply (no retrieval metrics for a question
-    that must be refused, no similarity without a reference answer)."""
+    that must be refused, no similarity without a reference answer or against one that was cut off)."""
     metrics: dict[str, float | None] = dict.fromkeys(quality_metrics(retrieval_k))
     ranked = _unique_documents(seen.retrieved)
     cited_docs = _unique_documents(seen.cited)
@@ -190,7 +190,7 @@ def score_item(
             for ref in item.forbidden_sources
         )
         metrics["no_leak"] = 0.0 if leaked else 1.0
-    if item.reference_answer:
+    if item.scores_answer_text:
         metrics["token_f1"] = token_f1(seen.answer, item.reference_answer)
         if similarity is not None:
             metrics["answer_similarity"] = similarity(seen.answer, item.reference_answer)

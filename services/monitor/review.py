@@ -207,6 +207,8 @@ class RegressionCase:
     criteria: str
     reason: str
     resolved_at: datetime
+    # The caller cut the answer off mid-stream.
+    interrupted: bool
 
     def to_json(self) -> dict[str, Any]:
         """One JSONL line of the regression suite."""
@@ -223,6 +225,7 @@ class RegressionCase:
             "criteria": self.criteria,
             "reason": self.reason,
             "resolved_at": self.resolved_at.isoformat(),
+            "interrupted": self.interrupted,
         }
 
 
@@ -568,6 +571,7 @@ class ReviewQueue:
                     criteria=row.criteria,
                     reason=row.reason,
                     resolved_at=from_us(row.resolved_at_us),
+                    interrupted=bool(row.interrupted),
                 )
             )
         return cases

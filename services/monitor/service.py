@@ -282,6 +282,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                     criteria=c.criteria,
                     reason=c.reason,
                     resolved_at=_ts(c.resolved_at),
+                    interrupted=c.interrupted,
                 )
                 for c in self._queue.export(request.detector, request.batch)
             ]

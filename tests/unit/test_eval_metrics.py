@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +237,34 @@ def test_summary_means_skip_questions_a_metric_does_not_apply_to() -> None:
     assert "answer_similarity" not in summary.values
 
 
+def test_an_answer_is_not_scored_against_a_reference_the_caller_cut_off() -> None:
+    whole = GoldenItem(
+        id="a",
+        question="q",
+        user="u",
+        expected_sources=(ExpectedSource(MEMO),),
+        reference_answer="412,000 USD",
+    )
+    cut = replace(whole, interrupted=True)
+    seen = Observation(
+        [_passage(MEMO)], "The travel budget is 412,000 USD [1].", False, [_passage(MEMO)], [], 1, 1, 1
+    )
+
+    def similarity(answer: str, reference: str) -> float:
+        assert reference == "412,000 USD", "compared with a reference that was cut off"
+        return 0.9
+
+    scored = score_item(whole, "u", "r", seen, [1], similarity).metrics
+    skipped = score_item(cut, "u", "r", seen, [1], similarity).metrics
+
+    assert scored["token_f1"] is not None and scored["answer_similarity"] == 0.9
+    assert skipped["token_f1"] is None and skipped["answer_similarity"] is None
+    # Everything else about the answer is scored as before.
+    assert {k: v for k, v in skipped.items() if k not in ("token_f1", "answer_similarity")} == {
+        k: v for k, v in scored.items() if k not in ("token_f1", "answer_similarity")
+    }
+
+
 # ---- golden sets -----------------------------------------------------------------------------------------
 
 
@@ -303,6 +332,60 @@ def test_golden_items_from_adjudicated_review_cases() -> None:
     assert refusal.must_refuse and refusal.user == "bob" and not refusal.reference_answer
     assert not ungrounded.must_refuse and not ungrounded.reference_answer and not ungrounded.expected_sources
     assert golden_from_cases(cases, "bob", existing_ids=["monitor-e1", "monitor-f1", "monitor-f2"]) == []
+
+
+def test_an_answer_the_caller_cut_off_stays_marked_when_it_becomes_a_reference() -> None:
+    cases: list[dict[str, Any]] = [
+        {
+            "itemId": "f1",
+            "detector": "ungrounded",
+            "finalVerdict": "REVIEW_VERDICT_FALSE_POSITIVE",
+            "question": "Travel budget?",
+            "answer": "The travel budget is 412,",
+            "passages": [{"uri": MEMO, "accessReason": "group:finance"}],
+            "interrupted": True,
+        },
+        # Must be refused: no reference answer, so nothing is marked cut off.
+        {
+            "item_id": "s1",
+            "detector": "secret",
+            "final_verdict": "true_positive",
+            "question": "Deploy key?",
+            "answer": "The key is AKIA",
+            "interrupted": True,
+        },
+    ]
+
+    cut, refuse = golden_from_cases(cases, default_user="bob")
+
+    assert (cut.reference_answer, cut.interrupted) == ("The travel budget is 412,", True)
+    assert cut.expected_sources == (ExpectedSource(MEMO),) and not cut.scores_answer_text
+    assert refuse.must_refuse and not refuse.reference_answer and not refuse.interrupted
+    # The mark is written to the golden set and read back from it.
+    assert cut.to_json()["interrupted"] is True and parse_item(cut.to_json()) == cut
+    assert "interrupted" not in refuse.to_json()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"reference_answer": "x", "interrupted": "true"}, "interrupted must be true or false, not a string"),
+        (
+            {"expected_sources": [{"doc": "a.md", "grade": "2"}]},
+            "expected_sources[0].grade must be a whole number",
+        ),
+        (
+            {"expected_sources": [{"doc": "a.md", "grade": 1.5}]},
+            "expected_sources[0].grade must be a whole number",
+        ),
+        ({"tags": ["ci", 5]}, "tags[1] must be a string, not a number"),
+        ({"colour": 1, "size": 2}, "unknown field(s) colour, size; known: expected_sources"),
+    ],
+)
+def test_a_golden_item_field_of_the_wrong_type_is_named(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_item({"id": "x", "question": "q", "user": "a", **raw})
+    assert str(caught.value).startswith(message)
 
 
 # ---- regression gate -------------------------------------------------------------------------------------
@@ -532,6 +615,32 @@ def test_a_report_as_written_loads_again_for_the_gate_and_for_rendering(tmp_path
     path.write_text(json.dumps(report), encoding="utf-8")
 
     assert load_report(path) == load_report(path, rendered=True) == json.loads(path.read_text())
+
+
+def test_the_report_counts_the_questions_whose_reference_answer_was_cut_off(tmp_path: Path) -> None:
+    from services.evaluation.golden import load_golden
+    from services.evaluation.report import build_report, golden_summary
+    from services.evaluation.runner import VariantRun
+    from services.evaluation.variants import Variant
+
+    path = tmp_path / "golden.jsonl"
+    lines = [
+        {"id": "a", "question": "Q1", "user": "alice", "reference_answer": "412,000 USD."},
+        {"id": "b", "question": "Q2", "user": "alice", "reference_answer": "The travel", "interrupted": True},
+        {"id": "c", "question": "Q3", "user": "alice"},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    items = load_golden(path)
+    seen = Observation([], "The travel budget is 412,000 USD.", False, [], [], 1, 1, 1)
+    results = [score_item(i, "alice", "finance", seen, [1]) for i in items]
+
+    report = build_report(
+        EvalConfig(), [VariantRun("default", Variant(), results)], golden_summary(path, items, [])
+    )
+
+    assert report["golden_set"]["interrupted_references"] == 1
+    assert report["variants"]["default"]["overall"]["counts"]["token_f1"] == 1
+    assert "1 of the questions have a reference answer the caller cut off" in to_markdown(report)
 
 
 def test_report_card_renders_markdown_and_self_contained_html() -> None:

@@ -375,7 +375,7 @@ class ExportAdjudicatedResponse(_message.Message):
     def __init__(self, cases: _Optional[_Iterable[_Union[RegressionCase, _Mapping]]] = ...) -> None: ...
 
 class RegressionCase(_message.Message):
-    __slots__ = ("item_id", "question", "answer", "passages", "detector", "final_verdict", "reviewer_notes", "interaction_id", "batch", "criteria", "reason", "resolved_at")
+    __slots__ = ("item_id", "question", "answer", "passages", "detector", "final_verdict", "reviewer_notes", "interaction_id", "batch", "criteria", "reason", "resolved_at", "interrupted")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
@@ -388,6 +388,7 @@ class RegressionCase(_message.Message):
     CRITERIA_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     question: str
     answer: str
@@ -400,7 +401,8 @@ class RegressionCase(_message.Message):
     criteria: str
     reason: str
     resolved_at: _timestamp_pb2.Timestamp
-    def __init__(self, item_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ..., detector: _Optional[str] = ..., final_verdict: _Optional[_Union[ReviewVerdict, str]] = ..., reviewer_notes: _Optional[_Iterable[str]] = ..., interaction_id: _Optional[str] = ..., batch: _Optional[str] = ..., criteria: _Optional[str] = ..., reason: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    interrupted: bool
+    def __init__(self, item_id: _Optional[str] = ..., question: _Optional[str] = ..., answer: _Optional[str] = ..., passages: _Optional[_Iterable[_Union[_common_pb2.Passage, _Mapping]]] = ..., detector: _Optional[str] = ..., final_verdict: _Optional[_Union[ReviewVerdict, str]] = ..., reviewer_notes: _Optional[_Iterable[str]] = ..., interaction_id: _Optional[str] = ..., batch: _Optional[str] = ..., criteria: _Optional[str] = ..., reason: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interrupted: _Optional[bool] = ...) -> None: ...
 
 class SubmitForReviewRequest(_message.Message):
     __slots__ = ("samples", "labels_required")
