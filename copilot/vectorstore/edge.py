@@ -7,12 +7,14 @@ open a path; inside that process the gRPC worker threads share this adapter.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qdrant_edge import (
     CountRequest,
+    Direction,
     Distance,
     EdgeConfig,
     EdgeShard,
@@ -20,10 +22,12 @@ from qdrant_edge import (
     EdgeVectorParams,
     FieldCondition,
     Filter,
+    HasIdCondition,
     IsEmptyCondition,
     MatchAny,
     MatchValue,
     Modifier,
+    OrderBy,
     PayloadSchemaType,
     Point,
     Query,
@@ -43,6 +47,8 @@ from copilot.vectorstore.port import (
     LEXICAL_VECTOR,
     NO_NARROWING,
     RANGE_FIELDS,
+    REVISION_FIELD,
+    SETTLE_FIELDS,
     UNANNOUNCED_FIELD,
     VERSION_FIELDS,
     ChunkStore,
@@ -50,21 +56,27 @@ from copilot.vectorstore.port import (
     DocumentAccess,
     Narrowing,
     ScoredChunk,
+    Settled,
     StoredChunk,
     StoredVersion,
     access_payload,
+    as_written,
+    check_chunks,
     document_access_from_payload,
     hashes_from_payload,
     missing_grants,
-    new_point_ids,
+    new_revision,
     query_conditions,
+    revision_of,
+    settle,
     settled_version,
+    tombstone_id,
+    tombstone_payload,
     with_grants,
-    without_grants,
 )
 
 if TYPE_CHECKING:
-    from qdrant_edge import PointId
+    from qdrant_edge import Payload
 
 _SCROLL_PAGE = 256
 
@@ -105,34 +117,41 @@ class EdgeChunkStore(ChunkStore):
         for field in RANGE_FIELDS:
             if field not in indexed:
                 self._shard.update(UpdateOperation.create_field_index(field, PayloadSchemaType.Float))
+        # Integer, not float: ordering by it (the newest point of a document) needs a range index.
+        if REVISION_FIELD not in indexed:
+            self._shard.update(UpdateOperation.create_field_index(REVISION_FIELD, PayloadSchemaType.Integer))
         self._add_missing_grants()
+        self._add_missing_revisions()
         self._shard.flush()
 
-    def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
-        keep = new_point_ids(document_id, chunks)
+    def replace_document(
+        self, document_id: str, chunks: Sequence[StoredChunk], revision: int | None = None
+    ) -> int:
+        check_chunks(document_id, chunks)
+        # The lock makes this store's writes take turns; revisions still decide between writes that
+        # arrive out of order, as they do on a Qdrant server shared by several ingest replicas.
         with self._lock:
-            if chunks:
-                points = [Point(c.point_id, _vectors(c), with_grants(c.payload)) for c in chunks]
-                self._shard.update(UpdateOperation.upsert_points(points))
-            stale: list[PointId] = [pid for pid in self._point_ids(document_id) if pid not in keep]
-            if stale:
-                self._shard.update(UpdateOperation.delete_points(stale))
+            if revision is None:
+                revision = self._next_revision(document_id)
+            points = [
+                Point(c.point_id, _vectors(c), with_grants({**c.payload, REVISION_FIELD: revision}))
+                for c in chunks
+            ] or [Point(tombstone_id(document_id), {}, tombstone_payload(document_id, revision))]
+            self._shard.update(UpdateOperation.upsert_points(points, _not_above(revision)))
+            settled = self._settle(document_id)
             self._shard.flush()
-            return len(stale)
+            return settled.stale_chunks
 
-    def delete_document(self, document_id: str) -> int:
-        return self.replace_document(document_id, [])
+    def delete_document(self, document_id: str, revision: int | None = None) -> int:
+        return self.replace_document(document_id, [], revision)
 
     def stored_version(self, document_id: str) -> StoredVersion | None:
-        selected = _document_filter(document_id)
         # Under the lock no replace runs between the read and the two counts.
         with self._lock:
-            records, _ = self._shard.scroll(
-                ScrollRequest(limit=1, filter=selected, with_payload=VERSION_FIELDS)
-            )
-            if not records:
+            payload = self._newest(document_id, VERSION_FIELDS)
+            if payload is None:
                 return None
-            payload = records[0].payload or {}
+            selected = _document_filter(document_id)
             content_hash, access_hash = hashes_from_payload(payload)
             stored = self._shard.count(CountRequest(exact=True, filter=selected))
             same = _document_filter(document_id, content_hash=content_hash, access_hash=access_hash)
@@ -157,18 +176,22 @@ class EdgeChunkStore(ChunkStore):
         access_hash: str,
         fingerprint: str,
         unannounced: str = "",
+        revision: int | None = None,
+        content_hash: str = "",
     ) -> int:
-        selected = _document_filter(document_id)
         payload = access_payload(tenant, acl, classification, access_hash, fingerprint)
         if unannounced:
             payload[UNANNOUNCED_FIELD] = unannounced
-        # Under the lock no replace can add or remove points between the count and the update.
+        version = {"content_hash": content_hash} if content_hash else {}
         with self._lock:
-            touched = self._shard.count(CountRequest(exact=True, filter=selected))
-            if touched:
-                self._shard.update(UpdateOperation.set_payload_by_filter(selected, payload))
-                self._shard.flush()
-            return touched
+            if revision is None:
+                revision = self._next_revision(document_id)
+            payload[REVISION_FIELD] = revision
+            selected = Filter(must=[_document_filter(document_id, **version), _not_above(revision)])
+            self._shard.update(UpdateOperation.set_payload_by_filter(selected, payload))
+            settled = self._settle(document_id)
+            self._shard.flush()
+            return settled.current if settled.newest == revision and settled.whole else 0
 
     def mark_announced(self, document_id: str, unannounced: str) -> None:
         pending = _document_filter(document_id, **{UNANNOUNCED_FIELD: unannounced})
@@ -213,15 +236,16 @@ class EdgeChunkStore(ChunkStore):
             ScoredChunk(
                 str(hit.id),
                 hit.score,
-                without_grants(hit.payload or {}),
+                as_written(hit.payload or {}),
                 _dense(hit.vector) if with_vector else (),
             )
             for hit in hits
         ]
 
     def count(self) -> int:
+        chunks = Filter(must_not=[IsEmptyCondition("document_id")])
         with self._lock:
-            return self._shard.count(CountRequest(exact=True))
+            return self._shard.count(CountRequest(exact=True, filter=chunks))
 
     def close(self) -> None:
         with self._lock:
@@ -232,7 +256,10 @@ class EdgeChunkStore(ChunkStore):
         """Gives chunks stored before ``grants`` existed their keys: without them no query would find the
         chunks, and ingest does not rewrite an unchanged document. Each chunk's keys come from its own
         tenant and ACL."""
-        lacking = Filter(must=[IsEmptyCondition(key=GRANTS_FIELD)])
+        # Tombstones have no grants and need none.
+        lacking = Filter(
+            must=[IsEmptyCondition(key=GRANTS_FIELD)], must_not=[IsEmptyCondition("document_id")]
+        )
         offset = None
         while True:
             records, offset = self._shard.scroll(
@@ -245,22 +272,53 @@ class EdgeChunkStore(ChunkStore):
             if offset is None:
                 return
 
-    def _point_ids(self, document_id: str) -> list[str]:
-        ids: list[str] = []
+    def _add_missing_revisions(self) -> None:
+        """Gives points stored before revisions existed revision 0: ordering by revision skips points
+        without one, so ``stored_version`` would not find them."""
+        lacking = Filter(must=[IsEmptyCondition(REVISION_FIELD)])
+        found, _ = self._shard.scroll(ScrollRequest(limit=1, filter=lacking, with_payload=False))
+        if found:
+            self._shard.update(UpdateOperation.set_payload_by_filter(lacking, {REVISION_FIELD: 0}))
+
+    def _newest(self, document_id: str, fields: list[str]) -> Payload | None:
+        """``fields`` of the document's point (or tombstone) of the highest revision; None if it has none."""
+        records, _ = self._shard.scroll(
+            ScrollRequest(
+                limit=1,
+                filter=_document_points(document_id),
+                with_payload=fields,
+                order_by=OrderBy(REVISION_FIELD, Direction.Desc),
+            )
+        )
+        return (records[0].payload or {}) if records else None
+
+    def _next_revision(self, document_id: str) -> int:
+        return new_revision(revision_of(self._newest(document_id, [REVISION_FIELD])))
+
+    def _settle(self, document_id: str) -> Settled:
+        """Removes the document's points below the highest revision among them (see the Qdrant server
+        adapter's, which races other writers; here the lock keeps them out)."""
+        tombstone = tombstone_id(document_id)
+        points: list[tuple[bool, Payload]] = []
         offset = None
         while True:
             records, offset = self._shard.scroll(
                 ScrollRequest(
                     offset=offset,
                     limit=_SCROLL_PAGE,
-                    filter=_document_filter(document_id),
-                    with_payload=False,
+                    filter=_document_points(document_id),
+                    with_payload=SETTLE_FIELDS,
                 )
             )
             # The engine hands ids back as uuid.UUID while callers speak strings.
-            ids.extend(str(r.id) for r in records)
+            points.extend((str(r.id) != tombstone, r.payload or {}) for r in records)
             if offset is None:
-                return ids
+                break
+        settled = settle(points)
+        if settled.below:
+            stale = Filter(must=[_document_points(document_id), _below(settled.newest)])
+            self._shard.update(UpdateOperation.delete_points_by_filter(stale))
+        return settled
 
 
 _NamedVector = list[float] | EdgeSparseVector | list[list[float]]
@@ -282,6 +340,35 @@ def _condition(condition: Condition) -> FieldCondition:
     if condition.any_of:
         return FieldCondition(key=condition.key, match=MatchAny(list(condition.any_of)))
     return FieldCondition(key=condition.key, range=RangeFloat(gte=condition.at_least, lt=condition.below))
+
+
+def _document_points(document_id: str) -> Filter:
+    """The document's chunks and its tombstone."""
+    return Filter(
+        should=[
+            FieldCondition(key="document_id", match=MatchValue(document_id)),
+            HasIdCondition({uuid.UUID(tombstone_id(document_id))}),
+        ]
+    )
+
+
+def _not_above(revision: int) -> Filter:
+    """Points a write of ``revision`` may overwrite: those of no higher revision, or of none."""
+    return Filter(
+        should=[
+            FieldCondition(key=REVISION_FIELD, range=RangeFloat(lte=revision)),
+            IsEmptyCondition(REVISION_FIELD),
+        ]
+    )
+
+
+def _below(revision: int) -> Filter:
+    return Filter(
+        should=[
+            FieldCondition(key=REVISION_FIELD, range=RangeFloat(lt=revision)),
+            IsEmptyCondition(REVISION_FIELD),
+        ]
+    )
 
 
 def _document_filter(document_id: str, **equal: str) -> Filter:

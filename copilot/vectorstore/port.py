@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -155,6 +156,39 @@ DOCUMENT_ACCESS_FIELDS = ["tenant", "acl", "classification", "title", "uri"]
 #: finds it and publishes then. Its value is ingest's business; stores hand it back and remove it.
 UNANNOUNCED_FIELD = "unannounced"
 
+#: Payload key of the write that stored a point (see ``ChunkStore.replace_document``): an integer that
+#: orders the writes of one document, so that ingest replicas writing it at once agree on which wins.
+REVISION_FIELD = "revision"
+#: Payload key of a deleted document's tombstone (see ``tombstone_id``), naming the document.
+TOMBSTONE_FIELD = "deleted_document_id"
+
+
+def new_revision(after: int = 0) -> int:
+    """A revision for a write that starts now: the clock in microseconds, or ``after`` + 1 if a clock
+    behind another host's has not reached the revision this writer read (``after``).
+
+    Microseconds, not nanoseconds: a Qdrant server compares payload numbers as doubles, exact up to 2**53.
+    """
+    return max(time.time_ns() // 1000, after + 1)
+
+
+def revision_of(payload: dict[str, Any] | None) -> int:
+    """A point's revision; 0 for points stored before revisions existed."""
+    value = (payload or {}).get(REVISION_FIELD)
+    return value if type(value) is int else 0
+
+
+def tombstone_id(document_id: str) -> str:
+    """The point a delete leaves, carrying its revision, so that an older write of the document that
+    lands after the delete finds a newer revision and removes itself. It has no vectors and no grants,
+    so no query finds it, and no ``document_id``, so no read of chunks does."""
+    # "deleted" is no chunk index (those are digits), so this id is never a chunk's.
+    return str(uuid.uuid5(POINT_ID_NAMESPACE, f"deleted:{document_id}"))
+
+
+def tombstone_payload(document_id: str, revision: int) -> dict[str, Any]:
+    return {TOMBSTONE_FIELD: document_id, REVISION_FIELD: revision}
+
 
 @dataclass(frozen=True)
 class StoredVersion:
@@ -162,10 +196,12 @@ class StoredVersion:
 
     content_hash: str
     access_hash: str
-    #: How many points the document has.
+    #: How many chunks the document has; 0 when only its delete's tombstone is left.
     chunk_count: int
     #: The ``UNANNOUNCED_FIELD`` of one of its points, "" when it has none.
     unannounced: str = ""
+    #: The highest revision among its points and its tombstone: a new write must take a higher one.
+    revision: int = 0
 
     @property
     def hashes(self) -> tuple[str, str]:
@@ -173,21 +209,30 @@ class StoredVersion:
 
 
 class ChunkStore(Protocol):
-    def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
-        """Upsert ``chunks``, then remove the document's other points; returns how many were removed.
+    def replace_document(
+        self, document_id: str, chunks: Sequence[StoredChunk], revision: int | None = None
+    ) -> int:
+        """Upsert ``chunks`` as revision ``revision`` of the document, then remove its points below the
+        highest revision it holds; returns how many chunks were removed.
 
-        Upserting first means readers see either the old or the new version of every chunk, never a
-        document that has vanished. An empty ``chunks`` deletes the document.
+        Writers of one document may race (ingest replicas on one Qdrant server). The upsert overwrites
+        only points of a revision no higher than its own, and every write ends by removing what lies
+        below the highest revision it finds, so whichever finishes last, only the highest revision's
+        chunks remain: an older write landing late removes its own. Upserting first means readers see
+        either the old or the new version of every chunk, never a document that has vanished. An empty
+        ``chunks`` deletes the document, leaving a tombstone (``tombstone_id``) with the revision.
+        ``revision`` None takes a new one above the stored ones (one more read).
         """
         ...
 
-    def delete_document(self, document_id: str) -> int:
-        """Remove every point of the document; returns how many were removed."""
+    def delete_document(self, document_id: str, revision: int | None = None) -> int:
+        """Remove every chunk of the document below ``revision``; returns how many were removed."""
         ...
 
     def stored_version(self, document_id: str) -> StoredVersion | None:
-        """The stored version's hashes, number of points and change not yet announced, or None if the
-        document has no points: what ingest decides on.
+        """The stored version's hashes, number of chunks, change not yet announced and revision (read
+        from the point of the highest revision), or None if the document has no points: what ingest
+        decides on. A deleted document reads as no chunks and the delete's revision.
 
         A hash missing from the payload reads as "" so that chunks stored before the hashes existed match
         no new hash and are re-ingested in full. So do both hashes when the stored points are not one
@@ -209,8 +254,14 @@ class ChunkStore(Protocol):
         access_hash: str,
         fingerprint: str,
         unannounced: str = "",
+        revision: int | None = None,
+        content_hash: str = "",
     ) -> int:
-        """Overwrites the access fields on every point of the document; returns how many it touched.
+        """Overwrites the access fields, and the revision, of the document's chunks of ``content_hash``
+        (any, when "") whose revision is no higher than ``revision``, then removes the points below the
+        highest revision as ``replace_document`` does. Returns how many chunks carry the new access: 0
+        unless they are one whole version and no newer write got in first, in which case the caller
+        writes the document in full (its content was deleted or replaced meanwhile).
 
         Vectors and text stay as they are, so a changed access list needs no re-embedding. The change is
         visible to the next query. ``unannounced``, when given, is written as ``UNANNOUNCED_FIELD`` in the
@@ -275,9 +326,10 @@ def missing_grants(records: Iterable[tuple[_Id, dict[str, Any]]]) -> dict[tuple[
     return by_keys
 
 
-def without_grants(payload: dict[str, Any]) -> dict[str, Any]:
-    """A stored payload as it was written: the grant keys are the engine's business, not a reader's."""
-    return {key: value for key, value in payload.items() if key != GRANTS_FIELD}
+def as_written(payload: dict[str, Any]) -> dict[str, Any]:
+    """A stored payload as its writer gave it: the grant keys and the revision are the store's business,
+    not a reader's."""
+    return {key: value for key, value in payload.items() if key not in (GRANTS_FIELD, REVISION_FIELD)}
 
 
 def access_payload(
@@ -302,7 +354,9 @@ def hashes_from_payload(payload: dict[str, Any] | None) -> tuple[str, str]:
 #: Payload key with the number of chunks of the document's version, written by ingest on every chunk.
 CHUNK_COUNT_FIELD = "chunk_count"
 #: What ``stored_version`` reads from one chunk of a document.
-VERSION_FIELDS = ["content_hash", "access_hash", CHUNK_COUNT_FIELD, UNANNOUNCED_FIELD]
+VERSION_FIELDS = ["content_hash", "access_hash", CHUNK_COUNT_FIELD, UNANNOUNCED_FIELD, REVISION_FIELD]
+#: What a write reads of each of its document's points once it is in (see ``settle``).
+SETTLE_FIELDS = [REVISION_FIELD, CHUNK_COUNT_FIELD]
 
 
 def settled_version(payload: dict[str, Any] | None, stored: int, agreeing: int) -> StoredVersion:
@@ -311,8 +365,40 @@ def settled_version(payload: dict[str, Any] | None, stored: int, agreeing: int) 
     content_hash, access_hash = settled_hashes(payload, stored, agreeing)
     unannounced = (payload or {}).get(UNANNOUNCED_FIELD)
     return StoredVersion(
-        content_hash, access_hash, stored, unannounced if isinstance(unannounced, str) else ""
+        content_hash,
+        access_hash,
+        stored,
+        unannounced if isinstance(unannounced, str) else "",
+        revision_of(payload),
     )
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What a write finds of its document once its own points are in."""
+
+    #: The highest revision among the document's points.
+    newest: int
+    #: Points below it, the tombstone included: what the write removes.
+    below: int
+    #: Chunks below it: what the write reports as removed.
+    stale_chunks: int
+    #: Chunks at it, and whether they are one whole version (as many as their chunk count says).
+    current: int
+    whole: bool
+
+
+def settle(points: Iterable[tuple[bool, dict[str, Any]]]) -> Settled:
+    """``Settled`` from (is a chunk, payload read with ``SETTLE_FIELDS``) for each of the document's
+    points, its tombstone included."""
+    read = [(is_chunk, revision_of(payload), payload) for is_chunk, payload in points]
+    newest = max((revision for _, revision, _ in read), default=0)
+    below = [is_chunk for is_chunk, revision, _ in read if revision < newest]
+    current = [payload for is_chunk, revision, payload in read if is_chunk and revision == newest]
+    expected = current[0].get(CHUNK_COUNT_FIELD) if current else None
+    # Chunks stored before the count existed record none; they pass as whole.
+    whole = bool(current) and (type(expected) is not int or expected == len(current))
+    return Settled(newest, len(below), sum(below), len(current), whole)
 
 
 def settled_hashes(payload: dict[str, Any] | None, stored: int, agreeing: int) -> tuple[str, str]:
@@ -347,19 +433,15 @@ def point_id_for(document_id: str, chunk_index: int) -> str:
     return str(uuid.uuid5(POINT_ID_NAMESPACE, f"{chunk_index}:{document_id}"))
 
 
-def new_point_ids(document_id: str, chunks: Sequence[StoredChunk]) -> set[str]:
-    """The canonical ids of ``chunks``, after checking that they all belong to ``document_id``.
+def check_chunks(document_id: str, chunks: Sequence[StoredChunk]) -> None:
+    """Checks that ``chunks`` all belong to ``document_id`` and have UUID ids.
 
-    Stale points are found by payload ``document_id`` and told apart from the new ones by id, so a
-    mislabelled chunk would never be removed and an id spelt differently (say in upper case) from the
-    engine's canonical form would be deleted right after its upsert.
+    Stale points are found by payload ``document_id``, so a mislabelled chunk would never be removed.
     """
-    ids: set[str] = set()
     for chunk in chunks:
         if chunk.payload.get("document_id") != document_id:
             raise ValueError(
                 f"chunk {chunk.point_id} has document_id {chunk.payload.get('document_id')!r}, "
                 f"expected {document_id!r}"
             )
-        ids.add(str(uuid.UUID(chunk.point_id)))
-    return ids
+        uuid.UUID(chunk.point_id)

@@ -1,10 +1,14 @@
-"""ChunkStore over a Qdrant server through qdrant-client (its local mode serves the tests)."""
+"""ChunkStore over a Qdrant server through qdrant-client (its local mode serves the tests).
+
+Needs Qdrant 1.16 or later: writes are conditional upserts (``update_filter``), which is what lets
+several ingest replicas write one document at once (see ``ChunkStore.replace_document``).
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import grpc
 import httpx
@@ -22,6 +26,8 @@ from copilot.vectorstore.port import (
     LEXICAL_VECTOR,
     NO_NARROWING,
     RANGE_FIELDS,
+    REVISION_FIELD,
+    SETTLE_FIELDS,
     UNANNOUNCED_FIELD,
     VERSION_FIELDS,
     ChunkStore,
@@ -29,17 +35,23 @@ from copilot.vectorstore.port import (
     DocumentAccess,
     Narrowing,
     ScoredChunk,
+    Settled,
     StoredChunk,
     StoredVersion,
     access_payload,
+    as_written,
+    check_chunks,
     document_access_from_payload,
     hashes_from_payload,
     missing_grants,
-    new_point_ids,
+    new_revision,
     query_conditions,
+    revision_of,
+    settle,
     settled_version,
+    tombstone_id,
+    tombstone_payload,
     with_grants,
-    without_grants,
 )
 
 _SCROLL_PAGE = 256
@@ -150,39 +162,44 @@ class QdrantServerChunkStore(ChunkStore):
         for field in RANGE_FIELDS:
             if field not in info.payload_schema:
                 client.create_payload_index(collection, field, field_schema=models.PayloadSchemaType.FLOAT)
+        # Integer, not float: ordering by it (the newest point of a document) needs a range index.
+        if REVISION_FIELD not in info.payload_schema:
+            client.create_payload_index(
+                collection, REVISION_FIELD, field_schema=models.PayloadSchemaType.INTEGER
+            )
         self._add_missing_grants()
+        self._add_missing_revisions()
 
     @_unavailable_when_unreachable
-    def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
-        keep = new_point_ids(document_id, chunks)
-        if chunks:
-            points = [
-                models.PointStruct(id=c.point_id, vector=_vectors(c), payload=with_grants(c.payload))
-                for c in chunks
-            ]
-            self._client.upsert(self._collection, points=points, wait=True)
-        stale: list[models.ExtendedPointId] = [pid for pid in self._point_ids(document_id) if pid not in keep]
-        if stale:
-            self._client.delete(
-                self._collection, points_selector=models.PointIdsList(points=stale), wait=True
+    def replace_document(
+        self, document_id: str, chunks: Sequence[StoredChunk], revision: int | None = None
+    ) -> int:
+        check_chunks(document_id, chunks)
+        if revision is None:
+            revision = self._next_revision(document_id)
+        points = [
+            models.PointStruct(
+                id=c.point_id,
+                vector=_vectors(c),
+                payload=with_grants({**c.payload, REVISION_FIELD: revision}),
             )
-        return len(stale)
+            for c in chunks
+        ] or [
+            models.PointStruct(
+                id=tombstone_id(document_id), vector={}, payload=tombstone_payload(document_id, revision)
+            )
+        ]
+        self._client.upsert(self._collection, points=points, update_filter=_not_above(revision), wait=True)
+        return self._settle(document_id).stale_chunks
 
-    def delete_document(self, document_id: str) -> int:
-        return self.replace_document(document_id, [])
+    def delete_document(self, document_id: str, revision: int | None = None) -> int:
+        return self.replace_document(document_id, [], revision)
 
     @_unavailable_when_unreachable
     def stored_version(self, document_id: str) -> StoredVersion | None:
-        records, _ = self._client.scroll(
-            self._collection,
-            scroll_filter=_document_filter(document_id),
-            limit=1,
-            with_payload=VERSION_FIELDS,
-            with_vectors=False,
-        )
-        if not records:
+        payload = self._newest(document_id, VERSION_FIELDS)
+        if payload is None:
             return None
-        payload = records[0].payload or {}
         content_hash, access_hash = hashes_from_payload(payload)
         # Three calls, not one snapshot: a replace by another process in between makes the counts differ,
         # which reads as changed (one needless re-ingest), never as unchanged.
@@ -214,22 +231,22 @@ class QdrantServerChunkStore(ChunkStore):
         access_hash: str,
         fingerprint: str,
         unannounced: str = "",
+        revision: int | None = None,
+        content_hash: str = "",
     ) -> int:
-        selected = _document_filter(document_id)
+        if revision is None:
+            revision = self._next_revision(document_id)
         payload = access_payload(tenant, acl, classification, access_hash, fingerprint)
+        payload[REVISION_FIELD] = revision
         if unannounced:
             payload[UNANNOUNCED_FIELD] = unannounced
-        # The server offers no count of what a set-payload touched; a replace running in between could
-        # make this count differ from it, which only the number reported would show.
-        touched = self._client.count(self._collection, count_filter=selected, exact=True).count
-        if touched:
-            self._client.set_payload(
-                self._collection,
-                payload=payload,
-                points=models.FilterSelector(filter=selected),
-                wait=True,
-            )
-        return touched
+        version = {"content_hash": content_hash} if content_hash else {}
+        selected = models.Filter(must=[_document_filter(document_id, **version), _not_above(revision)])
+        self._client.set_payload(
+            self._collection, payload=payload, points=models.FilterSelector(filter=selected), wait=True
+        )
+        settled = self._settle(document_id)
+        return settled.current if settled.newest == revision and settled.whole else 0
 
     @_unavailable_when_unreachable
     def mark_announced(self, document_id: str, unannounced: str) -> None:
@@ -276,14 +293,15 @@ class QdrantServerChunkStore(ChunkStore):
         )
         return [
             ScoredChunk(
-                str(p.id), p.score, without_grants(p.payload or {}), _dense(p.vector) if with_vector else ()
+                str(p.id), p.score, as_written(p.payload or {}), _dense(p.vector) if with_vector else ()
             )
             for p in response.points
         ]
 
     @_unavailable_when_unreachable
     def count(self) -> int:
-        return self._client.count(self._collection, exact=True).count
+        chunks = models.Filter(must_not=[_lacking("document_id")])
+        return self._client.count(self._collection, count_filter=chunks, exact=True).count
 
     def close(self) -> None:
         self._client.close()
@@ -292,9 +310,8 @@ class QdrantServerChunkStore(ChunkStore):
         """Gives chunks stored before ``grants`` existed their keys: without them no query would find the
         chunks, and ingest does not rewrite an unchanged document. Each chunk's keys come from its own
         tenant and ACL."""
-        lacking = models.Filter(
-            must=[models.IsEmptyCondition(is_empty=models.PayloadField(key=GRANTS_FIELD))]
-        )
+        # Tombstones have no grants and need none.
+        lacking = models.Filter(must=[_lacking(GRANTS_FIELD)], must_not=[_lacking("document_id")])
         offset: models.ExtendedPointId | None = None
         while True:
             records, offset = self._client.scroll(
@@ -312,21 +329,64 @@ class QdrantServerChunkStore(ChunkStore):
             if offset is None:
                 return
 
-    def _point_ids(self, document_id: str) -> list[str]:
-        ids: list[str] = []
+    def _add_missing_revisions(self) -> None:
+        """Gives points stored before revisions existed revision 0: ordering by revision skips points
+        without one, so ``stored_version`` would not find them. Writes only when there are some, so that
+        a store opened with a read-only key (retrieval's, say) still opens."""
+        lacking = models.Filter(must=[_lacking(REVISION_FIELD)])
+        found, _ = self._client.scroll(
+            self._collection, scroll_filter=lacking, limit=1, with_payload=False, with_vectors=False
+        )
+        if found:
+            self._client.set_payload(
+                self._collection,
+                payload={REVISION_FIELD: 0},
+                points=models.FilterSelector(filter=lacking),
+                wait=True,
+            )
+
+    def _newest(self, document_id: str, fields: list[str]) -> dict[str, Any] | None:
+        """``fields`` of the document's point (or tombstone) of the highest revision; None if it has none."""
+        records, _ = self._client.scroll(
+            self._collection,
+            scroll_filter=_document_points(document_id),
+            limit=1,
+            order_by=models.OrderBy(key=REVISION_FIELD, direction=models.Direction.DESC),
+            with_payload=fields,
+            with_vectors=False,
+        )
+        return (records[0].payload or {}) if records else None
+
+    def _next_revision(self, document_id: str) -> int:
+        return new_revision(revision_of(self._newest(document_id, [REVISION_FIELD])))
+
+    def _settle(self, document_id: str) -> Settled:
+        """Removes the document's points below the highest revision among them: a newer write's leftovers
+        when this one is the newest so far, this write's own when a newer one got in first. Every point it
+        must remove was stored before this read, or the write that stored it later removes it itself."""
+        tombstone = tombstone_id(document_id)
+        points: list[tuple[bool, dict[str, Any]]] = []
         offset: models.ExtendedPointId | None = None
         while True:
             records, offset = self._client.scroll(
                 self._collection,
-                scroll_filter=_document_filter(document_id),
+                scroll_filter=_document_points(document_id),
                 limit=_SCROLL_PAGE,
                 offset=offset,
-                with_payload=False,
+                with_payload=SETTLE_FIELDS,
                 with_vectors=False,
             )
-            ids.extend(str(r.id) for r in records)
+            points.extend((str(r.id) != tombstone, r.payload or {}) for r in records)
             if offset is None:
-                return ids
+                break
+        settled = settle(points)
+        if settled.below:
+            # By filter, not by the ids read: a newer write may have overwritten some of them since.
+            stale = models.Filter(must=[_document_points(document_id), _below(settled.newest)])
+            self._client.delete(
+                self._collection, points_selector=models.FilterSelector(filter=stale), wait=True
+            )
+        return settled
 
 
 def _vectors(chunk: StoredChunk) -> models.VectorStruct:
@@ -348,6 +408,39 @@ def _condition(condition: Condition) -> models.FieldCondition:
         return models.FieldCondition(key=condition.key, match=models.MatchAny(any=list(condition.any_of)))
     return models.FieldCondition(
         key=condition.key, range=models.Range(gte=condition.at_least, lt=condition.below)
+    )
+
+
+def _lacking(key: str) -> models.IsEmptyCondition:
+    return models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
+
+
+def _document_points(document_id: str) -> models.Filter:
+    """The document's chunks and its tombstone."""
+    return models.Filter(
+        should=[
+            models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id)),
+            models.HasIdCondition(has_id=[tombstone_id(document_id)]),
+        ]
+    )
+
+
+def _not_above(revision: int) -> models.Filter:
+    """Points a write of ``revision`` may overwrite: those of no higher revision, or of none."""
+    return models.Filter(
+        should=[
+            models.FieldCondition(key=REVISION_FIELD, range=models.Range(lte=revision)),
+            _lacking(REVISION_FIELD),
+        ]
+    )
+
+
+def _below(revision: int) -> models.Filter:
+    return models.Filter(
+        should=[
+            models.FieldCondition(key=REVISION_FIELD, range=models.Range(lt=revision)),
+            _lacking(REVISION_FIELD),
+        ]
     )
 
 

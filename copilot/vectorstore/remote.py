@@ -65,9 +65,12 @@ class RemoteChunkStore:
                 f"vector store at {self._target} {method} failed ({name}): {details}"
             ) from exc
 
-    def replace_document(self, document_id: str, chunks: Sequence[StoredChunk]) -> int:
+    def replace_document(
+        self, document_id: str, chunks: Sequence[StoredChunk], revision: int | None = None
+    ) -> int:
         request = store_pb2.ReplaceDocumentRequest(
             document_id=document_id,
+            revision=revision or 0,
             chunks=[
                 store_pb2.StoredChunk(
                     point_id=c.point_id,
@@ -82,8 +85,9 @@ class RemoteChunkStore:
         assert isinstance(response, store_pb2.ReplaceDocumentResponse)
         return response.removed_stale
 
-    def delete_document(self, document_id: str) -> int:
-        response = self._call("DeleteDocument", store_pb2.DeleteDocumentRequest(document_id=document_id))
+    def delete_document(self, document_id: str, revision: int | None = None) -> int:
+        request = store_pb2.DeleteDocumentRequest(document_id=document_id, revision=revision or 0)
+        response = self._call("DeleteDocument", request)
         assert isinstance(response, store_pb2.DeleteDocumentResponse)
         return response.deleted
 
@@ -95,7 +99,11 @@ class RemoteChunkStore:
         if not response.stored:
             return None
         return StoredVersion(
-            response.content_hash, response.access_hash, response.chunk_count, response.unannounced
+            response.content_hash,
+            response.access_hash,
+            response.chunk_count,
+            response.unannounced,
+            response.revision,
         )
 
     def document_access(self, document_id: str) -> DocumentAccess | None:
@@ -122,6 +130,8 @@ class RemoteChunkStore:
         access_hash: str,
         fingerprint: str,
         unannounced: str = "",
+        revision: int | None = None,
+        content_hash: str = "",
     ) -> int:
         request = store_pb2.UpdateAccessRequest(
             document_id=document_id,
@@ -131,6 +141,8 @@ class RemoteChunkStore:
             access_hash=access_hash,
             fingerprint=fingerprint,
             unannounced=unannounced,
+            revision=revision or 0,
+            content_hash=content_hash,
         )
         response = self._call("UpdateAccess", request)
         assert isinstance(response, store_pb2.UpdateAccessResponse)
@@ -209,7 +221,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"chunk payload is not JSON: {exc}") from exc
         try:
-            removed = self._store.replace_document(request.document_id, chunks)
+            removed = self._store.replace_document(request.document_id, chunks, request.revision or None)
         except ValueError as exc:
             raise InvalidInput(str(exc)) from exc
         return store_pb2.ReplaceDocumentResponse(removed_stale=removed)
@@ -217,7 +229,8 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     def DeleteDocument(
         self, request: store_pb2.DeleteDocumentRequest, context: object
     ) -> store_pb2.DeleteDocumentResponse:  # noqa: N802,E501
-        return store_pb2.DeleteDocumentResponse(deleted=self._store.delete_document(request.document_id))
+        deleted = self._store.delete_document(request.document_id, request.revision or None)
+        return store_pb2.DeleteDocumentResponse(deleted=deleted)
 
     def GetDocumentHashes(  # noqa: N802
         self, request: store_pb2.GetDocumentHashesRequest, context: object
@@ -231,6 +244,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             access_hash=version.access_hash,
             chunk_count=version.chunk_count,
             unannounced=version.unannounced,
+            revision=version.revision,
         )
 
     def GetDocumentAccess(  # noqa: N802
@@ -259,6 +273,8 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             request.access_hash,
             request.fingerprint,
             request.unannounced,
+            request.revision or None,
+            request.content_hash,
         )
         return store_pb2.UpdateAccessResponse(updated=updated)
 

@@ -26,6 +26,7 @@ from copilot.vectorstore.port import (
     ChunkStore,
     StoredChunk,
     access_payload,
+    new_revision,
     point_id_for,
     searchable_text,
     uri_ancestors,
@@ -165,7 +166,12 @@ class IngestPipeline:
         fingerprint = hashlib.sha256(f"{content_hash}:{access_hash}".encode()).hexdigest()
         # Both hashes read as "" unless every stored chunk is of one whole version: a replace that died
         # between writing the new chunks and removing the old ones is then run again, not skipped.
-        stored = self._store.stored_version(document_id)
+        version = self._store.stored_version(document_id)
+        # Taken before the slow parse and embed, and above what is stored: of two requests for one
+        # document racing on two replicas (the locks here are per process), the store keeps the later.
+        revision = new_revision(version.revision if version else 0)
+        # A deleted document leaves only its revision behind.
+        stored = version if version and version.chunk_count else None
         unannounced = _Change.from_mark(stored.unannounced) if stored and stored.unannounced else None
         if stored is not None and stored.hashes == (content_hash, access_hash):
             if unannounced is None:
@@ -197,8 +203,11 @@ class IngestPipeline:
                 access_hash,
                 fingerprint,
                 change.mark(),
+                revision=revision,
+                content_hash=content_hash,
             )
-            # Zero means the document was deleted since the hashes were read: ingest it afresh below.
+            # Zero means this content is no longer stored whole (deleted or replaced since the hashes
+            # were read, say by another replica): ingest it afresh below, under the same revision.
             if updated:
                 self._announce(document_id, uri, access, change, updated)
                 log.info(
@@ -242,7 +251,7 @@ class IngestPipeline:
             points.append(
                 StoredChunk(point_id_for(document_id, c.index), list(vector), payload, encode_document(text))
             )
-        removed = self._store.replace_document(document_id, points)
+        removed = self._store.replace_document(document_id, points, revision)
         self._announce(document_id, uri, access, change, len(points))
         log.info(
             "ingested %s",

@@ -41,6 +41,6 @@ class HashEmbedder:
 
 
 def document_hashes(store: ChunkStore, document_id: str) -> tuple[str, str] | None:
-    """The stored version's (content_hash, access_hash), or None if the document has no points."""
+    """The stored version's (content_hash, access_hash), or None if the document has no chunks."""
     version = store.stored_version(document_id)
-    return version.hashes if version is not None else None
+    return version.hashes if version is not None and version.chunk_count else None

@@ -176,11 +176,11 @@ class _StoreWithOutage:
         self.down = threading.Event()
         self.refused = 0
 
-    def replace_document(self, document_id: str, chunks: Sequence[Any]) -> int:
+    def replace_document(self, document_id: str, chunks: Sequence[Any], revision: int | None = None) -> int:
         if self.down.is_set():
             self.refused += 1
             raise DependencyUnavailable("vector store ReplaceDocument failed: connection refused")
-        return self._store.replace_document(document_id, chunks)
+        return self._store.replace_document(document_id, chunks, revision)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

@@ -1,4 +1,5 @@
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,12 @@ def make_chunks(
     return chunks
 
 
+def version_of(store: ChunkStore, document_id: str) -> StoredVersion | None:
+    """``stored_version`` without its revision, which comes from the clock unless a test gives one."""
+    version = store.stored_version(document_id)
+    return replace(version, revision=0) if version is not None else None
+
+
 def load_corpus(store: ChunkStore, seed: int = 7) -> None:
     rng = np.random.default_rng(seed)
     for document_id, tenant, acl, n in CORPUS:
@@ -113,10 +120,10 @@ def test_adapters_answer_queries_identically(tmp_path: Path) -> None:
         assert edge.count() == server.count() == 18
         for document_id in [*(d[0] for d in CORPUS), "cut", "missing"]:
             assert document_hashes(edge, document_id) == document_hashes(server, document_id), document_id
-            assert edge.stored_version(document_id) == server.stored_version(document_id), document_id
-        assert edge.stored_version("alice-notes") == StoredVersion("v1", "a1", 3, "mark-1")
-        assert edge.stored_version("globex-policy") == StoredVersion("v1", "a1", 4, "")
-        assert edge.stored_version("cut") == StoredVersion("", "", 5, "")
+            assert version_of(edge, document_id) == version_of(server, document_id), document_id
+        assert version_of(edge, "alice-notes") == StoredVersion("v1", "a1", 3, "mark-1")
+        assert version_of(edge, "globex-policy") == StoredVersion("v1", "a1", 4, "")
+        assert version_of(edge, "cut") == StoredVersion("", "", 5, "")
         assert document_hashes(edge, "cut") == ("", "")
         assert document_hashes(edge, "finance-q3") == document_hashes(server, "finance-q3") == ("v1", "a2")
         assert edge.document_access("finance-q3") == server.document_access("finance-q3")
@@ -277,20 +284,20 @@ def test_an_unannounced_change_is_read_with_the_hashes_until_announced(store: Ch
     chunks = make_chunks(np.random.default_rng(8), "doc", "acme", ["everyone"], 3)
     marked = [StoredChunk(c.point_id, c.vector, {**c.payload, UNANNOUNCED_FIELD: "m1"}) for c in chunks]
     store.replace_document("doc", marked)
-    assert store.stored_version("doc") == StoredVersion("v1", "a1", 3, "m1")
+    assert version_of(store, "doc") == StoredVersion("v1", "a1", 3, "m1")
     # Announcing another change, one this write replaced, leaves this one's mark.
     store.mark_announced("doc", "m0")
-    assert store.stored_version("doc") == StoredVersion("v1", "a1", 3, "m1")
+    assert version_of(store, "doc") == StoredVersion("v1", "a1", 3, "m1")
     store.mark_announced("doc", "m1")
-    assert store.stored_version("doc") == StoredVersion("v1", "a1", 3, "")
+    assert version_of(store, "doc") == StoredVersion("v1", "a1", 3, "")
     # The mark is gone from the payload, not emptied.
     assert all(UNANNOUNCED_FIELD not in h.payload for h in store.query([1.0] * DIM, "acme", ["everyone"], 10))
     # An access change writes its mark with the access fields; none given, none written.
     assert store.update_access("doc", "acme", ["group:hr"], "internal", "a2", "v1:a2", "m2") == 3
-    assert store.stored_version("doc") == StoredVersion("v1", "a2", 3, "m2")
+    assert version_of(store, "doc") == StoredVersion("v1", "a2", 3, "m2")
     store.mark_announced("doc", "m2")
     assert store.update_access("doc", "acme", ["group:hr"], "internal", "a3", "v1:a3") == 3
-    assert store.stored_version("doc") == StoredVersion("v1", "a3", 3, "")
+    assert version_of(store, "doc") == StoredVersion("v1", "a3", 3, "")
     assert store.stored_version("missing") is None
 
 
@@ -403,9 +410,9 @@ def test_remote_store_carries_hashes_and_access_updates_over_grpc(tmp_path: Path
         assert remote.update_access("missing", "acme", ["everyone"], "internal", "a", "f") == 0
 
         assert remote.update_access("alice-notes", "acme", ["user:alice"], "internal", "a1", "f", "m") == 3
-        assert remote.stored_version("alice-notes") == StoredVersion("v1", "a1", 3, "m")
+        assert version_of(remote, "alice-notes") == StoredVersion("v1", "a1", 3, "m")
         remote.mark_announced("alice-notes", "m")
-        assert remote.stored_version("alice-notes") == StoredVersion("v1", "a1", 3, "")
+        assert version_of(remote, "alice-notes") == StoredVersion("v1", "a1", 3, "")
         assert remote.stored_version("missing") is None
     finally:
         remote.close()
@@ -621,3 +628,83 @@ def test_chunks_stored_before_grants_get_them_when_the_store_opens(kind: str, tm
         } == {"globex-policy"}
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("kind", ["edge", "qdrant"])
+def test_chunks_stored_before_revisions_are_found_and_give_way_to_any_write(
+    kind: str, tmp_path: Path
+) -> None:
+    # The same raw writes of the old payload: no grants, and no revision either.
+    store = _store_without_grants(kind, tmp_path)
+    try:
+        assert store.stored_version("alice-notes") == StoredVersion("v1", "a1", 3, "", 0)
+        newer = make_chunks(np.random.default_rng(9), "alice-notes", "acme", ["user:alice"], 2, "v2")
+        assert store.replace_document("alice-notes", newer, 5) == 1
+        assert store.stored_version("alice-notes") == StoredVersion("v2", "a1", 2, "", 5)
+        revoked = store.update_access(
+            "finance-q3", "acme", ["group:legal"], "internal", "a2", "v1:a2", revision=5, content_hash="v1"
+        )
+        assert revoked == 4
+        assert store.query([1.0] * DIM, "acme", ["group:finance"], limit=50) == []
+    finally:
+        store.close()
+
+
+def test_chunks_an_older_release_writes_meanwhile_give_way_to_any_write() -> None:
+    # During a rolling upgrade, a replica of the previous release writes without a revision.
+    client = QdrantClient(":memory:")
+    store = QdrantServerChunkStore(client, "chunks", DIM)
+    try:
+        old = make_chunks(np.random.default_rng(10), "doc", "acme", ["user:bob"], 4)
+        client.upsert(
+            "chunks",
+            points=[
+                models.PointStruct(id=c.point_id, vector={"dense": c.vector}, payload=c.payload) for c in old
+            ],
+        )
+        newer = make_chunks(np.random.default_rng(11), "doc", "acme", ["user:alice"], 2, "v2")
+        assert store.replace_document("doc", newer, 3) == 2
+        assert store.count() == 2
+        assert version_of(store, "doc") == StoredVersion("v2", "a1", 2, "")
+    finally:
+        store.close()
+
+
+def test_remote_store_carries_revisions_over_grpc(tmp_path: Path) -> None:
+    edge = EdgeChunkStore(tmp_path / "shard", DIM)
+    key = "a-store-key-for-this-test-only"
+    server = serve_store_host(edge, key)
+    remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
+    try:
+        remote.wait_ready(10)
+        chunks = make_chunks(np.random.default_rng(12), "memo", "acme", ["user:bob"], 2)
+        assert remote.replace_document("memo", chunks, 7) == 0
+        assert (
+            remote.update_access(
+                "memo", "acme", ["user:alice"], "internal", "a2", "v1:a2", revision=9, content_hash="v1"
+            )
+            == 2
+        )
+        # An older access update, and one of other content, touch nothing: the caller writes in full.
+        assert remote.update_access("memo", "acme", ["user:bob"], "internal", "a1", "v1:a1", revision=8) == 0
+        assert (
+            remote.update_access(
+                "memo", "acme", ["user:bob"], "internal", "a1", "v0:a1", revision=10, content_hash="v0"
+            )
+            == 0
+        )
+        assert remote.stored_version("memo") == StoredVersion("v1", "a2", 2, "", 9)
+        assert remote.delete_document("memo", 8) == 0
+        assert remote.stored_version("memo") == StoredVersion("v1", "a2", 2, "", 9)
+        assert remote.delete_document("memo", 11) == 2
+        assert remote.stored_version("memo") == StoredVersion("", "", 0, "", 11)
+        # A replace older than the delete removes itself; a newer one is the document again.
+        assert remote.replace_document("memo", chunks, 10) == 2
+        assert remote.count() == 0
+        assert remote.replace_document("memo", chunks) == 0
+        version = remote.stored_version("memo")
+        assert version is not None and version.chunk_count == 2 and version.revision > 11
+    finally:
+        remote.close()
+        server.stop(1)
+        edge.close()

@@ -27,12 +27,14 @@ class SparseVector(_message.Message):
     def __init__(self, indices: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ReplaceDocumentRequest(_message.Message):
-    __slots__ = ("document_id", "chunks")
+    __slots__ = ("document_id", "chunks", "revision")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     chunks: _containers.RepeatedCompositeFieldContainer[StoredChunk]
-    def __init__(self, document_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[StoredChunk, _Mapping]]] = ...) -> None: ...
+    revision: int
+    def __init__(self, document_id: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[StoredChunk, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class ReplaceDocumentResponse(_message.Message):
     __slots__ = ("removed_stale",)
@@ -41,10 +43,12 @@ class ReplaceDocumentResponse(_message.Message):
     def __init__(self, removed_stale: _Optional[int] = ...) -> None: ...
 
 class DeleteDocumentRequest(_message.Message):
-    __slots__ = ("document_id",)
+    __slots__ = ("document_id", "revision")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     document_id: str
-    def __init__(self, document_id: _Optional[str] = ...) -> None: ...
+    revision: int
+    def __init__(self, document_id: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class DeleteDocumentResponse(_message.Message):
     __slots__ = ("deleted",)
@@ -59,18 +63,20 @@ class GetDocumentHashesRequest(_message.Message):
     def __init__(self, document_id: _Optional[str] = ...) -> None: ...
 
 class GetDocumentHashesResponse(_message.Message):
-    __slots__ = ("stored", "content_hash", "access_hash", "chunk_count", "unannounced")
+    __slots__ = ("stored", "content_hash", "access_hash", "chunk_count", "unannounced", "revision")
     STORED_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     ACCESS_HASH_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     UNANNOUNCED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     stored: bool
     content_hash: str
     access_hash: str
     chunk_count: int
     unannounced: str
-    def __init__(self, stored: _Optional[bool] = ..., content_hash: _Optional[str] = ..., access_hash: _Optional[str] = ..., chunk_count: _Optional[int] = ..., unannounced: _Optional[str] = ...) -> None: ...
+    revision: int
+    def __init__(self, stored: _Optional[bool] = ..., content_hash: _Optional[str] = ..., access_hash: _Optional[str] = ..., chunk_count: _Optional[int] = ..., unannounced: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class GetDocumentAccessRequest(_message.Message):
     __slots__ = ("document_id",)
@@ -95,7 +101,7 @@ class GetDocumentAccessResponse(_message.Message):
     def __init__(self, stored: _Optional[bool] = ..., tenant: _Optional[str] = ..., acl: _Optional[_Iterable[str]] = ..., classification: _Optional[str] = ..., title: _Optional[str] = ..., uri: _Optional[str] = ...) -> None: ...
 
 class UpdateAccessRequest(_message.Message):
-    __slots__ = ("document_id", "tenant", "acl", "classification", "access_hash", "fingerprint", "unannounced")
+    __slots__ = ("document_id", "tenant", "acl", "classification", "access_hash", "fingerprint", "unannounced", "revision", "content_hash")
     DOCUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ACL_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +109,8 @@ class UpdateAccessRequest(_message.Message):
     ACCESS_HASH_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     UNANNOUNCED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     document_id: str
     tenant: str
     acl: _containers.RepeatedScalarFieldContainer[str]
@@ -110,7 +118,9 @@ class UpdateAccessRequest(_message.Message):
     access_hash: str
     fingerprint: str
     unannounced: str
-    def __init__(self, document_id: _Optional[str] = ..., tenant: _Optional[str] = ..., acl: _Optional[_Iterable[str]] = ..., classification: _Optional[str] = ..., access_hash: _Optional[str] = ..., fingerprint: _Optional[str] = ..., unannounced: _Optional[str] = ...) -> None: ...
+    revision: int
+    content_hash: str
+    def __init__(self, document_id: _Optional[str] = ..., tenant: _Optional[str] = ..., acl: _Optional[_Iterable[str]] = ..., classification: _Optional[str] = ..., access_hash: _Optional[str] = ..., fingerprint: _Optional[str] = ..., unannounced: _Optional[str] = ..., revision: _Optional[int] = ..., content_hash: _Optional[str] = ...) -> None: ...
 
 class UpdateAccessResponse(_message.Message):
     __slots__ = ("updated",)

@@ -82,14 +82,15 @@ class StoreServiceServicer:
     """
 
     def ReplaceDocument(self, request, context):
-        """Replaces every chunk of one document with the given chunks.
+        """Replaces every chunk of one document with the given chunks, unless a write of a higher
+        revision got in first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteDocument(self, request, context):
-        """Removes every chunk of one document.
+        """Removes every chunk of one document below a revision, leaving a tombstone with it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
