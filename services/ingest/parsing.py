@@ -39,6 +39,8 @@ class Section:
     heading_path: tuple[str, ...]
     page: int  # 1-based for paged formats, 0 when unknown
     char_start: int  # offset of ``text`` in ParsedDocument.text
+    # A table's rows, one paragraph each: chunked a row or two at a time (see chunking).
+    table: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,8 @@ class _Draft:
     page: int
     lines: list[str] = field(default_factory=list)
     has_body: bool = False
-    # A table's rows are separate paragraphs, so that chunks break between rows.
-    line_separator: str = "\n"
+    # The lines are a table's rows; they become separate paragraphs, so that chunks break between rows.
+    table: bool = False
 
 
 def _assemble(
@@ -141,12 +143,12 @@ def _assemble(
             pending = lines
             continue
         pending = []
-        text = draft.line_separator.join(line for line in lines if line.strip()).strip()
+        text = ("\n\n" if draft.table else "\n").join(line for line in lines if line.strip()).strip()
         if not text:
             continue
         if parts:
             offset += 2
-        sections.append(Section(text, draft.heading_path, draft.page, offset))
+        sections.append(Section(text, draft.heading_path, draft.page, offset, draft.table))
         parts.append(text)
         offset += len(text)
     return ParsedDocument(title, doc_type, tuple(sections), "\n\n".join(parts), hidden_text_dropped)
@@ -468,7 +470,7 @@ class _HtmlWalker:
             caption = _caption(tag)
             if caption:
                 path = self._enter(tag, _CAPTION_LEVEL, caption)
-                self.drafts.append(_Draft(path, 0, line_separator="\n\n"))
+                self.drafts.append(_Draft(path, 0, table=True))
             return [_End(tag), *reversed(tag.contents)]
         if name == "tr":
             self._flush()
@@ -777,3 +779,13 @@ _PARSERS: dict[str, Callable[[str, bytes, ParseLimits], ParsedDocument]] = {
     ".xlsx": _parse_xlsx,
     ".txt": _parse_text,
 }
+
+#: Raised when what a parser extracts changes, so that an upgrade re-ingests the documents it reads and no
+#: others: ingest puts it in each content hash. A parser not named here is at revision 0.
+#: _parse_html 1: a captioned table is its own section, chunked by rows; a heading ends with its element.
+_EXTRACTION_REVISIONS: dict[Callable[[str, bytes, ParseLimits], ParsedDocument], int] = {_parse_html: 1}
+
+
+def extraction_revision(filename: str) -> int:
+    parser = _PARSERS.get(PurePosixPath(filename).suffix.lower())
+    return _EXTRACTION_REVISIONS.get(parser, 0) if parser else 0

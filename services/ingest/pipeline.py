@@ -34,7 +34,7 @@ from copilot.vectorstore.port import (
 from services.ingest.access import Access
 from services.ingest.chunking import chunk
 from services.ingest.errors import IngestError
-from services.ingest.parsing import DEFAULT_LIMITS, ParseLimits, parse
+from services.ingest.parsing import DEFAULT_LIMITS, ParseLimits, extraction_revision, parse
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 # 2: chunks carry the injection-hygiene and hidden-text fields.
 # 3: BM25 term vectors, title and headings in what is embedded, uri_ancestors and modified_at for filters.
 # 4: lxml for HTML, merged DOCX cells read once: malformed files may extract differently.
-# 5: HTML tables with a caption are their own sections, cut between rows; a heading ends with its element.
-PIPELINE_VERSION = "5"
+# A change to one format's extraction raises that parser's revision instead (parsing.extraction_revision), so
+# that an upgrade re-embeds only the documents of that format.
+PIPELINE_VERSION = "4"
 
 
 #: Longest document uri accepted: it travels in every chunk's payload and every DocumentEvent, and Kafka
@@ -138,12 +139,15 @@ class IngestPipeline:
         # Loads the splitter's sentence tokenizer (nltk, about 2 s) at start-up, not in the first request.
         chunk(parse("warm-up.txt", b"Warm up. One sentence, then another."), chunk_tokens, overlap_tokens)
 
-    def _content_hash(self, content: bytes) -> str:
+    def _content_hash(self, filename: str, content: bytes) -> str:
         h = hashlib.sha256()
         h.update(content)
         h.update(
             f"{PIPELINE_VERSION}:{self._embedder.model_id}:{self._chunk_tokens}:{self._overlap_tokens}".encode()
         )
+        # Left out at revision 0, so documents whose parser never changed keep the hash they were stored with.
+        if revision := extraction_revision(filename):
+            h.update(f":extraction {revision}".encode())
         return h.hexdigest()
 
     def ingest(self, uri: str, filename: str, content: bytes, access: Access) -> IngestResult:
@@ -161,7 +165,7 @@ class IngestPipeline:
     def _ingest(
         self, document_id: str, uri: str, filename: str, content: bytes, access: Access
     ) -> IngestResult:
-        content_hash = self._content_hash(content)
+        content_hash = self._content_hash(filename, content)
         access_hash = _access_hash(access)
         fingerprint = hashlib.sha256(f"{content_hash}:{access_hash}".encode()).hexdigest()
         # Both hashes read as "" unless every stored chunk is of one whole version: a replace that died

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -239,3 +240,22 @@ def test_documents_ingest_side_by_side_and_one_document_takes_turns(pipeline: tu
     chunks = [c for c in stored if c.payload["document_id"] == document_id]
     assert sorted(c.payload["chunk_index"] for c in chunks) == list(range(events.events[-1].chunk_count))
     assert len({c.payload["content_hash"] for c in chunks}) == 1
+
+
+def test_an_upgrade_re_embeds_only_the_formats_whose_extraction_changed(
+    pipeline: tuple, embedder: MiniLmEmbedder
+) -> None:
+    """The content hash an earlier release stored (content, then the pipeline version, model and chunk sizes)
+    still matches for a format whose parser did not change: an upgrade leaves those documents unchanged.
+    HTML's extraction changed (captioned tables, heading scope), so its hash carries the parser's revision."""
+    ingest, store, _ = pipeline
+    access = Access(tenant="acme", groups=("finance",), users=(), public=False, classification="internal")
+    settings = f"4:{embedder.model_id}:200:30".encode()
+    for filename, content, suffix in (
+        ("memo.md", b"# Memo\n\nBudgets.", b""),
+        ("memo.html", b"<h1>Memo</h1><p>Budgets.</p>", b":extraction 1"),
+    ):
+        result = ingest.ingest(f"/docs/{filename}", filename, content, access)
+        stored = document_hashes(store, result.document_id)
+        assert stored is not None
+        assert stored[0] == hashlib.sha256(content + settings + suffix).hexdigest(), filename
