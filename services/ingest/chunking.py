@@ -20,12 +20,6 @@ class Chunk:
     char_end: int  # one past the last character
 
 
-#: A table's chunks hold a row or two: a question asks about one row (one function of a reference table), and
-#: in a longer chunk its words are drowned by the other rows'. On the PostgreSQL manual's function tables this
-#: found string_agg for "combine values from many rows into one comma-separated string"; 6% more chunks.
-TABLE_CHUNK_TOKENS = 60
-
-
 @lru_cache(maxsize=8)
 def _splitter(max_tokens: int, overlap_tokens: int) -> SentenceSplitter:
     return SentenceSplitter(
@@ -44,15 +38,13 @@ def chunk(doc: ParsedDocument, max_tokens: int = 200, overlap_tokens: int = 30) 
     embedding model reads. Overlap is made of whole sentences or paragraphs that fit in
     ``overlap_tokens``, so paragraphs longer than that are not repeated.
     """
-    prose = _splitter(max_tokens, overlap_tokens)
-    # Rows are whole paragraphs, so table chunks need no overlap to keep a row whole.
-    rows = _splitter(min(max_tokens, TABLE_CHUNK_TOKENS), 0)
+    splitter = _splitter(max_tokens, overlap_tokens)
     chunks: list[Chunk] = []
     for section in doc.sections:
         # Chunks start in order but may overlap, or even start where the previous one did (when all of it
         # fits in the overlap), so search from the previous start to place repeated text correctly.
         cursor = 0
-        for piece in (rows if section.table else prose).split_text(section.text):
+        for piece in splitter.split_text(section.text):
             if not piece.strip():
                 continue
             found = section.text.find(piece, cursor)

@@ -39,8 +39,6 @@ class Section:
     heading_path: tuple[str, ...]
     page: int  # 1-based for paged formats, 0 when unknown
     char_start: int  # offset of ``text`` in ParsedDocument.text
-    # A table's rows, one paragraph each: chunked a row or two at a time (see chunking).
-    table: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,7 +146,7 @@ def _assemble(
             continue
         if parts:
             offset += 2
-        sections.append(Section(text, draft.heading_path, draft.page, offset, draft.table))
+        sections.append(Section(text, draft.heading_path, draft.page, offset))
         parts.append(text)
         offset += len(text)
     return ParsedDocument(title, doc_type, tuple(sections), "\n\n".join(parts), hidden_text_dropped)
@@ -782,7 +780,7 @@ _PARSERS: dict[str, Callable[[str, bytes, ParseLimits], ParsedDocument]] = {
 
 #: Raised when what a parser extracts changes, so that an upgrade re-ingests the documents it reads and no
 #: others: ingest puts it in each content hash. A parser not named here is at revision 0.
-#: _parse_html 1: a captioned table is its own section, chunked by rows; a heading ends with its element.
+#: _parse_html 1: a captioned table is its own section, cut between rows; a heading ends with its element.
 _EXTRACTION_REVISIONS: dict[Callable[[str, bytes, ParseLimits], ParsedDocument], int] = {_parse_html: 1}
 
 

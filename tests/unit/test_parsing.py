@@ -336,7 +336,6 @@ def test_html_table_with_a_caption_is_its_own_section_with_a_paragraph_per_row(t
         "Function\tDescription\n\ncount\tCounts rows.\n\nstring_agg\tConcatenates values."
     )
     assert texts[2] == (("Aggregates",), "After.")
-    assert [s.table for s in doc.sections] == [False, True, False]
     assert_sections_are_slices(doc)
 
 
