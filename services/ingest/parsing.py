@@ -369,20 +369,12 @@ _MAX_HEADING_WRAPPERS = 6
 
 
 def _has_text(node: PageElement) -> bool:
-    # Walked by hand, stopping at the first word: bs4's stripped_strings reads the whole subtree first.
-    pending = [node]
-    while pending:
-        element = pending.pop()
-        if isinstance(element, Tag):
-            if element.name not in _DROPPED_TAGS:
-                pending.extend(reversed(element.contents))
-        elif (
-            isinstance(element, NavigableString)
-            and not isinstance(element, PreformattedString)
-            and element.strip()
-        ):
-            return True
-    return False
+    if isinstance(node, Tag):
+        # Lazy: stops at the first word instead of reading the whole subtree.
+        return node.name not in _DROPPED_TAGS and any(text.strip() for text in _content_strings(node))
+    return (
+        isinstance(node, NavigableString) and not isinstance(node, PreformattedString) and bool(node.strip())
+    )
 
 
 def _heading_scope(heading: Tag) -> Tag | None:

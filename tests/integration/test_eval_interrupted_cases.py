@@ -13,21 +13,17 @@ from pathlib import Path
 import pytest
 
 from copilot import cli
-from copilot.auth import TokenVerifier
 from copilot.common.v1 import common_pb2
 from copilot.devissuer import DevIssuer
 from copilot.events.v1 import events_pb2
-from copilot.grpc_server import GrpcServer
 from copilot.launcher import Component, Stack
-from copilot.monitor.v1 import monitor_pb2_grpc
 from copilot.settings import AuthSettings
 from services.evaluation.golden import load_golden
 from services.monitor.detectors import Finding, Severity
 from services.monitor.flagstore import FlagStore
 from services.monitor.review import ReviewPolicy, ReviewQueue, Verdict
-from services.monitor.service import MonitorServicer
-from services.monitor.settings import MonitorSettings
 from tests.conftest import SAMPLE_USERS
+from tests.integration.monitor_standins import serve_monitor
 
 MEMO = common_pb2.Passage(uri="/corpus/finance/q3-2026-budget-memo.md", access_reason="group:finance")
 CUT, WHOLE = "What is the Q3 travel budget?", "What is the Q3 hotel limit?"
@@ -55,14 +51,7 @@ def monitor(auth_settings: AuthSettings, tmp_path: Path) -> Iterator[str]:
     for flag in store.list_flags():
         queue.label(flag.flag_id, "ops", Verdict.FALSE_POSITIVE, "fine", may_adjudicate=False)
 
-    settings = MonitorSettings(port=0, auth=auth_settings)
-    server = GrpcServer("monitor", settings, TokenVerifier(auth_settings))
-    slot = server.add_service(
-        monitor_pb2_grpc.add_MonitorServiceServicer_to_server, "copilot.monitor.v1.MonitorService"
-    )
-    server.start()
-    slot.fill(MonitorServicer(store, settings.reviewer_role))
-    server.set_serving(True)
+    server = serve_monitor(store, auth_settings)
     yield f"127.0.0.1:{server.port}"
     server.stop(1)
     store.close()

@@ -11,23 +11,19 @@ from pathlib import Path
 import httpx
 from kafka import KafkaProducer
 
-from copilot.auth import TokenVerifier
 from copilot.common.v1 import common_pb2
 from copilot.devissuer import DevIssuer
 from copilot.events.v1 import events_pb2
 from copilot.grpc_client import bearer, open_channel
-from copilot.grpc_server import GrpcServer
 from copilot.kafka import ensure_topics
 from copilot.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from copilot.settings import AuthSettings
 from services.monitor.consumer import MonitorConsumer
 from services.monitor.detectors import default_detectors
 from services.monitor.flagstore import FlagStore
-from services.monitor.review import ReviewPolicy, ReviewQueue
-from services.monitor.service import MonitorServicer
-from services.monitor.settings import MonitorSettings
-from services.monitor.web.app import ReviewPage, WebServer
+from services.monitor.review import ReviewPolicy
 from tests.integration.kafka_checks import wait_until
+from tests.integration.monitor_standins import serve_monitor, serve_review_page
 from tests.integration.test_monitor_consumer import _committed, _topics
 
 BADGE = "interrupted by the caller: the answer was cut off"
@@ -74,19 +70,8 @@ def check_interrupted_answers(
     flagged = {i: sorted(f.detector for f in store.list_flags(interaction_id=i)) for i in ("cut", "whole")}
     assert flagged == {"cut": ["secret"], "whole": ["secret", "ungrounded"]}
 
-    settings = MonitorSettings(port=0, auth=auth_settings)
-    server = GrpcServer("monitor", settings, TokenVerifier(auth_settings))
-    slot = server.add_service(
-        monitor_pb2_grpc.add_MonitorServiceServicer_to_server, "copilot.monitor.v1.MonitorService"
-    )
-    server.start()
-    slot.fill(MonitorServicer(store, settings.reviewer_role))
-    server.set_serving(True)
-    page = ReviewPage(
-        ReviewQueue(store), TokenVerifier(auth_settings), "copilot-reviewer", "copilot-reviewer", resamples=50
-    )
-    web = WebServer(page.app, "127.0.0.1", 0)
-    web.start()
+    server = serve_monitor(store, auth_settings)
+    web = serve_review_page(store, auth_settings)
     token = issuer.mint("ops")
     try:
         rpc = monitor_pb2_grpc.MonitorServiceStub(open_channel(f"127.0.0.1:{server.port}"))

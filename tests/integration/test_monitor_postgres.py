@@ -22,13 +22,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from kafka import KafkaProducer
 
-from copilot.auth import TokenVerifier
 from copilot.common.v1 import common_pb2
 from copilot.devissuer import DevIssuer
 from copilot.errors import NotFound
 from copilot.events.v1 import events_pb2
 from copilot.grpc_client import bearer, open_channel
-from copilot.grpc_server import GrpcServer
 from copilot.kafka import ensure_topics
 from copilot.monitor.v1 import monitor_pb2, monitor_pb2_grpc
 from copilot.settings import AuthSettings
@@ -37,11 +35,9 @@ from services.monitor.detectors import Finding, Severity
 from services.monitor.flagstore import FlagStore
 from services.monitor.review import EvaluationSample, ItemFilter, ReviewPolicy, ReviewQueue, State, Verdict
 from services.monitor.schema import metadata
-from services.monitor.service import MonitorServicer
-from services.monitor.settings import MonitorSettings
-from services.monitor.web.app import ReviewPage, WebServer
 from tests.conftest import free_port
 from tests.integration.kafka_checks import wait_until
+from tests.integration.monitor_standins import serve_monitor, serve_review_page
 from tests.integration.test_monitor_consumer import _committed, _dead_letters, _topics
 from tests.integration.test_monitor_interrupted import check_interrupted_answers
 from tests.unit.test_flagstore import check_answers_cut_off_before_the_upgrade_are_marked
@@ -291,20 +287,9 @@ def test_review_rpcs_and_page_take_nul_on_postgres(
     database: str, auth_settings: AuthSettings, issuer: DevIssuer
 ) -> None:
     """Requests holding NUL get an answer, not INTERNAL or HTTP 500: stored, or not found."""
-    settings = MonitorSettings(port=0, auth=auth_settings)
     store = FlagStore(database, ReviewPolicy(labels_required=1))
-    server = GrpcServer("monitor", settings, TokenVerifier(auth_settings))
-    slot = server.add_service(
-        monitor_pb2_grpc.add_MonitorServiceServicer_to_server, "copilot.monitor.v1.MonitorService"
-    )
-    server.start()
-    slot.fill(MonitorServicer(store, settings.reviewer_role))
-    server.set_serving(True)
-    page = ReviewPage(
-        ReviewQueue(store), TokenVerifier(auth_settings), "copilot-reviewer", "copilot-reviewer", resamples=50
-    )
-    web = WebServer(page.app, "127.0.0.1", 0)
-    web.start()
+    server = serve_monitor(store, auth_settings)
+    web = serve_review_page(store, auth_settings)
     ops = issuer.mint("ops")
     try:
         rpc = monitor_pb2_grpc.MonitorServiceStub(open_channel(f"127.0.0.1:{server.port}"))
