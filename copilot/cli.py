@@ -545,11 +545,13 @@ def cmd_flags(args: argparse.Namespace, settings: LauncherSettings) -> int:
         return 0
     table = Table("when", "severity", "detector", "reason", "question", "evidence")
     for f in reply.flags:
+        # The flagged answer is only what was sent before the caller cancelled.
+        reason = f.reason + (" [yellow]interrupted[/yellow]" if f.interrupted else "")
         table.add_row(
             f.created_at.ToDatetime().strftime("%H:%M:%S"),
             SEVERITY.get(f.severity, "?"),
             f.detector,
-            f.reason,
+            reason,
             f.question[:60],
             "; ".join(f.evidence)[:60],
         )

@@ -801,7 +801,8 @@ class UngroundedDetector:
     """Answers that do not rest on their sources: no citation, a citation to a source the model never saw
     (invented), or a cited sentence its sources do not support. Generation's own sentence checks (embedding
     similarity and word overlap) decide the last when the event carries them; otherwise a cheap lexical
-    proxy does. An answer the caller cut off is judged up to its last finished sentence (``_finished``)."""
+    proxy does. An answer the caller cut off is judged up to its last finished sentence (``_finished``),
+    except for citations of sources it was not given: the user saw those wherever they stand."""
 
     name = "ungrounded"
     tier = Tier.INLINE
@@ -811,11 +812,17 @@ class UngroundedDetector:
         self.min_support = min_support
 
     def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
-        answer = _finished(event.answer) if event.interrupted else event.answer
-        if event.refused or not answer.strip():
+        if event.refused:
             return []
-        cited = _cited_numbers(answer)
-        if not cited:
+        # On the whole answer, an interrupted one's unfinished sentence included: however that sentence would
+        # have ended, the user saw a number that points at no source.
+        invalid = self._invalid_citations(event.answer, len(event.passages))
+        if invalid:
+            return invalid
+        answer = _finished(event.answer) if event.interrupted else event.answer
+        if not answer.strip():
+            return []
+        if not _cited_numbers(answer):
             return [
                 Finding(
                     self.name,
@@ -827,18 +834,6 @@ class UngroundedDetector:
             ]
 
         sentences = _sentences(answer)
-        given = len(event.passages)
-        invalid = sorted({number for number in cited if not 1 <= number <= given})
-        if invalid:
-            findings = []
-            for number in invalid:
-                citing = tuple(s for s in sentences if number in _cited_numbers(s))
-                reason = f"cites source {number} which was not given"
-                findings.append(
-                    Finding(self.name, Severity.HIGH, reason, citing, _answer_spans(answer, citing))
-                )
-            return findings
-
         if event.sentences:
             # Generation's last sentence is the unfinished one when the answer lost its tail above.
             judged = event.sentences if answer == event.answer else event.sentences[:-1]
@@ -858,6 +853,18 @@ class UngroundedDetector:
                 findings.append(
                     Finding(self.name, Severity.LOW, reason, (sentence,), _answer_spans(answer, (sentence,)))
                 )
+        return findings
+
+    def _invalid_citations(self, answer: str, given: int) -> list[Finding]:
+        """One finding per cited source number outside 1..given. When there are any, inspect judges nothing
+        else: a sentence citing such a number has no passage to be judged against."""
+        invalid = sorted({number for number in _cited_numbers(answer) if not 1 <= number <= given})
+        sentences = _sentences(answer) if invalid else []
+        findings = []
+        for number in invalid:
+            citing = tuple(s for s in sentences if number in _cited_numbers(s))
+            reason = f"cites source {number} which was not given"
+            findings.append(Finding(self.name, Severity.HIGH, reason, citing, _answer_spans(answer, citing)))
         return findings
 
     def _from_generation_checks(
@@ -998,7 +1005,8 @@ class _RobustBaseline:
 
 class LatencyDetector:
     """Slow answers, two ways: above an absolute ceiling (users give up long before a timeout fires), and
-    outliers against the model's own recent answers by median and MAD."""
+    outliers against the model's own recent answers by median and MAD. An answer the caller cut off is left
+    out: its time says when they cancelled, not how long the model took."""
 
     name = "latency"
     tier = Tier.INLINE
@@ -1013,6 +1021,8 @@ class LatencyDetector:
         self._baseline = _RobustBaseline(window=200, min_samples=30)
 
     def inspect(self, event: events_pb2.InteractionEvent) -> list[Finding]:
+        if event.interrupted:
+            return []
         fitted = self._baseline.center_and_scale(event.model)
         self._baseline.add(event.model, event.total_ms)
         evidence = (

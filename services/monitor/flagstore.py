@@ -72,6 +72,8 @@ class StoredFlag:
     user_id: str
     question: str
     spans: tuple[Span, ...] = ()
+    # The caller cancelled mid-stream: the flagged answer is what had been sent.
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -527,6 +529,7 @@ class FlagStore:
                 flags.c.spans,
                 interactions.c.user_id,
                 interactions.c.question,
+                interactions.c.interrupted,
             )
             .join(interactions, interactions.c.interaction_id == flags.c.interaction_id)
             .order_by(flags.c.created_at_us.desc(), flags.c.seq.desc())
@@ -548,6 +551,7 @@ class FlagStore:
                 user_id=row.user_id,
                 question=row.question,
                 spans=tuple(Span.from_json(span) for span in row.spans),
+                interrupted=bool(row.interrupted),
             )
             for row in rows
         ]

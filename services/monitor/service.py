@@ -152,6 +152,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
                     user_id=f.user_id,
                     question=f.question,
                     spans=_spans(f.spans),
+                    interrupted=f.interrupted,
                 )
                 for f in flags
             ]

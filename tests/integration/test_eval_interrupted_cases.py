@@ -1,7 +1,7 @@
-"""A flagged answer the caller cut off (``ReviewItem.interrupted``), from a real monitor over gRPC with real
-signed tokens to the CLI: `copilot review list` marks it, `copilot review export` writes the mark, and
-`copilot eval --import-golden` (from the monitor, and from the export file) keeps it on the golden question,
-so the cut-off answer is never scored as a whole one."""
+"""A flagged answer the caller cut off (``ReviewItem.interrupted``, ``Flag.interrupted``), from a real monitor
+over gRPC with real signed tokens to the CLI: `copilot flags` and `copilot review list` mark it,
+`copilot review export` writes the mark, and `copilot eval --import-golden` (from the monitor, and from the
+export file) keeps it on the golden question, so the cut-off answer is never scored as a whole one."""
 
 from __future__ import annotations
 
@@ -73,6 +73,20 @@ def stack_home(monitor: str, issuer: DevIssuer, tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("COPILOT_EVAL_ISSUER", issuer.issuer)
     monkeypatch.setenv("COPILOT_EVAL_CREDENTIALS_FILE", str(SAMPLE_USERS))
     return home
+
+
+def test_flags_mark_the_answer_the_caller_cut_off(
+    stack_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "240")  # one table row a line
+    assert cli.main(["flags"]) == 0
+    rows = {line for line in capsys.readouterr().out.splitlines() if "What is the Q3" in line}
+    assert {CUT in row for row in rows if "interrupted" in row} == {True}
+    assert any(WHOLE in row and "interrupted" not in row for row in rows)
+
+    assert cli.main(["flags", "--json"]) == 0
+    flags = json.loads(capsys.readouterr().out)["flags"]
+    assert {f["question"]: f.get("interrupted", False) for f in flags} == {CUT: True, WHOLE: False}
 
 
 def test_review_list_and_export_mark_the_answer_the_caller_cut_off(

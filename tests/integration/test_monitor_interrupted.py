@@ -1,6 +1,6 @@
 """An answer the caller cut off (``InteractionEvent.interrupted``), from the real broker through the consumer
-and the real detectors to the review RPCs and the review page on loopback: shown and filterable as cut off,
-its unfinished last sentence not judged as a claim, a leak in it still flagged. On SQLite here; the
+and the real detectors to the flag and review RPCs and the review page on loopback: shown and filterable as
+cut off, its unfinished last sentence not judged as a claim, a leak in it still flagged. On SQLite here; the
 PostgreSQL tests run the same check."""
 
 from __future__ import annotations
@@ -77,6 +77,12 @@ def check_interrupted_answers(
         rpc = monitor_pb2_grpc.MonitorServiceStub(open_channel(f"127.0.0.1:{server.port}"))
         listed = rpc.ListInteractions(monitor_pb2.ListInteractionsRequest(), metadata=bearer(token))
         assert {i.interaction_id: i.interrupted for i in listed.interactions} == {"cut": True, "whole": False}
+        flags = rpc.ListFlags(monitor_pb2.ListFlagsRequest(), metadata=bearer(token)).flags
+        assert sorted((f.interaction_id, f.detector, f.interrupted) for f in flags) == [
+            ("cut", "secret", True),
+            ("whole", "secret", False),
+            ("whole", "ungrounded", False),
+        ]
         items = rpc.ListReviewItems(monitor_pb2.ListReviewItemsRequest(), metadata=bearer(token)).items
         assert sorted((i.interaction_id, i.detector, i.interrupted) for i in items) == [
             ("cut", "secret", True),

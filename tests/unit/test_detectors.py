@@ -1027,3 +1027,52 @@ def test_length_leaves_interrupted_answers_out_of_its_baseline_and_flags() -> No
     for _ in range(40):
         detector.inspect(event(answer=_words(50)))
     assert detector.inspect(_interrupted(_words(3))) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "number", "citing"),
+    [
+        # In the unfinished sentence, after a finished one.
+        (
+            "Economy airfare applies to flights under six hours [1]. Hotels are free [7] on",
+            7,
+            "Hotels are free [7] on",
+        ),
+        # Cut off inside the first sentence, so no sentence is finished.
+        ("You may fly business [9] and", 9, "You may fly business [9] and"),
+        # In a finished sentence.
+        ("Hotels are free [7]. Economy airfare appl", 7, "Hotels are free [7]."),
+    ],
+)
+def test_a_source_number_not_given_is_flagged_anywhere_in_an_interrupted_answer(
+    answer: str, number: int, citing: str
+) -> None:
+    [finding] = UngroundedDetector().inspect(_interrupted(answer))
+    start = answer.index(citing)
+    assert (finding.severity, finding.reason, finding.evidence, finding.spans) == (
+        Severity.HIGH,
+        f"cites source {number} which was not given",
+        (citing,),
+        (Span("answer", start, start + len(citing)),),
+    )
+
+
+def _interrupted_after(total_ms: float) -> events_pb2.InteractionEvent:
+    cut = event(total_ms=total_ms)
+    cut.interrupted = True
+    return cut
+
+
+def test_latency_leaves_interrupted_answers_out_of_its_baseline_and_flags() -> None:
+    detector = LatencyDetector(ceiling_ms=10_000)
+    # Callers who leave after a moment would make every whole answer look slow.
+    for _ in range(40):
+        assert detector.inspect(_interrupted_after(300)) == []
+    assert detector.inspect(event(total_ms=1_200)) == [], "forty cut-off answers are no baseline"
+    for _ in range(40):
+        detector.inspect(event(total_ms=1_200))
+    # A caller who waited past the ceiling, or far past the usual time, says nothing of the model's speed.
+    assert detector.inspect(_interrupted_after(12_000)) == []
+    assert detector.inspect(_interrupted_after(5_000)) == []
+    [finding] = detector.inspect(event(total_ms=5_000))
+    assert "far above" in finding.reason

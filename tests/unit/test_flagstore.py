@@ -414,6 +414,19 @@ def test_a_cut_off_answer_is_interrupted_on_its_interaction_and_every_review_ite
     assert whole.interrupted is False and queue.get(whole.item_id).interrupted is False
 
 
+def test_every_flag_on_a_cut_off_answer_is_interrupted(store: FlagStore) -> None:
+    store.record(_cut_off("cut", 0), [PII])
+    store.record(event("whole", 1), [PII])
+    store.record_feedback(feedback("fb1", "cut", events_pb2.FEEDBACK_RATING_REPORTED, "wrong"))
+    store.add_findings(_cut_off("cut", 0), [Finding("toxicity_model", Severity.MEDIUM, "toxic answer", ())])
+    assert sorted((f.interaction_id, f.detector, f.interrupted) for f in store.list_flags()) == [
+        ("cut", "feedback", True),
+        ("cut", "pii", True),
+        ("cut", "toxicity_model", True),
+        ("whole", "pii", False),
+    ]
+
+
 def check_answers_cut_off_before_the_upgrade_are_marked(target: Path | str) -> None:
     """Generation published ``interrupted`` before the monitor kept it: upgrading a database of the revision
     before reads the mark from each stored raw event. Shared with the PostgreSQL tests."""

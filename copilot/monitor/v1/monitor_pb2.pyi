@@ -85,7 +85,7 @@ class ListFlagsResponse(_message.Message):
     def __init__(self, flags: _Optional[_Iterable[_Union[Flag, _Mapping]]] = ...) -> None: ...
 
 class Flag(_message.Message):
-    __slots__ = ("flag_id", "interaction_id", "detector", "severity", "reason", "evidence", "created_at", "user_id", "question", "spans")
+    __slots__ = ("flag_id", "interaction_id", "detector", "severity", "reason", "evidence", "created_at", "user_id", "question", "spans", "interrupted")
     FLAG_ID_FIELD_NUMBER: _ClassVar[int]
     INTERACTION_ID_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class Flag(_message.Message):
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     SPANS_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
     flag_id: str
     interaction_id: str
     detector: str
@@ -106,7 +107,8 @@ class Flag(_message.Message):
     user_id: str
     question: str
     spans: _containers.RepeatedCompositeFieldContainer[EvidenceSpan]
-    def __init__(self, flag_id: _Optional[str] = ..., interaction_id: _Optional[str] = ..., detector: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., question: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[EvidenceSpan, _Mapping]]] = ...) -> None: ...
+    interrupted: bool
+    def __init__(self, flag_id: _Optional[str] = ..., interaction_id: _Optional[str] = ..., detector: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., reason: _Optional[str] = ..., evidence: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ..., question: _Optional[str] = ..., spans: _Optional[_Iterable[_Union[EvidenceSpan, _Mapping]]] = ..., interrupted: _Optional[bool] = ...) -> None: ...
 
 class EvidenceSpan(_message.Message):
     __slots__ = ("field", "start", "end")
