@@ -49,6 +49,7 @@ from copilot.vectorstore.port import (
     RANGE_FIELDS,
     REVISION_FIELD,
     SETTLE_FIELDS,
+    TOMBSTONE_FIELD,
     UNANNOUNCED_FIELD,
     VERSION_FIELDS,
     ChunkStore,
@@ -144,6 +145,16 @@ class EdgeChunkStore(ChunkStore):
 
     def delete_document(self, document_id: str, revision: int | None = None) -> int:
         return self.replace_document(document_id, [], revision)
+
+    def purge_tombstones(self, before_revision: int) -> int:
+        old = _old_tombstones(before_revision)
+        # Under the lock no write lands between the count and the delete, so the count is what went.
+        with self._lock:
+            removed = self._shard.count(CountRequest(exact=True, filter=old))
+            if removed:
+                self._shard.update(UpdateOperation.delete_points_by_filter(old))
+                self._shard.flush()
+        return removed
 
     def stored_version(self, document_id: str) -> StoredVersion | None:
         # Under the lock no replace runs between the read and the two counts.
@@ -368,6 +379,17 @@ def _below(revision: int) -> Filter:
             FieldCondition(key=REVISION_FIELD, range=RangeFloat(lt=revision)),
             IsEmptyCondition(REVISION_FIELD),
         ]
+    )
+
+
+def _old_tombstones(before_revision: int) -> Filter:
+    """Tombstones of a revision below ``before_revision``; never a chunk, which has a ``document_id``."""
+    return Filter(
+        must=[
+            FieldCondition(key=REVISION_FIELD, range=RangeFloat(lt=before_revision)),
+            IsEmptyCondition("document_id"),
+        ],
+        must_not=[IsEmptyCondition(TOMBSTONE_FIELD)],
     )
 
 

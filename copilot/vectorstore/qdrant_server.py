@@ -28,6 +28,7 @@ from copilot.vectorstore.port import (
     RANGE_FIELDS,
     REVISION_FIELD,
     SETTLE_FIELDS,
+    TOMBSTONE_FIELD,
     UNANNOUNCED_FIELD,
     VERSION_FIELDS,
     ChunkStore,
@@ -194,6 +195,38 @@ class QdrantServerChunkStore(ChunkStore):
 
     def delete_document(self, document_id: str, revision: int | None = None) -> int:
         return self.replace_document(document_id, [], revision)
+
+    @_unavailable_when_unreachable
+    def purge_tombstones(self, before_revision: int) -> int:
+        old = _old_tombstones(before_revision)
+        removed = 0
+        offset: models.ExtendedPointId | None = None
+        while True:
+            records, offset = self._client.scroll(
+                self._collection,
+                scroll_filter=old,
+                limit=_SCROLL_PAGE,
+                offset=offset,
+                with_payload=False,
+                with_vectors=False,
+            )
+            if records:
+                ids = [r.id for r in records]
+                # By the ids read and the filter both: a tombstone that a new delete raised above the cutoff
+                # since the read stays, and one written meanwhile, unread, waits for the next purge. So the
+                # ids still there afterwards are the ones that stayed.
+                read = models.HasIdCondition(has_id=ids)
+                self._client.delete(
+                    self._collection,
+                    points_selector=models.FilterSelector(filter=models.Filter(must=[read, old])),
+                    wait=True,
+                )
+                left = self._client.count(
+                    self._collection, count_filter=models.Filter(must=[read]), exact=True
+                ).count
+                removed += len(ids) - left
+            if offset is None:
+                return removed
 
     @_unavailable_when_unreachable
     def stored_version(self, document_id: str) -> StoredVersion | None:
@@ -441,6 +474,17 @@ def _below(revision: int) -> models.Filter:
             models.FieldCondition(key=REVISION_FIELD, range=models.Range(lt=revision)),
             _lacking(REVISION_FIELD),
         ]
+    )
+
+
+def _old_tombstones(before_revision: int) -> models.Filter:
+    """Tombstones of a revision below ``before_revision``; never a chunk, which has a ``document_id``."""
+    return models.Filter(
+        must=[
+            models.FieldCondition(key=REVISION_FIELD, range=models.Range(lt=before_revision)),
+            _lacking("document_id"),
+        ],
+        must_not=[_lacking(TOMBSTONE_FIELD)],
     )
 
 

@@ -91,6 +91,12 @@ class RemoteChunkStore:
         assert isinstance(response, store_pb2.DeleteDocumentResponse)
         return response.deleted
 
+    def purge_tombstones(self, before_revision: int) -> int:
+        request = store_pb2.PurgeTombstonesRequest(before_revision=before_revision)
+        response = self._call("PurgeTombstones", request)
+        assert isinstance(response, store_pb2.PurgeTombstonesResponse)
+        return response.removed
+
     def stored_version(self, document_id: str) -> StoredVersion | None:
         response = self._call(
             "GetDocumentHashes", store_pb2.GetDocumentHashesRequest(document_id=document_id)
@@ -231,6 +237,12 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     ) -> store_pb2.DeleteDocumentResponse:  # noqa: N802,E501
         deleted = self._store.delete_document(request.document_id, request.revision or None)
         return store_pb2.DeleteDocumentResponse(deleted=deleted)
+
+    def PurgeTombstones(  # noqa: N802
+        self, request: store_pb2.PurgeTombstonesRequest, context: object
+    ) -> store_pb2.PurgeTombstonesResponse:
+        removed = self._store.purge_tombstones(request.before_revision)
+        return store_pb2.PurgeTombstonesResponse(removed=removed)
 
     def GetDocumentHashes(  # noqa: N802
         self, request: store_pb2.GetDocumentHashesRequest, context: object

@@ -30,6 +30,11 @@ class IngestSettings(ServiceSettings):
     # Requests read and run at a time, for different documents (each keeps about one core busy embedding).
     parallel_requests: int = Field(default=4, ge=1, le=32)
     dead_letter_topic: str = "copilot.ingest-requests.dlq.v1"
+    # A delete's tombstone is kept this long, far longer than any ingest request takes: it only has to
+    # outlast the writes of its document that started before the delete (ChunkStore.purge_tombstones).
+    tombstone_retention_s: float = Field(default=86400, gt=0)
+    # How often the old tombstones are looked for, besides once at start.
+    tombstone_purge_interval_s: float = Field(default=3600, gt=0)
 
     def parse_limits(self) -> ParseLimits:
         return ParseLimits(self.max_unzipped_bytes, self.max_compression_ratio, self.max_spreadsheet_cells)

@@ -15,9 +15,9 @@ from copilot.vectorstore.port import ChunkStore
 from copilot.vectorstore.remote import StoreServicer
 
 
-def serve_store_host(store: ChunkStore, key: str) -> GrpcServer:
-    """The real store host (API-key check, health) over ``store`` on a free port, serving."""
-    server = GrpcServer("store", ServiceSettings(port=0), ApiKeyVerifier(SecretStr(key)))
+def serve_store_host(store: ChunkStore, key: str, port: int = 0) -> GrpcServer:
+    """The real store host (API-key check, health) over ``store`` on ``port`` (0: a free one), serving."""
+    server = GrpcServer("store", ServiceSettings(port=port), ApiKeyVerifier(SecretStr(key)))
     slot = server.add_service(
         store_pb2_grpc.add_StoreServiceServicer_to_server, "copilot.store.v1.StoreService"
     )

@@ -366,6 +366,7 @@ def test_changed_settings_change_the_checksum_that_rolls_the_pods() -> None:
         ),
         ({"retrieval": {"search": {"reranker": "colbert"}}}, "/retrieval/search/reranker"),
         ({"monitor": {"reviewBaseUrl": "review.corp.example"}}, "/monitor/reviewBaseUrl"),
+        ({"ingest": {"tombstoneRetentionSeconds": 0}}, "/ingest/tombstoneRetentionSeconds"),
         ({"monitor": {"alerts": {"minSeverity": "CRITICAL"}}}, "/monitor/alerts/minSeverity"),
         # vLLM gives each served model a replica asking for one GPU; llama.cpp in the image is CPU-only.
         (
@@ -677,13 +678,16 @@ def test_monitor_on_postgresql_with_slack_alerts(monkeypatch: pytest.MonkeyPatch
     assert 5432 in {p["port"] for rule in egress for p in rule.get("ports", [])}
 
 
-def test_search_and_parsing_values_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_parsing_and_tombstone_values_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = check.render(None)
     # The chart's defaults are the services' own.
     retrieval = load_settings(defaults, "retrieval", monkeypatch)
     for field in SEARCH_FIELDS:
         assert getattr(retrieval, field) == RetrievalSettings.model_fields[field].default, field
-    assert load_settings(defaults, "ingest", monkeypatch).parse_limits() == DEFAULT_LIMITS
+    ingest = load_settings(defaults, "ingest", monkeypatch)
+    assert ingest.parse_limits() == DEFAULT_LIMITS
+    for field in ("tombstone_retention_s", "tombstone_purge_interval_s"):
+        assert getattr(ingest, field) == IngestSettings.model_fields[field].default, field
 
     manifests = check.render(
         {
@@ -706,7 +710,9 @@ def test_search_and_parsing_values_reach_the_settings(monkeypatch: pytest.Monkey
                     "maxUnzippedBytes": 4294967296,
                     "maxCompressionRatio": 40.5,
                     "maxSpreadsheetCells": 20000000,
-                }
+                },
+                "tombstoneRetentionSeconds": 172800,
+                "tombstonePurgeIntervalSeconds": 600,
             },
         }
     )
@@ -725,6 +731,7 @@ def test_search_and_parsing_values_reach_the_settings(monkeypatch: pytest.Monkey
     ]
     ingest = load_settings(manifests, "ingest", monkeypatch)
     assert ingest.parse_limits() == ParseLimits(4294967296, 40.5, 20000000)
+    assert (ingest.tombstone_retention_s, ingest.tombstone_purge_interval_s) == (172800, 600)
 
 
 def test_realm_export_matches_what_the_services_check() -> None:

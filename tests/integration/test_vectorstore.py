@@ -708,3 +708,75 @@ def test_remote_store_carries_revisions_over_grpc(tmp_path: Path) -> None:
         remote.close()
         server.stop(1)
         edge.close()
+
+
+#: The purge tests' cutoff: tombstones of a lower revision go, those at it or above stay.
+CUTOFF = 50
+#: What each document reads as once the tombstones below ``CUTOFF`` are purged.
+AFTER_PURGE = {
+    "hr-handbook": StoredVersion("v1", "a1", 5, "", 10),
+    "globex-policy": StoredVersion("v1", "a1", 4, "", 10),
+    "reborn": StoredVersion("v1", "a1", 2, "", 40),
+    "finance-q3": None,
+    "alice-notes": None,
+    "never-written": None,
+    "board-minutes": StoredVersion("", "", 0, "", CUTOFF),
+    "gone-lately": StoredVersion("", "", 0, "", 60),
+}
+
+
+def _tombstones_around_the_cutoff(store: ChunkStore) -> None:
+    """Chunks written below ``CUTOFF``, three deletes below it (one of a document never written), two at or
+    above it, and a document deleted below it and written again since, whose chunks replaced the tombstone."""
+    rng = np.random.default_rng(21)
+    for document_id, tenant, acl, n in CORPUS:
+        assert store.replace_document(document_id, make_chunks(rng, document_id, tenant, acl, n), 10) == 0
+    assert store.delete_document("finance-q3", 20) == 4
+    assert store.delete_document("never-written", 30) == 0
+    assert store.delete_document("alice-notes", CUTOFF - 1) == 3
+    assert store.delete_document("board-minutes", CUTOFF) == 3
+    assert store.delete_document("gone-lately", 60) == 0
+    assert store.delete_document("reborn", 20) == 0
+    assert store.replace_document("reborn", make_chunks(rng, "reborn", "acme", ["everyone"], 2), 40) == 0
+    assert store.stored_version("finance-q3") == StoredVersion("", "", 0, "", 20)
+    assert store.stored_version("never-written") == StoredVersion("", "", 0, "", 30)
+    assert store.count() == 11
+
+
+def _assert_purged_below_the_cutoff(store: ChunkStore) -> None:
+    assert {document_id: store.stored_version(document_id) for document_id in AFTER_PURGE} == AFTER_PURGE
+    assert store.count() == 11
+    assert store.purge_tombstones(CUTOFF) == 0
+
+
+def test_adapters_purge_the_same_tombstones_below_the_cutoff(tmp_path: Path) -> None:
+    edge, server = open_store("edge", tmp_path), open_store("qdrant", tmp_path)
+    try:
+        for s in (edge, server):
+            _tombstones_around_the_cutoff(s)
+            assert s.purge_tombstones(CUTOFF) == 3
+            _assert_purged_below_the_cutoff(s)
+        hits = [s.query([1.0] * DIM, "acme", ["everyone", "group:hr"], limit=50) for s in (edge, server)]
+        assert [h.point_id for h in hits[0]] == [h.point_id for h in hits[1]]
+        assert len(hits[0]) == 7
+    finally:
+        edge.close()
+        server.close()
+
+
+def test_remote_store_purges_tombstones_over_grpc(tmp_path: Path) -> None:
+    edge = EdgeChunkStore(tmp_path / "shard", DIM)
+    key = "a-store-key-for-this-test-only"
+    server = serve_store_host(edge, key)
+    remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
+    try:
+        remote.wait_ready(10)
+        _tombstones_around_the_cutoff(remote)
+        assert remote.purge_tombstones(0) == 0
+        assert remote.purge_tombstones(CUTOFF) == 3
+        _assert_purged_below_the_cutoff(remote)
+        assert {document_id: edge.stored_version(document_id) for document_id in AFTER_PURGE} == AFTER_PURGE
+    finally:
+        remote.close()
+        server.stop(1)
+        edge.close()

@@ -254,6 +254,30 @@ def test_racing_writers_leave_only_the_newer_version_whole(
             edge.close()
 
 
+@pytest.mark.parametrize(("meanwhile", "revision"), [(DOC, 20), ("late", 5)], ids=["raised", "unread"])
+def test_tombstones_written_during_a_purge_stay_out_of_it(
+    meanwhile: str, revision: int, shared: QdrantClient
+) -> None:
+    first = HeldClient(shared)
+    purging, deleting = replica(first), replica(HeldClient(shared))
+    purging.delete_document(DOC, 1)
+    purging.delete_document("old", 2)
+    # The purge has read the two tombstones below its cutoff; before it deletes, replica B raises the
+    # memo's above the cutoff, or leaves another below it that the purge did not read.
+    hold = first.hold("delete", after=False)
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(purging.purge_tombstones, 10)
+        assert hold.reached.wait(WAIT_S)
+        deleting.delete_document(meanwhile, revision)
+        hold.go.set()
+        removed = running.result(WAIT_S)
+    assert purging.stored_version("old") is None
+    assert purging.stored_version(meanwhile) == StoredVersion("", "", 0, "", revision)
+    assert removed == (1 if meanwhile == DOC else 2)
+    # The one the purge did not read goes in the next round; the raised one stays.
+    assert purging.purge_tombstones(10) == (0 if meanwhile == DOC else 1)
+
+
 # Two real ingest pipelines, one per replica, each over its own adapter on the shared client.
 MEMO_URI = "/docs/memo.md"
 DOCUMENT_ID = document_id_for("acme", MEMO_URI)

@@ -199,3 +199,15 @@ class CountChunksResponse(_message.Message):
     COUNT_FIELD_NUMBER: _ClassVar[int]
     count: int
     def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class PurgeTombstonesRequest(_message.Message):
+    __slots__ = ("before_revision",)
+    BEFORE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    before_revision: int
+    def __init__(self, before_revision: _Optional[int] = ...) -> None: ...
+
+class PurgeTombstonesResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: int
+    def __init__(self, removed: _Optional[int] = ...) -> None: ...

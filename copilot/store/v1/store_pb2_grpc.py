@@ -75,6 +75,11 @@ class StoreServiceStub:
                 request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.CountChunksRequest.SerializeToString,
                 response_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.CountChunksResponse.FromString,
                 _registered_method=True)
+        self.PurgeTombstones = channel.unary_unary(
+                '/copilot.store.v1.StoreService/PurgeTombstones',
+                request_serializer=copilot_dot_store_dot_v1_dot_store__pb2.PurgeTombstonesRequest.SerializeToString,
+                response_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.PurgeTombstonesResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -139,6 +144,14 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgeTombstones(self, request, context):
+        """Removes the tombstones deletes left below a revision, once no write they guard against can
+        still be in flight; chunks and newer tombstones stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +194,11 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.CountChunks,
                     request_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.CountChunksRequest.FromString,
                     response_serializer=copilot_dot_store_dot_v1_dot_store__pb2.CountChunksResponse.SerializeToString,
+            ),
+            'PurgeTombstones': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeTombstones,
+                    request_deserializer=copilot_dot_store_dot_v1_dot_store__pb2.PurgeTombstonesRequest.FromString,
+                    response_serializer=copilot_dot_store_dot_v1_dot_store__pb2.PurgeTombstonesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -400,6 +418,33 @@ class StoreService:
             '/copilot.store.v1.StoreService/CountChunks',
             copilot_dot_store_dot_v1_dot_store__pb2.CountChunksRequest.SerializeToString,
             copilot_dot_store_dot_v1_dot_store__pb2.CountChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeTombstones(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/copilot.store.v1.StoreService/PurgeTombstones',
+            copilot_dot_store_dot_v1_dot_store__pb2.PurgeTombstonesRequest.SerializeToString,
+            copilot_dot_store_dot_v1_dot_store__pb2.PurgeTombstonesResponse.FromString,
             options,
             channel_credentials,
             insecure,

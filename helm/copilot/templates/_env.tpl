@@ -100,6 +100,8 @@ kafka.existingSecret; the TLS files are mounted from kafka.tls's Secrets.
 {{ $p }}REQUESTS_GROUP: {{ $c.requestsGroup | quote }}
 {{ $p }}PARALLEL_REQUESTS: {{ $c.parallelRequests | quote }}
 {{ $p }}DEAD_LETTER_TOPIC: {{ $c.deadLetterTopic | quote }}
+{{ $p }}TOMBSTONE_RETENTION_S: {{ $c.tombstoneRetentionSeconds | quote }}
+{{ $p }}TOMBSTONE_PURGE_INTERVAL_S: {{ $c.tombstonePurgeIntervalSeconds | quote }}
 {{- end -}}
 
 {{- define "copilot.env.retrieval" -}}
