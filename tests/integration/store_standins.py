@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -11,8 +13,9 @@ from copilot.auth import ApiKeyVerifier
 from copilot.grpc_server import GrpcServer
 from copilot.settings import ServiceSettings
 from copilot.store.v1 import store_pb2_grpc
+from copilot.vectorstore.edge import EdgeChunkStore
 from copilot.vectorstore.port import ChunkStore
-from copilot.vectorstore.remote import StoreServicer
+from copilot.vectorstore.remote import RemoteChunkStore, StoreServicer
 
 
 def serve_store_host(store: ChunkStore, key: str, port: int = 0) -> GrpcServer:
@@ -25,6 +28,24 @@ def serve_store_host(store: ChunkStore, key: str, port: int = 0) -> GrpcServer:
     slot.fill(StoreServicer(store))
     server.set_serving(True)
     return server
+
+
+@contextmanager
+def served_edge_store(
+    path: Path, dimension: int
+) -> Iterator[tuple[EdgeChunkStore, GrpcServer, RemoteChunkStore]]:
+    """An edge store, the store host serving it, and a ready client; closes client, then host, then store."""
+    edge = EdgeChunkStore(path, dimension)
+    key = "a-store-key-for-this-test-only"
+    server = serve_store_host(edge, key)
+    remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
+    try:
+        remote.wait_ready(10)
+        yield edge, server, remote
+    finally:
+        remote.close()
+        server.stop(1)
+        edge.close()
 
 
 class HashEmbedder:

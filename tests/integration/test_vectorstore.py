@@ -1,4 +1,5 @@
 from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from copilot.vectorstore.port import (
     uri_ancestors,
 )
 from copilot.vectorstore.remote import RemoteChunkStore
-from tests.integration.store_standins import document_hashes, serve_store_host
+from tests.integration.store_standins import document_hashes, served_edge_store
 
 # qdrant-client's local mode accepts payload indexes but warns that it ignores them; the server honours them.
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
@@ -89,6 +90,16 @@ def open_store(kind: str, tmp_path: Path) -> ChunkStore:
     return QdrantServerChunkStore(QdrantClient(":memory:"), "chunks", DIM)
 
 
+@contextmanager
+def edge_and_qdrant(tmp_path: Path) -> Iterator[tuple[ChunkStore, ChunkStore]]:
+    edge, server = open_store("edge", tmp_path), open_store("qdrant", tmp_path)
+    try:
+        yield edge, server
+    finally:
+        edge.close()
+        server.close()
+
+
 @pytest.fixture(params=["edge", "qdrant"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ChunkStore]:
     opened = open_store(request.param, tmp_path)
@@ -97,8 +108,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ChunkStore
 
 
 def test_adapters_answer_queries_identically(tmp_path: Path) -> None:
-    edge, server = open_store("edge", tmp_path), open_store("qdrant", tmp_path)
-    try:
+    with edge_and_qdrant(tmp_path) as (edge, server):
         rng = np.random.default_rng(11)
         for s in (edge, server):
             load_corpus(s)
@@ -149,9 +159,6 @@ def test_adapters_answer_queries_identically(tmp_path: Path) -> None:
                     for chunk in got_edge:
                         assert chunk.payload["tenant"] == tenant
                         assert set(chunk.payload["acl"]) & set(principals)
-    finally:
-        edge.close()
-        server.close()
 
 
 def test_query_returns_nearest_permitted_chunks_with_payload(store: ChunkStore) -> None:
@@ -383,13 +390,10 @@ def test_edge_store_rejects_other_dimension(tmp_path: Path) -> None:
 
 
 def test_remote_store_carries_hashes_and_access_updates_over_grpc(tmp_path: Path) -> None:
-    edge = EdgeChunkStore(tmp_path / "shard", DIM)
-    key = "a-store-key-for-this-test-only"
-    server = serve_store_host(edge, key)
-    remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
-    intruder = RemoteChunkStore(f"127.0.0.1:{server.port}", "not-the-key-of-this-store")
-    try:
-        remote.wait_ready(10)
+    with (
+        served_edge_store(tmp_path / "shard", DIM) as (_, server, remote),
+        closing(RemoteChunkStore(f"127.0.0.1:{server.port}", "not-the-key-of-this-store")) as intruder,
+    ):
         with pytest.raises(DependencyUnavailable, match="wrong API key"):
             intruder.query([1.0] * DIM, "acme", ["everyone"], limit=1)
         assert document_hashes(remote, "finance-q3") is None
@@ -414,11 +418,6 @@ def test_remote_store_carries_hashes_and_access_updates_over_grpc(tmp_path: Path
         remote.mark_announced("alice-notes", "m")
         assert version_of(remote, "alice-notes") == StoredVersion("v1", "a1", 3, "")
         assert remote.stored_version("missing") is None
-    finally:
-        remote.close()
-        intruder.close()
-        server.stop(1)
-        edge.close()
 
 
 # Texts with known word overlap, so lexical rankings are predictable.
@@ -520,8 +519,7 @@ def test_lexical_query_can_return_dense_vectors(store: ChunkStore) -> None:
 
 
 def test_adapters_agree_on_lexical_and_narrowed_queries(tmp_path: Path) -> None:
-    edge, server = open_store("edge", tmp_path), open_store("qdrant", tmp_path)
-    try:
+    with edge_and_qdrant(tmp_path) as (edge, server):
         for s in (edge, server):
             load_texts(s)
         queries = [
@@ -545,18 +543,10 @@ def test_adapters_agree_on_lexical_and_narrowed_queries(tmp_path: Path) -> None:
                     assert docs(a) == docs(b), (text, narrow, principals)
                     for x, y in zip(a, b, strict=True):
                         assert x.score == pytest.approx(y.score, rel=1e-4)
-    finally:
-        edge.close()
-        server.close()
 
 
 def test_remote_store_carries_lexical_queries_and_narrowing(tmp_path: Path) -> None:
-    edge = EdgeChunkStore(tmp_path / "shard", DIM)
-    key = "a-store-key-for-this-test-only"
-    server = serve_store_host(edge, key)
-    remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
-    try:
-        remote.wait_ready(10)
+    with served_edge_store(tmp_path / "shard", DIM) as (edge, _, remote):
         load_texts(remote)
         narrow = Narrowing(audience=(("group:dba",),), uri_prefixes=("/manual/admin",), modified_after=150.0)
         lexical = remote.query(
@@ -568,10 +558,6 @@ def test_remote_store_carries_lexical_queries_and_narrowing(tmp_path: Path) -> N
         assert set(docs(lexical)) == {"backup", "wal"}
         assert all(len(h.vector) == DIM for h in lexical)
         assert remote.query([1.0] * DIM, "acme", EVERYONE, 5, narrow=Narrowing(audience=((),))) == []
-    finally:
-        remote.close()
-        server.stop(1)
-        edge.close()
 
 
 def _store_without_grants(kind: str, tmp_path: Path) -> ChunkStore:
@@ -671,12 +657,7 @@ def test_chunks_an_older_release_writes_meanwhile_give_way_to_any_write() -> Non
 
 
 def test_remote_store_carries_revisions_over_grpc(tmp_path: Path) -> None:
-    edge = EdgeChunkStore(tmp_path / "shard", DIM)
-    key = "a-store-key-for-this-test-only"
-    server = serve_store_host(edge, key)
-    remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
-    try:
-        remote.wait_ready(10)
+    with served_edge_store(tmp_path / "shard", DIM) as (_, _, remote):
         chunks = make_chunks(np.random.default_rng(12), "memo", "acme", ["user:bob"], 2)
         assert remote.replace_document("memo", chunks, 7) == 0
         assert (
@@ -704,10 +685,6 @@ def test_remote_store_carries_revisions_over_grpc(tmp_path: Path) -> None:
         assert remote.replace_document("memo", chunks) == 0
         version = remote.stored_version("memo")
         assert version is not None and version.chunk_count == 2 and version.revision > 11
-    finally:
-        remote.close()
-        server.stop(1)
-        edge.close()
 
 
 #: The purge tests' cutoff: tombstones of a lower revision go, those at it or above stay.
@@ -750,8 +727,7 @@ def _assert_purged_below_the_cutoff(store: ChunkStore) -> None:
 
 
 def test_adapters_purge_the_same_tombstones_below_the_cutoff(tmp_path: Path) -> None:
-    edge, server = open_store("edge", tmp_path), open_store("qdrant", tmp_path)
-    try:
+    with edge_and_qdrant(tmp_path) as (edge, server):
         for s in (edge, server):
             _tombstones_around_the_cutoff(s)
             assert s.purge_tombstones(CUTOFF) == 3
@@ -759,24 +735,12 @@ def test_adapters_purge_the_same_tombstones_below_the_cutoff(tmp_path: Path) -> 
         hits = [s.query([1.0] * DIM, "acme", ["everyone", "group:hr"], limit=50) for s in (edge, server)]
         assert [h.point_id for h in hits[0]] == [h.point_id for h in hits[1]]
         assert len(hits[0]) == 7
-    finally:
-        edge.close()
-        server.close()
 
 
 def test_remote_store_purges_tombstones_over_grpc(tmp_path: Path) -> None:
-    edge = EdgeChunkStore(tmp_path / "shard", DIM)
-    key = "a-store-key-for-this-test-only"
-    server = serve_store_host(edge, key)
-    remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
-    try:
-        remote.wait_ready(10)
+    with served_edge_store(tmp_path / "shard", DIM) as (edge, _, remote):
         _tombstones_around_the_cutoff(remote)
         assert remote.purge_tombstones(0) == 0
         assert remote.purge_tombstones(CUTOFF) == 3
         _assert_purged_below_the_cutoff(remote)
         assert {document_id: edge.stored_version(document_id) for document_id in AFTER_PURGE} == AFTER_PURGE
-    finally:
-        remote.close()
-        server.stop(1)
-        edge.close()

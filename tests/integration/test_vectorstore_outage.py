@@ -19,13 +19,12 @@ from qdrant_client import QdrantClient
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from copilot.errors import DependencyUnavailable, InvalidInput
-from copilot.vectorstore.edge import EdgeChunkStore
 from copilot.vectorstore.port import StoredChunk, point_id_for
 from copilot.vectorstore.qdrant_server import QdrantServerChunkStore
 from copilot.vectorstore.remote import RemoteChunkStore
 from services.ingest.access import Access
 from services.ingest.pipeline import IngestPipeline
-from tests.integration.store_standins import HashEmbedder, serve_store_host
+from tests.integration.store_standins import HashEmbedder, served_edge_store
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning"),
@@ -175,12 +174,7 @@ def test_store_host_unreachable_is_dependency_unavailable() -> None:
 
 
 def test_store_host_refusing_a_request_is_invalid_input_not_an_outage(tmp_path: Path) -> None:
-    edge = EdgeChunkStore(tmp_path / "shard", DIM)
-    key = "a-store-key-for-this-test-only"
-    server = serve_store_host(edge, key)
-    remote = RemoteChunkStore(f"127.0.0.1:{server.port}", key)
-    try:
-        remote.wait_ready(10)
+    with served_edge_store(tmp_path / "shard", DIM) as (_, _, remote):
         # Retrying these would fail the same way for ever: the caller must give them up, not wait.
         other = StoredChunk(point_id_for("other", 0), [1.0] * DIM, {"document_id": "other", "chunk_index": 0})
         with pytest.raises(InvalidInput, match="document_id"):
@@ -188,7 +182,3 @@ def test_store_host_refusing_a_request_is_invalid_input_not_an_outage(tmp_path: 
         with pytest.raises(InvalidInput, match="dimensions"):
             remote.query([1.0] * (DIM + 1), "acme", ["everyone"], 5)
         assert remote.count() == 0
-    finally:
-        remote.close()
-        server.stop(1)
-        edge.close()
