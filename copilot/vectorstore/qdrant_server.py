@@ -7,7 +7,7 @@ several ingest replicas write one document at once (see ``ChunkStore.replace_doc
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import grpc
@@ -200,33 +200,24 @@ class QdrantServerChunkStore(ChunkStore):
     def purge_tombstones(self, before_revision: int) -> int:
         old = _old_tombstones(before_revision)
         removed = 0
-        offset: models.ExtendedPointId | None = None
-        while True:
-            records, offset = self._client.scroll(
+        for records in self._pages(old, with_payload=False):
+            if not records:
+                continue
+            ids = [r.id for r in records]
+            # By the ids read and the filter both: a tombstone that a new delete raised above the cutoff
+            # since the read stays, and one written meanwhile, unread, waits for the next purge. So the
+            # ids still there afterwards are the ones that stayed.
+            read = models.HasIdCondition(has_id=ids)
+            self._client.delete(
                 self._collection,
-                scroll_filter=old,
-                limit=_SCROLL_PAGE,
-                offset=offset,
-                with_payload=False,
-                with_vectors=False,
+                points_selector=models.FilterSelector(filter=models.Filter(must=[read, old])),
+                wait=True,
             )
-            if records:
-                ids = [r.id for r in records]
-                # By the ids read and the filter both: a tombstone that a new delete raised above the cutoff
-                # since the read stays, and one written meanwhile, unread, waits for the next purge. So the
-                # ids still there afterwards are the ones that stayed.
-                read = models.HasIdCondition(has_id=ids)
-                self._client.delete(
-                    self._collection,
-                    points_selector=models.FilterSelector(filter=models.Filter(must=[read, old])),
-                    wait=True,
-                )
-                left = self._client.count(
-                    self._collection, count_filter=models.Filter(must=[read]), exact=True
-                ).count
-                removed += len(ids) - left
-            if offset is None:
-                return removed
+            left = self._client.count(
+                self._collection, count_filter=models.Filter(must=[read]), exact=True
+            ).count
+            removed += len(ids) - left
+        return removed
 
     @_unavailable_when_unreachable
     def stored_version(self, document_id: str) -> StoredVersion | None:
@@ -345,22 +336,11 @@ class QdrantServerChunkStore(ChunkStore):
         tenant and ACL."""
         # Tombstones have no grants and need none.
         lacking = models.Filter(must=[_lacking(GRANTS_FIELD)], must_not=[_lacking("document_id")])
-        offset: models.ExtendedPointId | None = None
-        while True:
-            records, offset = self._client.scroll(
-                self._collection,
-                scroll_filter=lacking,
-                limit=_SCROLL_PAGE,
-                offset=offset,
-                with_payload=["tenant", "acl"],
-                with_vectors=False,
-            )
+        for records in self._pages(lacking, with_payload=["tenant", "acl"]):
             for keys, ids in missing_grants((r.id, r.payload or {}) for r in records).items():
                 self._client.set_payload(
                     self._collection, payload={GRANTS_FIELD: list(keys)}, points=ids, wait=True
                 )
-            if offset is None:
-                return
 
     def _add_missing_revisions(self) -> None:
         """Gives points stored before revisions existed revision 0: ordering by revision skips points
@@ -377,6 +357,24 @@ class QdrantServerChunkStore(ChunkStore):
                 points=models.FilterSelector(filter=lacking),
                 wait=True,
             )
+
+    def _pages(
+        self, scroll_filter: models.Filter, with_payload: bool | list[str]
+    ) -> Iterator[list[models.Record]]:
+        """The points ``scroll_filter`` matches, a page at a time, without their vectors."""
+        offset: models.ExtendedPointId | None = None
+        while True:
+            records, offset = self._client.scroll(
+                self._collection,
+                scroll_filter=scroll_filter,
+                limit=_SCROLL_PAGE,
+                offset=offset,
+                with_payload=with_payload,
+                with_vectors=False,
+            )
+            yield records
+            if offset is None:
+                return
 
     def _newest(self, document_id: str, fields: list[str]) -> dict[str, Any] | None:
         """``fields`` of the document's point (or tombstone) of the highest revision; None if it has none."""
@@ -398,20 +396,11 @@ class QdrantServerChunkStore(ChunkStore):
         when this one is the newest so far, this write's own when a newer one got in first. Every point it
         must remove was stored before this read, or the write that stored it later removes it itself."""
         tombstone = tombstone_id(document_id)
-        points: list[tuple[bool, dict[str, Any]]] = []
-        offset: models.ExtendedPointId | None = None
-        while True:
-            records, offset = self._client.scroll(
-                self._collection,
-                scroll_filter=_document_points(document_id),
-                limit=_SCROLL_PAGE,
-                offset=offset,
-                with_payload=SETTLE_FIELDS,
-                with_vectors=False,
-            )
-            points.extend((str(r.id) != tombstone, r.payload or {}) for r in records)
-            if offset is None:
-                break
+        points = [
+            (str(r.id) != tombstone, r.payload or {})
+            for records in self._pages(_document_points(document_id), with_payload=SETTLE_FIELDS)
+            for r in records
+        ]
         settled = settle(points)
         if settled.below:
             # By filter, not by the ids read: a newer write may have overwritten some of them since.
