@@ -18,8 +18,11 @@ CONTRADICTION_FACTOR of it. The test is on words: a word the sentence shares wit
 contradicts when, at every place the passage uses it, both its own negation (is it the first content word
 after not, no, never, cannot ...) and its clause's (an odd number of negations) are the opposite of the
 sentence's. Requiring both lets a negation move within a clause: "you may not work from sanctioned
-countries" agrees with "working from sanctioned countries is never allowed". A negation said as a word
-of opposite meaning ("excluded" for "not reimbursed") is not seen.
+countries" agrees with "working from sanctioned countries is never allowed". A word of opposite meaning
+counts as its counterpart negated: one from a short list of the words policies turn on ("optional" for
+"not required", "rejected" for "not accepted", "forbidden" or "prohibited" for "not allowed", with
+"permitted" read as "allowed"), and one made with "un" or "non-" from a word the other text uses ("unpaid"
+against "paid"). Other wordings ("excluded from reimbursement" for "not reimbursed") are not seen.
 
 A cited sentence is "supported" when support >= SUPPORT_THRESHOLD, else "unsupported". A sentence with no
 marker is "uncited" (support 0); one citing a number outside the sources is "invalid", scored on the
@@ -73,11 +76,33 @@ until up was we were what when where which while who why will with within would 
 _STOP_WORDS = frozenset(_STOP_WORD_LIST.split())
 # "without" is left out: "never use public Wi-Fi without the VPN" does not deny the VPN.
 _NEGATION_LIST = """
-not no never cannot nor neither none nothing nobody can't couldn't don't doesn't didn't isn't aren't wasn't
-weren't won't wouldn't shouldn't mustn't hasn't haven't hadn't
+not no never cannot nor neither none nothing nobody can't couldn't don't doesn't didn't isn't aren't
+wasn't weren't won't wouldn't shouldn't mustn't hasn't haven't hadn't
 """
 _NEGATIONS = frozenset(_NEGATION_LIST.split())
+# "negative or synonym: word it stands for". A negative is read as its word negated, a synonym as the word.
+_COUNTERPART_LIST = """
+forbid:allow forbidden:allow forbids:allow prohibit:allow prohibited:allow prohibits:allow disallow:allow
+disallowed:allow banned:allow reject:accept rejected:accept rejects:accept refused:accept declined:accept
+optional:required exclude:include excluded:include excludes:include disabled:enabled disable:enabled
+denied:approve deny:approve denies:approve invalid:valid ineligible:eligible inactive:active
+incorrect:correct incomplete:complete illegal:legal impossible:possible
+"""
+_SYNONYM_LIST = """
+permit:allow permits:allow permitted:allow permissible:allow mandatory:required compulsory:required
+obligatory:required
+"""
+
+
+def _counterparts(listing: str) -> dict[str, str]:
+    # Keyed and valued by stems, as words are compared: "rejected" and "rejects" both stem to "reject".
+    return dict(tuple(map(_stem, pair.split(":"))) for pair in listing.split())  # type: ignore[misc]
+
+
+# Shorter "un" words ("until", "unit", "union") are left alone by length; "unless" is not "less" negated.
+_NOT_UN_PREFIXED = frozenset({"unless"})
 _CLAUSE_BREAKS = frozenset([",", ";", ":", ".", "!", "?", "and", "or", "but", "while", "whereas", "although"])
+_NON_HYPHEN = re.compile(r"\bnon-(?=[a-z])")
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[,;:.!?]")
 
 
@@ -130,6 +155,10 @@ def _stem(word: str) -> str:
     return word
 
 
+_NEGATIVES = _counterparts(_COUNTERPART_LIST)
+_SYNONYMS = _counterparts(_SYNONYM_LIST)
+
+
 def lexical_overlap(sentence: str, passage: str) -> float:
     words = content_words(sentence)
     return len(words & _passage_words(passage)) / len(words) if words else 0.0
@@ -151,7 +180,8 @@ class _Use:
 def _word_uses(text: str) -> Mapping[str, tuple[_Use, ...]]:
     """Each content word of ``text`` (stemmed) with how every use of it stands to negation."""
     clauses: list[list[str]] = [[]]
-    for token in _TOKEN.findall(text.lower().replace("\u2019", "'")):
+    # "non-refundable" is one word, "refundable" denied: as "nonrefundable" it is read like an "un" word.
+    for token in _TOKEN.findall(_NON_HYPHEN.sub("non", text.lower().replace("\u2019", "'"))):
         if token in _CLAUSE_BREAKS:
             clauses.append([])
         else:
@@ -164,9 +194,36 @@ def _word_uses(text: str) -> Mapping[str, tuple[_Use, ...]]:
             if token in _NEGATIONS:
                 after_negation = True
             elif token not in _STOP_WORDS:
-                uses.setdefault(_stem(token), []).append(_Use(after_negation, odd))
+                word = _stem(token)
+                if word in _NEGATIVES:
+                    uses.setdefault(_NEGATIVES[word], []).append(_Use(not after_negation, not odd))
+                else:
+                    uses.setdefault(_SYNONYMS.get(word, word), []).append(_Use(after_negation, odd))
                 after_negation = False
     return {word: tuple(each) for word, each in uses.items()}
+
+
+def _un_prefixed_root(word: str) -> str | None:
+    for prefix in ("un", "non"):
+        if word.startswith(prefix) and len(word) - len(prefix) >= 4 and word not in _NOT_UN_PREFIXED:
+            return word[len(prefix) :]
+    return None
+
+
+def _with_un_words_as_negations(
+    uses: Mapping[str, tuple[_Use, ...]], other: Mapping[str, object]
+) -> Mapping[str, tuple[_Use, ...]]:
+    """``uses`` with each "un" word whose root ``other`` uses, and which ``other`` does not use itself, read
+    as its root negated: "unpaid" against a source saying "paid". Only then, as "until" and "unit" are
+    words of their own."""
+    aligned: dict[str, list[_Use]] = {}
+    for word, each in uses.items():
+        root = _un_prefixed_root(word)
+        if root and word not in other and root in other:
+            aligned.setdefault(root, []).extend(_Use(not u.negated, not u.in_negated_clause) for u in each)
+        else:
+            aligned.setdefault(word, []).extend(each)
+    return {word: tuple(each) for word, each in aligned.items()}
 
 
 _passage_uses = functools.lru_cache(maxsize=1024)(_word_uses)
@@ -174,8 +231,9 @@ _passage_uses = functools.lru_cache(maxsize=1024)(_word_uses)
 
 def contradicts(sentence: str, passage: str) -> bool:
     """Whether ``sentence`` negates a word ``passage`` asserts, or the reverse (see the module docstring)."""
-    source = _passage_uses(passage)
-    for word, (use, *_) in _word_uses(sentence).items():
+    said, source = _word_uses(sentence), _passage_uses(passage)
+    said, source = _with_un_words_as_negations(said, source), _with_un_words_as_negations(source, said)
+    for word, (use, *_) in said.items():
         there = source.get(word, ())
         if there and all(
             u.negated != use.negated and u.in_negated_clause != use.in_negated_clause for u in there

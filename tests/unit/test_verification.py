@@ -2,6 +2,7 @@ import pytest
 
 from services.generation.verification import (
     content_words,
+    contradicts,
     lexical_overlap,
     number_match,
     split_sentences,
@@ -53,3 +54,30 @@ def test_number_match_is_the_share_of_figures_found_in_the_passage() -> None:
     assert number_match("Travel gets 412,000 USD in 2026.", passage) == 1.0
     assert number_match("Travel gets 500,000 USD in 2026.", passage) == 0.5
     assert number_match("Travel is capped.", passage) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("sentence", "passage", "contradiction"),
+    [
+        # A word of opposite meaning stands for its counterpart negated.
+        ("Late claims are accepted.", "Late claims are rejected.", True),
+        ("Late claims are not accepted.", "Late claims are rejected.", False),
+        ("A receipt is optional.", "A receipt is required.", True),
+        ("A receipt is mandatory.", "A receipt is required.", False),
+        ("Gifts are forbidden.", "Gifts are not allowed.", False),
+        ("Gifts are not prohibited.", "Gifts are not allowed.", True),
+        ("Printing at home is allowed.", "Printing at home is not permitted.", True),
+        # "un" and "non-" deny their root when the other text uses the root and not the word itself.
+        ("Shutdown days are unpaid.", "Shutdown days are paid.", True),
+        ("Carried-over days are unpaid.", "Carried-over days are not paid out.", False),
+        ("Shutdown days are not unpaid.", "Shutdown days are paid.", False),
+        ("The deposit is non-refundable.", "The deposit is refundable.", True),
+        ("A non-profit gives 2 paid days.", "Volunteering with a non-profit: 2 paid days.", False),
+        ("Unused days are paid out.", "Unused days are paid out.", False),
+        ("Travel is paid unless it is unbooked.", "Travel costs less than 100 USD and is paid.", False),
+    ],
+)
+def test_contradicts_reads_opposite_words_as_negations(
+    sentence: str, passage: str, contradiction: bool
+) -> None:
+    assert contradicts(sentence, passage) is contradiction
