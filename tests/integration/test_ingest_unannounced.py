@@ -20,12 +20,11 @@ from copilot.kafka import EventPublisher, TopicPublisher, ensure_topics
 from copilot.vectorstore.edge import EdgeChunkStore
 from copilot.vectorstore.port import ChunkStore
 from copilot.vectorstore.qdrant_server import QdrantServerChunkStore
-from copilot.vectorstore.remote import RemoteChunkStore
 from services.ingest.access import Access
 from services.ingest.pipeline import IngestPipeline, IngestResult, Outcome, document_id_for
 from tests.conftest import free_port
 from tests.integration.kafka_checks import read_from_start
-from tests.integration.store_standins import HashEmbedder, serve_store_host
+from tests.integration.store_standins import HashEmbedder, served_edge_store
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 
@@ -56,49 +55,43 @@ def test_a_change_whose_event_met_a_full_spool_is_announced_by_the_retry(tmp_pat
         for _ in range(100_000):
             publisher.publish(TOPIC, "filler", events_pb2.DocumentEvent(event_id="filler"))
             fillers += 1
-    edge = EdgeChunkStore(tmp_path / "edge", DIM)
-    key = "a-store-key-for-this-test-only"
-    store_host = serve_store_host(edge, key)
-    store = RemoteChunkStore(f"127.0.0.1:{store_host.port}", key)
-    pipeline = IngestPipeline(
-        store, HashEmbedder(DIM), TopicPublisher(publisher, TOPIC, key=lambda e: e.document_id)
-    )
-    document_id = document_id_for("acme", URI)
     broker = None
-    try:
-        with pytest.raises(DependencyUnavailable, match="cannot write the event spool"):
-            pipeline.ingest(URI, "memo.md", MEMO, FINANCE)
-        chunks = store.count()
-        assert chunks > 1, "the chunks were stored before the publish failed"
+    with served_edge_store(tmp_path / "edge", DIM) as (_, _, store):
+        pipeline = IngestPipeline(
+            store, HashEmbedder(DIM), TopicPublisher(publisher, TOPIC, key=lambda e: e.document_id)
+        )
+        document_id = document_id_for("acme", URI)
+        try:
+            with pytest.raises(DependencyUnavailable, match="cannot write the event spool"):
+                pipeline.ingest(URI, "memo.md", MEMO, FINANCE)
+            chunks = store.count()
+            assert chunks > 1, "the chunks were stored before the publish failed"
 
-        broker = start_tansu(port, tmp_path / "tansu.log")
-        ensure_topics(bootstrap, [TOPIC], partitions=1)
-        assert publisher.flush(60), f"{publisher.pending()} events still spooled"
+            broker = start_tansu(port, tmp_path / "tansu.log")
+            ensure_topics(bootstrap, [TOPIC], partitions=1)
+            assert publisher.flush(60), f"{publisher.pending()} events still spooled"
 
-        retry = pipeline.ingest(URI, "memo.md", MEMO, FINANCE)
-        # What the first attempt would have answered had its publish gone through.
-        assert retry == IngestResult(document_id, Outcome.CREATED, chunks, "Memo")
-        assert pipeline.ingest(URI, "memo.md", MEMO, FINANCE).outcome is Outcome.UNCHANGED
-        assert publisher.flush(60)
+            retry = pipeline.ingest(URI, "memo.md", MEMO, FINANCE)
+            # What the first attempt would have answered had its publish gone through.
+            assert retry == IngestResult(document_id, Outcome.CREATED, chunks, "Memo")
+            assert pipeline.ingest(URI, "memo.md", MEMO, FINANCE).outcome is Outcome.UNCHANGED
+            assert publisher.flush(60)
 
-        events = []
-        # One more than there should be, to see that no second announcement follows.
-        for record in read_from_start(bootstrap, TOPIC, fillers + 2, timeout_s=10):
-            event = events_pb2.DocumentEvent()
-            event.ParseFromString(record.value)
-            events.append(event)
-        assert len(events) == fillers + 1
-        [announced] = [e for e in events if e.document_id == document_id]
-        assert announced.change == events_pb2.DOCUMENT_CHANGE_INGESTED
-        assert announced.chunk_count == chunks and announced.uri == URI
-        assert list(announced.access.groups) == ["finance"]
-    finally:
-        publisher.close(timeout_s=1)
-        store.close()
-        store_host.stop(1)
-        edge.close()
-        if broker is not None:
-            _stop(broker)
+            events = []
+            # One more than there should be, to see that no second announcement follows.
+            for record in read_from_start(bootstrap, TOPIC, fillers + 2, timeout_s=10):
+                event = events_pb2.DocumentEvent()
+                event.ParseFromString(record.value)
+                events.append(event)
+            assert len(events) == fillers + 1
+            [announced] = [e for e in events if e.document_id == document_id]
+            assert announced.change == events_pb2.DOCUMENT_CHANGE_INGESTED
+            assert announced.chunk_count == chunks and announced.uri == URI
+            assert list(announced.access.groups) == ["finance"]
+        finally:
+            publisher.close(timeout_s=1)
+            if broker is not None:
+                _stop(broker)
 
 
 class SpoolFullOnce:
