@@ -250,6 +250,27 @@ def turned_around(sentence: str) -> str:
     return ""
 
 
+# Words the citation check knows as opposites (services/generation/verification.py), each with the one it
+# is turned into.
+_OPPOSITE_WORDS = {
+    "paid": "unpaid",
+    "allowed": "forbidden",
+    "permitted": "prohibited",
+    "required": "optional",
+    "accepted": "rejected",
+    "approved": "denied",
+}
+_OPPOSITE_WORD = re.compile(rf"\b(?:{'|'.join(_OPPOSITE_WORDS)})\b")
+
+
+def with_opposite_word(sentence: str) -> str:
+    """``sentence`` with its first word of ``_OPPOSITE_WORDS`` turned into its opposite; "" if it has none."""
+    word = _OPPOSITE_WORD.search(sentence)
+    if not word:
+        return ""
+    return sentence[: word.start()] + _OPPOSITE_WORDS[word.group()] + sentence[word.end() :]
+
+
 def _corpus_passages() -> list[tuple[str, str]]:
     """(document, passage text) cut from the sample corpus's Markdown documents at paragraph breaks."""
     passages = []
@@ -267,7 +288,8 @@ def score_ungrounded() -> tuple[Score, Score]:
     each answer is one sentence citing [1]: a sentence of [1] (grounded); a sentence of [2] (ungrounded: a
     wrong citation); a sentence of a third document, not given (ungrounded: no source says it); and a
     sentence of [1] with one figure changed (ungrounded: the classic wrong number); and a sentence of [1]
-    saying the opposite, its negation taken out or a "not" put in (ungrounded: a contradiction).
+    saying the opposite, its negation taken out or a "not" put in, or a word turned into its opposite
+    ("paid" into "unpaid"; ungrounded: a contradiction).
 
     Returns the ungrounded flag (either finding) and, separately, whether a wrong citation is told apart:
     the "cite the wrong source" finding on the sentences of [2] only."""
@@ -303,6 +325,12 @@ def score_ungrounded() -> tuple[Score, Score]:
         opposite = turned_around(rng.choice(sentences))
         if opposite:
             cases.append((opposite, True, False, "cited passage's sentence, its negation turned around"))
+        # The first such sentence, not a random one: the draws above stay as they were before this kind.
+        turned = [t for t in map(with_opposite_word, sentences) if t]
+        if turned:
+            cases.append(
+                (turned[0], True, False, "cited passage's sentence, a word turned into its opposite")
+            )
         given = [
             common_pb2.Passage(chunk_id=f"{document}#0", title=document, text=text),
             common_pb2.Passage(chunk_id=f"{other_document}#0", title=other_document, text=other_text),
@@ -431,7 +459,10 @@ two passages: the one it cites and one of another document as [2]. A sentence of
 (the monitor should say which source supports it, and flag it low); a sentence of a document not given
 or with a changed figure is a claim no source makes (flagged medium), and so is a sentence of [1] turned
 into its opposite (its first negation taken out, or a "not" put after its first auxiliary; 0 of those 22
-were flagged before the check scored contradictions, same set, 2026-11-30). A small set,
+were flagged before the check scored contradictions, same set, 2026-11-30), or with a word turned into its
+opposite ("paid" into "unpaid", "allowed" into "forbidden", "required" into "optional"; 0 of those 9
+were flagged before the check read such words, same set, 2026-12-01). Those words are from the check's
+own list, so that row measures the check end to end, not how many wordings it knows. A small set,
 and its grounded sentences are verbatim: paraphrases, the hard case for the check, are not in it.
 
 {by_source("ungrounded", ungrounded)}
