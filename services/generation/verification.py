@@ -96,7 +96,8 @@ obligatory:required
 
 def _counterparts(listing: str) -> dict[str, str]:
     # Keyed and valued by stems, as words are compared: "rejected" and "rejects" both stem to "reject".
-    return dict(tuple(map(_stem, pair.split(":"))) for pair in listing.split())  # type: ignore[misc]
+    pairs = (pair.split(":") for pair in listing.split())
+    return {_stem(word): _stem(counterpart) for word, counterpart in pairs}
 
 
 # Shorter "un" words ("until", "unit", "union") are left alone by length; "unless" is not "less" negated.
