@@ -28,7 +28,7 @@ PAGES = int(os.environ.get("COPILOT_BENCH_PG_PAGES", "0"))
 ROUNDS = int(os.environ.get("COPILOT_BENCH_PG_ROUNDS", "2"))
 
 
-def _child(*args: str) -> dict[str, object]:
+def run_child(*args: str) -> dict[str, object]:
     out = subprocess.run(
         [sys.executable, "-m", "bench.pg_ingest", *args],
         cwd=REPO,
@@ -40,7 +40,7 @@ def _child(*args: str) -> dict[str, object]:
     return result
 
 
-def _numbers(result: dict[str, object]) -> dict[str, float]:
+def numbers(result: dict[str, object]) -> dict[str, float]:
     return {k: float(v) for k, v in result.items() if isinstance(v, int | float)}
 
 
@@ -52,12 +52,12 @@ def run(console: Console) -> str:
         for i, side in enumerate(sides, 1):
             console.print(f"run {i} of {len(sides)}: ingesting with {side} ...")
             store = ["--store", str(Path(tmp) / f"shard-{i}")] if side == "ours" else []
-            runs[side].append(_child(side, "--pages", str(PAGES), *store))
+            runs[side].append(run_child(side, "--pages", str(PAGES), *store))
         first_store = Path(tmp) / f"shard-{sides.index('ours') + 1}"
         scores = score_ours(first_store, VARIANTS)
     ranked = runs["baseline"][0]["ranked"]
     assert isinstance(ranked, dict)
-    figures = {side: [_numbers(r) for r in side_runs] for side, side_runs in runs.items()}
+    figures = {side: [numbers(r) for r in side_runs] for side, side_runs in runs.items()}
     walls = {side: " / ".join(f"{r['wall_s']:.0f}" for r in side_runs) for side, side_runs in figures.items()}
     o, b = figures["ours"][0], figures["baseline"][0]
     scores.append(

@@ -23,6 +23,7 @@ SECTIONS_DIR = REPO / "docs" / "bench"
 SECTIONS = {
     "skeleton": "bench.skeleton",
     "pg-ingest": "bench.pg_report",
+    "pg-window": "bench.pg_window",
     "ingest-requests": "bench.ingest_requests",
     "latency": "bench.search_latency",
     "generation": "bench.generation",
